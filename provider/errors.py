@@ -196,7 +196,8 @@ class NotActive(Refused):
 
     def __init__(self, what: str) -> None:
         super().__init__(
-            f"This system is not an active Group Manager.\nOnly an active Group Manager can {what}.\n"
+            "This system is not an active Group Manager.\n"
+            f"Only an active Group Manager can {what}.\n"
         )
         self.what = what
 
