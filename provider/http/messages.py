@@ -29,6 +29,7 @@ class Principal:
     peer: str  # "127.0.0.1:41234", "uid=0", ...
     uid: int | None = None  # Unix socket only
     groups: tuple[str, ...] = ()  # Unix socket only: the peer's group names
+    role: str | None = None  # the role the users file grants this user; None: not listed
 
 
 @dataclass(frozen=True, slots=True)
