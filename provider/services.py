@@ -27,8 +27,9 @@ class Services:
     config: Any  # provider.config.Config
     store: Any  # provider.store.Store
     roles: Any  # provider.roles.RoleManager (also the CIM RoleGate)
-    etc_dir: Path
+    etc_dir: Path  # the product's etc/ (request files for cron live in etc_dir/requests)
     state_dir: Path
+    inventory_path: Path  # `[inventory] path` in the configuration; the example by default
     clock: Callable[[], datetime] = utc_now  # injectable wall clock for time-driven rules
     background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
 

@@ -1,0 +1,87 @@
+"""root/interop: the classes WBEM clients use to discover this server.
+
+pywbem's `WBEMServer` (and so `pywbemcli server brand`, `namespace list`, `profile list`)
+looks for an interop namespace, enumerates `CIM_Namespace` there, and wants exactly one
+`CIM_ObjectManager` whose `ElementName` is set (reference cim-xml-protocol.md §8.3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from provider.cim.provider import InstanceProvider, OperationContext, ProviderRegistry, Row
+
+__all__ = ["INTEROP", "PRODUCT", "install_interop"]
+
+INTEROP = "root/interop"
+PRODUCT = "gm-provider"
+_SYSTEM_CLASS = "CIM_ComputerSystem"
+_OM_CLASS = "CIM_ObjectManager"
+
+
+class _Namespaces(InstanceProvider):
+    def __init__(self, namespaces: list[str], system: str) -> None:
+        self.namespaces = namespaces
+        self.system = system
+
+    def enumerate(self, ctx: OperationContext, classname: str) -> Iterable[Row]:
+        for name in self.namespaces:
+            yield {
+                "SystemCreationClassName": _SYSTEM_CLASS,
+                "SystemName": self.system,
+                "ObjectManagerCreationClassName": _OM_CLASS,
+                "ObjectManagerName": PRODUCT,
+                "CreationClassName": "CIM_Namespace",
+                "Name": name,
+                "ClassInfo": 2,
+                "ElementName": name,
+            }
+
+
+class _ObjectManager(InstanceProvider):
+    def __init__(self, system: str, version: str) -> None:
+        self.system = system
+        self.version = version
+
+    def enumerate(self, ctx: OperationContext, classname: str) -> Iterable[Row]:
+        yield {
+            "SystemCreationClassName": _SYSTEM_CLASS,
+            "SystemName": self.system,
+            "CreationClassName": _OM_CLASS,
+            "Name": PRODUCT,
+            "ElementName": PRODUCT,
+            "Description": f"{PRODUCT} Group Manager {self.version}",
+            "Caption": "Group Manager CIM server",
+            "Started": True,
+        }
+
+
+# Our own profiles, registered under "Other" organisation: these are product contracts,
+# not DMTF profiles, so claiming a DMTF RegisteredName would mislead a client.
+_PROFILES = (
+    ("gm-provider:ProfileFailover:1.0", "Server Profile Failover", "1.0"),
+    ("gm-provider:CapacityRights:1.0", "Capacity Rights Management", "1.0"),
+    ("gm-provider:ManagerPair:1.0", "Group Manager Pair", "1.0"),
+)
+
+
+class _Profiles(InstanceProvider):
+    def enumerate(self, ctx: OperationContext, classname: str) -> Iterable[Row]:
+        for instance_id, name, version in _PROFILES:
+            yield {
+                "InstanceID": instance_id,
+                "RegisteredOrganization": 1,
+                "OtherRegisteredOrganization": PRODUCT,
+                "RegisteredName": name,
+                "RegisteredVersion": version,
+                "AdvertiseTypes": [2],
+                "ElementName": name,
+            }
+
+
+def install_interop(
+    registry: ProviderRegistry, namespaces: list[str], system: str, version: str
+) -> None:
+    registry.add_instances(INTEROP, "CIM_Namespace", _Namespaces(namespaces, system))
+    registry.add_instances(INTEROP, _OM_CLASS, _ObjectManager(system, version))
+    registry.add_instances(INTEROP, "CIM_RegisteredProfile", _Profiles())

@@ -1,0 +1,801 @@
+"""The CIM object layer: intrinsic operations and method dispatch (DSP0200 §5.3, SPEC 3.1).
+
+Input is a decoded `IntrinsicCall`/`ExtrinsicCall` (provider.cimxml.messages); output is an
+`IntrinsicResult` or a `MethodResponse` for the encoder. Everything between — typing the
+lightly-decoded parameters, finding the provider, the privilege check, the role gate, turning
+provider rows into typed CIM instances, pull enumeration contexts — happens here.
+
+Parameter typing follows OpenPegasus: intrinsic parameters are typed from the DSP0200
+signature (`_SIGNATURES`), extrinsic ones from the class's METHOD declaration, because wbemcli
+sends no PARAMTYPE and Pegasus-style request files put whitespace around values.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pywbem import (
+    CIMClassName,
+    CIMDateTime,
+    CIMInstance,
+    CIMInstanceName,
+    CIMMethod,
+    CIMProperty,
+    cimvalue,
+)
+
+from provider.cim.provider import (
+    Authorizer,
+    InstanceProvider,
+    MethodSpec,
+    OperationContext,
+    ProviderRegistry,
+    RoleGate,
+    Row,
+)
+from provider.cim.repository import ClassRepository, PropertyType
+from provider.cimxml.messages import (
+    ClassesResult,
+    ClassNamesResult,
+    CreatedResult,
+    ExtrinsicCall,
+    InstanceNamesResult,
+    InstanceResult,
+    IntrinsicCall,
+    IntrinsicResult,
+    NamedInstancesResult,
+    ObjectPathsResult,
+    ObjectsWithPathResult,
+    OutParam,
+    PullInstancesResult,
+    PullPathsResult,
+    VoidResult,
+)
+from provider.errors import (
+    CIMClientError,
+    InvalidClass,
+    InvalidEnumerationContext,
+    InvalidParameter,
+    MethodNotFound,
+    NotFound,
+    NotSupported,
+    TypeMismatch,
+)
+
+__all__ = ["CimOperations", "EnumerationContexts", "MethodResponse"]
+
+
+@dataclass(frozen=True, slots=True)
+class MethodResponse:
+    return_type: str
+    return_value: Any
+    out: tuple[OutParam, ...]
+
+
+class _FilteredEnumerationNotSupported(CIMClientError):
+    status_code = 25  # CIM_ERR_FILTERED_ENUMERATION_NOT_SUPPORTED
+
+
+class _ContinueOnErrorNotSupported(CIMClientError):
+    status_code = 26  # CIM_ERR_CONTINUATION_ON_ERROR_NOT_SUPPORTED
+
+
+class _InvalidOperationTimeout(CIMClientError):
+    status_code = 22  # CIM_ERR_INVALID_OPERATION_TIMEOUT
+
+
+# ---- DSP0200 intrinsic signatures: parameter -> (kind, default) ----
+# kinds: bool, uint32, classname, instancename, objectname, instance, strings, string
+_B, _U, _CN, _IN, _ON, _I, _SL, _S = (
+    "bool",
+    "uint32",
+    "classname",
+    "instancename",
+    "objectname",
+    "instance",
+    "strings",
+    "string",
+)
+_OPEN_COMMON: dict[str, tuple[str, Any]] = {
+    "FilterQueryLanguage": (_S, None),
+    "FilterQuery": (_S, None),
+    "OperationTimeout": (_U, None),
+    "ContinueOnError": (_B, False),
+    "MaxObjectCount": (_U, 0),
+}
+_SIGNATURES: dict[str, dict[str, tuple[str, Any]]] = {
+    "GetClass": {
+        "ClassName": (_CN, None),
+        "LocalOnly": (_B, True),
+        "IncludeQualifiers": (_B, True),
+        "IncludeClassOrigin": (_B, False),
+        "PropertyList": (_SL, None),
+    },
+    "EnumerateClassNames": {"ClassName": (_CN, None), "DeepInheritance": (_B, False)},
+    "EnumerateClasses": {
+        "ClassName": (_CN, None),
+        "DeepInheritance": (_B, False),
+        "LocalOnly": (_B, True),
+        "IncludeQualifiers": (_B, True),
+        "IncludeClassOrigin": (_B, False),
+    },
+    "GetInstance": {
+        "InstanceName": (_IN, None),
+        "LocalOnly": (_B, False),
+        "IncludeQualifiers": (_B, False),
+        "IncludeClassOrigin": (_B, False),
+        "PropertyList": (_SL, None),
+    },
+    "EnumerateInstances": {
+        "ClassName": (_CN, None),
+        "LocalOnly": (_B, False),
+        "DeepInheritance": (_B, True),
+        "IncludeQualifiers": (_B, False),
+        "IncludeClassOrigin": (_B, False),
+        "PropertyList": (_SL, None),
+    },
+    "EnumerateInstanceNames": {"ClassName": (_CN, None)},
+    "CreateInstance": {"NewInstance": (_I, None)},
+    "ModifyInstance": {
+        "ModifiedInstance": (_I, None),
+        "IncludeQualifiers": (_B, True),
+        "PropertyList": (_SL, None),
+    },
+    "DeleteInstance": {"InstanceName": (_IN, None)},
+    "Associators": {
+        "ObjectName": (_ON, None),
+        "AssocClass": (_CN, None),
+        "ResultClass": (_CN, None),
+        "Role": (_S, None),
+        "ResultRole": (_S, None),
+        "IncludeQualifiers": (_B, False),
+        "IncludeClassOrigin": (_B, False),
+        "PropertyList": (_SL, None),
+    },
+    "AssociatorNames": {
+        "ObjectName": (_ON, None),
+        "AssocClass": (_CN, None),
+        "ResultClass": (_CN, None),
+        "Role": (_S, None),
+        "ResultRole": (_S, None),
+    },
+    "References": {
+        "ObjectName": (_ON, None),
+        "ResultClass": (_CN, None),
+        "Role": (_S, None),
+        "IncludeQualifiers": (_B, False),
+        "IncludeClassOrigin": (_B, False),
+        "PropertyList": (_SL, None),
+    },
+    "ReferenceNames": {"ObjectName": (_ON, None), "ResultClass": (_CN, None), "Role": (_S, None)},
+    "OpenEnumerateInstances": {
+        "ClassName": (_CN, None),
+        "DeepInheritance": (_B, True),
+        "IncludeClassOrigin": (_B, False),
+        "PropertyList": (_SL, None),
+        **_OPEN_COMMON,
+    },
+    "OpenEnumerateInstancePaths": {"ClassName": (_CN, None), **_OPEN_COMMON},
+    "PullInstancesWithPath": {"EnumerationContext": (_S, None), "MaxObjectCount": (_U, None)},
+    "PullInstancePaths": {"EnumerationContext": (_S, None), "MaxObjectCount": (_U, None)},
+    "CloseEnumeration": {"EnumerationContext": (_S, None)},
+}
+_SIGNATURE_BY_LOWER = {k.lower(): (k, v) for k, v in _SIGNATURES.items()}
+
+DEFAULT_OPERATION_TIMEOUT = 60  # seconds an idle enumeration context lives (DSP0200 §5.3.2.29)
+MAX_OPERATION_TIMEOUT = 3600
+MAX_CONTEXTS = 1000
+
+
+def _text(value: Any, name: str) -> str:
+    if isinstance(value, str):
+        return value
+    raise InvalidParameter(f"Parameter {name} must be a single value.")
+
+
+def _typed_intrinsic(op: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    signature = _SIGNATURES[op]
+    lower = {k.lower(): k for k in signature}
+    typed: dict[str, Any] = {name: default for name, (_, default) in signature.items()}
+    for raw_name, value in params.items():
+        name = lower.get(raw_name.lower())
+        if name is None:
+            raise InvalidParameter(f"{op} has no parameter {raw_name}.")
+        kind = signature[name][0]
+        if value is None:
+            typed[name] = None if kind != _B else signature[name][1]
+            continue
+        typed[name] = _convert_intrinsic(kind, value, name)
+    return typed
+
+
+def _convert_intrinsic(kind: str, value: Any, name: str) -> Any:
+    if kind == _B:
+        text = _text(value, name).strip().upper()
+        if text not in ("TRUE", "FALSE"):
+            raise InvalidParameter(f"Parameter {name} must be TRUE or FALSE, not {value!r}.")
+        return text == "TRUE"
+    if kind == _U:
+        text = _text(value, name).strip()
+        if not text.isdigit() or int(text) > 0xFFFFFFFF:
+            raise InvalidParameter(f"Parameter {name} must be a uint32, not {value!r}.")
+        return int(text)
+    if kind == _CN:
+        if isinstance(value, CIMClassName):
+            return value.classname
+        raise InvalidParameter(f"Parameter {name} must be a CLASSNAME.")
+    if kind == _IN:
+        if isinstance(value, CIMInstanceName):
+            return value
+        raise InvalidParameter(f"Parameter {name} must be an INSTANCENAME.")
+    if kind == _ON:
+        if isinstance(value, CIMInstanceName | CIMClassName):
+            return value
+        raise InvalidParameter(f"Parameter {name} must be a CLASSNAME or INSTANCENAME.")
+    if kind == _I:
+        if isinstance(value, CIMInstance):
+            return value
+        raise InvalidParameter(f"Parameter {name} must be an INSTANCE.")
+    if kind == _SL:
+        if isinstance(value, list):
+            return [str(v).strip() for v in value]
+        raise InvalidParameter(f"Parameter {name} must be a VALUE.ARRAY of property names.")
+    return _text(value, name)
+
+
+# ---- typing values from declarations ----
+
+
+def typed_value(value: Any, cimtype: str, is_array: bool, what: str) -> Any:
+    """A Python/text value as the declared CIM type (pywbem's typed values)."""
+    if value is None:
+        return None
+    if is_array:
+        if not isinstance(value, list | tuple):
+            value = [value]
+        return [typed_value(v, cimtype, False, what) for v in value]
+    if isinstance(value, list | tuple):
+        raise TypeMismatch(f"{what} is not an array; send a single value.")
+    try:
+        if cimtype == "reference":
+            if isinstance(value, CIMInstanceName | CIMClassName):
+                return value
+            raise TypeMismatch(f"{what} must be a reference.")
+        if isinstance(value, str) and cimtype != "string":
+            value = value.strip()
+        if cimtype == "datetime" and not isinstance(value, CIMDateTime):
+            return CIMDateTime(value)
+        return cimvalue(value, cimtype)
+    except (ValueError, TypeError) as exc:
+        raise InvalidParameter(f"{what} must be a {cimtype}: {exc}") from exc
+
+
+class _Shaper:
+    """Turns provider rows of one class into typed CIM instances (cached declarations)."""
+
+    def __init__(self, types: dict[str, PropertyType], keys: tuple[str, ...], classname: str):
+        self.types = types
+        self.keys = keys
+        self.classname = classname
+
+    def keybindings(self, row: Row) -> dict[str, Any]:
+        bindings: dict[str, Any] = {}
+        lowered = {k.lower(): v for k, v in row.items()}
+        for key in self.keys:
+            ptype = self.types[key.lower()]
+            bindings[key] = typed_value(lowered.get(key.lower()), ptype.cimtype, False, key)
+        return bindings
+
+    def instance(
+        self, row: Row, namespace: str, host: str | None, wanted: set[str] | None
+    ) -> CIMInstance:
+        path = CIMInstanceName(
+            self.classname, keybindings=self.keybindings(row), namespace=namespace, host=host
+        )
+        props: dict[str, CIMProperty] = {}
+        lowered = {k.lower(): v for k, v in row.items()}
+        for lname, ptype in self.types.items():
+            if wanted is not None and lname not in wanted:
+                continue
+            value = typed_value(lowered.get(lname), ptype.cimtype, ptype.is_array, ptype.name)
+            props[ptype.name] = CIMProperty(
+                ptype.name,
+                value,
+                type=ptype.cimtype,
+                is_array=ptype.is_array,
+                reference_class=ptype.reference_class,
+            )
+        return CIMInstance(self.classname, properties=props, path=path)
+
+
+@dataclass
+class _Context:
+    items: Iterator[Any]
+    kind: str  # "instances" | "paths"
+    namespace: str
+    owner: str
+    timeout: int
+    expires: float
+    pending: Any = None
+
+
+class EnumerationContexts:
+    """Open pull enumerations (DSP0200 §5.3.2.29-33): an iterator per context id, expired
+    when idle longer than its OperationTimeout. Iterators are lazy, so an enumeration of
+    16,000 bays never sits in memory whole."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._open: dict[str, _Context] = {}
+
+    def _expire(self) -> None:
+        now = self._clock()
+        for cid in [c for c, ctx in self._open.items() if ctx.expires < now]:
+            self._close(cid)
+
+    def _close(self, cid: str) -> None:
+        ctx = self._open.pop(cid, None)
+        if ctx is not None:
+            close = getattr(ctx.items, "close", None)
+            if close is not None:
+                close()
+
+    def open(
+        self, items: Iterator[Any], kind: str, namespace: str, owner: str, timeout: int
+    ) -> str:
+        self._expire()
+        if len(self._open) >= MAX_CONTEXTS:
+            raise _ServerLimits(
+                f"Too many open enumerations ({MAX_CONTEXTS}); close some with CloseEnumeration."
+            )
+        cid = secrets.token_hex(12)
+        self._open[cid] = _Context(items, kind, namespace, owner, timeout, self._clock() + timeout)
+        return cid
+
+    def take(self, cid: str, kind: str, namespace: str, owner: str) -> _Context:
+        self._expire()
+        ctx = self._open.get(cid)
+        if ctx is None or ctx.namespace.lower() != namespace.lower() or ctx.owner != owner:
+            raise InvalidEnumerationContext(
+                f"Enumeration context {cid!r} is not open (closed, expired or never opened)."
+            )
+        if ctx.kind != kind:
+            self._close(cid)
+            raise InvalidEnumerationContext(
+                f"Enumeration context {cid!r} enumerates {ctx.kind}, not {kind}; it is closed now."
+            )
+        ctx.expires = self._clock() + ctx.timeout
+        return ctx
+
+    def batch(self, cid: str, ctx: _Context, max_count: int) -> tuple[list[Any], bool]:
+        """Up to `max_count` items; True when the sequence ended (and the context closed)."""
+        out = list(itertools.islice(ctx.items, max_count))
+        if len(out) < max_count:
+            self._close(cid)
+            return out, True
+        # Look one ahead so the last batch reports EndOfSequence instead of an empty pull.
+        nxt = next(ctx.items, _END)
+        if nxt is _END:
+            self._close(cid)
+            return out, True
+        ctx.items = itertools.chain([nxt], ctx.items)
+        return out, False
+
+    def close(self, cid: str, namespace: str, owner: str) -> None:
+        ctx = self._open.get(cid)
+        if ctx is None or ctx.namespace.lower() != namespace.lower() or ctx.owner != owner:
+            raise InvalidEnumerationContext(f"Enumeration context {cid!r} is not open.")
+        self._close(cid)
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+
+_END = object()
+
+
+class _ServerLimits(CIMClientError):
+    status_code = 27  # CIM_ERR_SERVER_LIMITS_EXCEEDED
+
+
+class CimOperations:
+    """Executes decoded CIM operations against the class repository and the providers."""
+
+    def __init__(
+        self,
+        repository: ClassRepository,
+        registry: ProviderRegistry,
+        gate: RoleGate,
+        authorizer: Authorizer,
+        host: str,
+        contexts: EnumerationContexts | None = None,
+    ) -> None:
+        self.repository = repository
+        self.registry = registry
+        self.gate = gate
+        self.authorizer = authorizer
+        self.host = host
+        self.contexts = contexts or EnumerationContexts()
+        self._shapers: dict[tuple[str, str], _Shaper] = {}
+
+    # ---- helpers ----
+
+    def shaper(self, namespace: str, classname: str) -> _Shaper:
+        key = (namespace.lower(), classname.lower())
+        shaper = self._shapers.get(key)
+        if shaper is None:
+            cls = self.repository.resolved(namespace, classname)
+            shaper = _Shaper(
+                self.repository.property_types(namespace, classname),
+                self.repository.key_names(namespace, classname),
+                cls.classname,
+            )
+            self._shapers[key] = shaper
+        return shaper
+
+    def _provider(self, namespace: str, classname: str) -> InstanceProvider | None:
+        return self.registry.instances(namespace, classname)
+
+    def _instances(
+        self,
+        ctx: OperationContext,
+        classname: str,
+        deep: bool,
+        property_list: Sequence[str] | None,
+        host: str | None,
+    ) -> Iterator[CIMInstance]:
+        ns = ctx.namespace
+        classes = (
+            self.repository.subclasses_and_self(ns, classname)
+            if deep
+            else [self.repository.resolved(ns, classname, missing=InvalidClass).classname]
+        )
+        wanted = {p.lower() for p in property_list} if property_list is not None else None
+        for name in classes:
+            provider = self._provider(ns, name)
+            if provider is None:
+                continue
+            shaper = self.shaper(ns, name)
+            for row in provider.enumerate(ctx, name):
+                yield shaper.instance(row, ns, host, wanted)
+
+    def _paths(self, ctx: OperationContext, classname: str, host: str | None) -> Iterator[Any]:
+        ns = ctx.namespace
+        for name in self.repository.subclasses_and_self(ns, classname):
+            provider = self._provider(ns, name)
+            if provider is None:
+                continue
+            shaper = self.shaper(ns, name)
+            for row in provider.enumerate(ctx, name):
+                yield CIMInstanceName(
+                    shaper.classname, keybindings=shaper.keybindings(row), namespace=ns, host=host
+                )
+
+    def _get_row(self, ctx: OperationContext, path: CIMInstanceName) -> tuple[_Shaper, Row]:
+        ns = ctx.namespace
+        cls = self.repository.resolved(ns, path.classname, missing=InvalidClass)
+        provider = self._provider(ns, cls.classname)
+        shaper = self.shaper(ns, cls.classname)
+        if provider is None:
+            raise NotFound(f"No {cls.classname} instance {_describe_path(path)} exists.")
+        keys = self._check_keys(shaper, path)
+        return shaper, provider.get(ctx, cls.classname, keys)
+
+    def _check_keys(self, shaper: _Shaper, path: CIMInstanceName) -> dict[str, Any]:
+        given = {k.lower(): v for k, v in path.keybindings.items()}
+        keys: dict[str, Any] = {}
+        for key in shaper.keys:
+            if key.lower() not in given:
+                raise InvalidParameter(
+                    f"The path of {shaper.classname} needs key {key}; got {_describe_path(path)}."
+                )
+            ptype = shaper.types[key.lower()]
+            keys[key] = typed_value(given.pop(key.lower()), ptype.cimtype, False, key)
+        if given:
+            raise InvalidParameter(
+                f"{shaper.classname} has no key named {', '.join(sorted(given))}; "
+                f"its keys are {', '.join(shaper.keys)}."
+            )
+        return keys
+
+    # ---- intrinsic ----
+
+    async def intrinsic(self, call: IntrinsicCall, ctx: OperationContext) -> IntrinsicResult:
+        entry = _SIGNATURE_BY_LOWER.get(call.method.lower())
+        if entry is None:
+            raise NotSupported(f"Unrecognized or unsupported intrinsic method: {call.method}.")
+        op, _ = entry
+        self.repository.namespace(call.namespace)
+        p = _typed_intrinsic(op, call.params)
+        handler = getattr(self, "_op_" + op)
+        result: IntrinsicResult = handler(ctx, p)
+        return result
+
+    def _require(self, p: Mapping[str, Any], name: str, op: str) -> Any:
+        value = p.get(name)
+        if value is None:
+            raise InvalidParameter(f"{op} needs the {name} parameter.")
+        return value
+
+    def _op_GetClass(self, ctx: OperationContext, p: dict[str, Any]) -> IntrinsicResult:
+        name = self._require(p, "ClassName", "GetClass")
+        cls = self.repository.get_class(
+            ctx.namespace,
+            name,
+            local_only=p["LocalOnly"],
+            include_qualifiers=p["IncludeQualifiers"],
+            include_class_origin=p["IncludeClassOrigin"],
+            property_list=p["PropertyList"],
+        )
+        return ClassesResult([cls])
+
+    def _op_EnumerateClassNames(self, ctx: OperationContext, p: dict[str, Any]) -> IntrinsicResult:
+        return ClassNamesResult(
+            self.repository.class_names(ctx.namespace, p["ClassName"], p["DeepInheritance"])
+        )
+
+    def _op_EnumerateClasses(self, ctx: OperationContext, p: dict[str, Any]) -> IntrinsicResult:
+        return ClassesResult(
+            list(
+                self.repository.classes(
+                    ctx.namespace,
+                    p["ClassName"],
+                    deep=p["DeepInheritance"],
+                    local_only=p["LocalOnly"],
+                    include_qualifiers=p["IncludeQualifiers"],
+                    include_class_origin=p["IncludeClassOrigin"],
+                )
+            )
+        )
+
+    def _op_GetInstance(self, ctx: OperationContext, p: dict[str, Any]) -> IntrinsicResult:
+        path = self._require(p, "InstanceName", "GetInstance")
+        shaper, row = self._get_row(ctx, path)
+        wanted = {x.lower() for x in p["PropertyList"]} if p["PropertyList"] is not None else None
+        return InstanceResult(shaper.instance(row, ctx.namespace, None, wanted))
+
+    def _op_EnumerateInstances(self, ctx: OperationContext, p: dict[str, Any]) -> IntrinsicResult:
+        name = self._require(p, "ClassName", "EnumerateInstances")
+        self.repository.resolved(ctx.namespace, name, missing=InvalidClass)
+        return NamedInstancesResult(self._instances(ctx, name, True, p["PropertyList"], None))
+
+    def _op_EnumerateInstanceNames(
+        self, ctx: OperationContext, p: dict[str, Any]
+    ) -> IntrinsicResult:
+        name = self._require(p, "ClassName", "EnumerateInstanceNames")
+        self.repository.resolved(ctx.namespace, name, missing=InvalidClass)
+        return InstanceNamesResult(self._paths(ctx, name, None))
+
+    # -- writes: privilege, then the role gate, then the provider --
+
+    def _writable(self, ctx: OperationContext, classname: str, op: str) -> InstanceProvider:
+        cls = self.repository.resolved(ctx.namespace, classname, missing=InvalidClass)
+        provider = self._provider(ctx.namespace, cls.classname)
+        if provider is None or provider.writes is None:
+            raise NotSupported(f"{op} is not supported for class {cls.classname}.")
+        self.authorizer.check(ctx.principal, provider.writes.action, None)
+        self.gate.require_active(provider.writes.what)
+        return provider
+
+    def _props(self, ctx: OperationContext, inst: CIMInstance) -> dict[str, Any]:
+        shaper = self.shaper(ctx.namespace, inst.classname)
+        props: dict[str, Any] = {}
+        for prop in inst.properties.values():
+            ptype = shaper.types.get(prop.name.lower())
+            if ptype is None:
+                raise InvalidParameter(f"{shaper.classname} has no property {prop.name}.")
+            props[ptype.name] = typed_value(prop.value, ptype.cimtype, ptype.is_array, ptype.name)
+        return props
+
+    def _op_CreateInstance(self, ctx: OperationContext, p: dict[str, Any]) -> IntrinsicResult:
+        inst: CIMInstance = self._require(p, "NewInstance", "CreateInstance")
+        provider = self._writable(ctx, inst.classname, "CreateInstance")
+        shaper = self.shaper(ctx.namespace, inst.classname)
+        row = provider.create(ctx, shaper.classname, self._props(ctx, inst))
+        return CreatedResult(
+            CIMInstanceName(
+                shaper.classname, keybindings=shaper.keybindings(row), namespace=ctx.namespace
+            )
+        )
+
+    def _op_ModifyInstance(self, ctx: OperationContext, p: dict[str, Any]) -> IntrinsicResult:
+        inst: CIMInstance = self._require(p, "ModifiedInstance", "ModifyInstance")
+        if inst.path is None:
+            raise InvalidParameter(
+                "ModifyInstance needs a VALUE.NAMEDINSTANCE (path and instance)."
+            )
+        provider = self._writable(ctx, inst.path.classname, "ModifyInstance")
+        shaper = self.shaper(ctx.namespace, inst.path.classname)
+        keys = self._check_keys(shaper, inst.path)
+        changes = self._props(ctx, inst)
+        if p["PropertyList"] is not None:
+            wanted = {x.lower() for x in p["PropertyList"]}
+            changes = {k: v for k, v in changes.items() if k.lower() in wanted}
+        changes = {k: v for k, v in changes.items() if k not in keys}
+        provider.modify(ctx, shaper.classname, keys, changes)
+        return VoidResult()
+
+    def _op_DeleteInstance(self, ctx: OperationContext, p: dict[str, Any]) -> IntrinsicResult:
+        path: CIMInstanceName = self._require(p, "InstanceName", "DeleteInstance")
+        provider = self._writable(ctx, path.classname, "DeleteInstance")
+        shaper = self.shaper(ctx.namespace, path.classname)
+        provider.delete(ctx, shaper.classname, self._check_keys(shaper, path))
+        return VoidResult()
+
+    # -- associations: the schema declares none, so every answer is empty once the object
+    #    named exists (DSP0200: an object with no associations has an empty result).
+
+    def _association_target(self, ctx: OperationContext, p: dict[str, Any], op: str) -> None:
+        target = self._require(p, "ObjectName", op)
+        if isinstance(target, CIMInstanceName):
+            self._get_row(ctx, target)
+        else:
+            self.repository.resolved(ctx.namespace, target.classname)
+        for name in ("AssocClass", "ResultClass"):
+            if p.get(name) is not None:
+                self.repository.resolved(ctx.namespace, p[name], missing=InvalidParameter)
+
+    def _op_Associators(self, ctx: OperationContext, p: dict[str, Any]) -> IntrinsicResult:
+        self._association_target(ctx, p, "Associators")
+        return ObjectsWithPathResult([])
+
+    def _op_References(self, ctx: OperationContext, p: dict[str, Any]) -> IntrinsicResult:
+        self._association_target(ctx, p, "References")
+        return ObjectsWithPathResult([])
+
+    def _op_AssociatorNames(self, ctx: OperationContext, p: dict[str, Any]) -> IntrinsicResult:
+        self._association_target(ctx, p, "AssociatorNames")
+        return ObjectPathsResult([])
+
+    def _op_ReferenceNames(self, ctx: OperationContext, p: dict[str, Any]) -> IntrinsicResult:
+        self._association_target(ctx, p, "ReferenceNames")
+        return ObjectPathsResult([])
+
+    # -- pull operations (DSP0200 §5.3.2.29-33) --
+
+    def _open_checks(self, p: dict[str, Any]) -> int:
+        if p["FilterQueryLanguage"] is not None or p["FilterQuery"] is not None:
+            raise _FilteredEnumerationNotSupported(
+                "Filtered enumerations are not supported; omit FilterQuery and "
+                "FilterQueryLanguage and filter on the client."
+            )
+        if p["ContinueOnError"]:
+            raise _ContinueOnErrorNotSupported(
+                "ContinueOnError is not supported; send it FALSE or omit it."
+            )
+        timeout = p["OperationTimeout"]
+        if timeout is None or timeout == 0:
+            return DEFAULT_OPERATION_TIMEOUT
+        if timeout > MAX_OPERATION_TIMEOUT:
+            raise _InvalidOperationTimeout(
+                f"OperationTimeout {timeout} is above this server's maximum of "
+                f"{MAX_OPERATION_TIMEOUT} seconds."
+            )
+        return int(timeout)
+
+    def _open(
+        self, ctx: OperationContext, items: Iterator[Any], kind: str, p: dict[str, Any]
+    ) -> tuple[list[Any], bool, str]:
+        timeout = self._open_checks(p)
+        cid = self.contexts.open(items, kind, ctx.namespace, ctx.user, timeout)
+        state = self.contexts.take(cid, kind, ctx.namespace, ctx.user)
+        batch, ended = self.contexts.batch(cid, state, p["MaxObjectCount"])
+        return batch, ended, "" if ended else cid
+
+    def _op_OpenEnumerateInstances(
+        self, ctx: OperationContext, p: dict[str, Any]
+    ) -> IntrinsicResult:
+        name = self._require(p, "ClassName", "OpenEnumerateInstances")
+        self.repository.resolved(ctx.namespace, name, missing=InvalidClass)
+        items = self._instances(ctx, name, True, p["PropertyList"], self.host)
+        batch, ended, cid = self._open(ctx, items, "instances", p)
+        return PullInstancesResult(batch, ended, cid)
+
+    def _op_OpenEnumerateInstancePaths(
+        self, ctx: OperationContext, p: dict[str, Any]
+    ) -> IntrinsicResult:
+        name = self._require(p, "ClassName", "OpenEnumerateInstancePaths")
+        self.repository.resolved(ctx.namespace, name, missing=InvalidClass)
+        batch, ended, cid = self._open(ctx, self._paths(ctx, name, self.host), "paths", p)
+        return PullPathsResult(batch, ended, cid)
+
+    def _pull(self, ctx: OperationContext, p: dict[str, Any], kind: str, op: str) -> Any:
+        cid = self._require(p, "EnumerationContext", op)
+        count = self._require(p, "MaxObjectCount", op)
+        state = self.contexts.take(cid, kind, ctx.namespace, ctx.user)
+        batch, ended = self.contexts.batch(cid, state, count)
+        return batch, ended, "" if ended else cid
+
+    def _op_PullInstancesWithPath(
+        self, ctx: OperationContext, p: dict[str, Any]
+    ) -> IntrinsicResult:
+        return PullInstancesResult(*self._pull(ctx, p, "instances", "PullInstancesWithPath"))
+
+    def _op_PullInstancePaths(self, ctx: OperationContext, p: dict[str, Any]) -> IntrinsicResult:
+        return PullPathsResult(*self._pull(ctx, p, "paths", "PullInstancePaths"))
+
+    def _op_CloseEnumeration(self, ctx: OperationContext, p: dict[str, Any]) -> IntrinsicResult:
+        cid = self._require(p, "EnumerationContext", "CloseEnumeration")
+        self.contexts.close(cid, ctx.namespace, ctx.user)
+        return VoidResult()
+
+    # ---- extrinsic ----
+
+    async def extrinsic(self, call: ExtrinsicCall, ctx: OperationContext) -> MethodResponse:
+        target = call.target
+        cls = self.repository.resolved(ctx.namespace, target.classname)
+        decl = self.repository.method(ctx.namespace, cls.classname, call.method)
+        if decl is None:
+            raise MethodNotFound(f"Class {cls.classname} has no method {call.method}.")
+        spec = self.registry.method(ctx.namespace, cls.classname, decl.name)
+        if spec is None:
+            raise NotSupported(f"Method {cls.classname}.{decl.name} has no provider here.")
+        static = decl.qualifiers.get("Static")
+        if isinstance(target, CIMInstanceName):
+            self._get_row(ctx, target)
+        elif not (static is not None and static.value):
+            raise InvalidParameter(
+                f"{cls.classname}.{decl.name} is not static: invoke it on an instance path."
+            )
+        params = _typed_method_params(decl, call)
+        scope = params.get(spec.scope_param) if spec.scope_param else None
+        self.authorizer.check(ctx.principal, spec.action_name, scope)
+        if spec.changes_state:
+            self.gate.require_active(spec.what)
+        outcome = await spec.handler(ctx, params)
+        return _method_response(decl, spec, outcome.return_value, outcome.out)
+
+
+def _describe_path(path: CIMInstanceName) -> str:
+    return ",".join(f'{k}="{v}"' for k, v in path.keybindings.items()) or "(no keys)"
+
+
+def _is_out_only(param: Any) -> bool:
+    q_in = param.qualifiers.get("In")
+    return q_in is not None and q_in.value is False
+
+
+def _typed_method_params(decl: CIMMethod, call: ExtrinsicCall) -> dict[str, Any]:
+    declared = {name.lower(): param for name, param in decl.parameters.items()}
+    params: dict[str, Any] = {}
+    for pv in call.params:
+        param = declared.get(pv.name.lower())
+        if param is None or _is_out_only(param):
+            inputs = [p.name for p in decl.parameters.values() if not _is_out_only(p)]
+            raise InvalidParameter(
+                f"{decl.name} has no input parameter {pv.name}; its inputs are "
+                f"{', '.join(inputs) or 'none'}."
+            )
+        if param.name in params:
+            raise InvalidParameter(f"Parameter {param.name} is given twice.")
+        params[param.name] = typed_value(
+            pv.value, param.type, bool(param.is_array), f"Parameter {param.name}"
+        )
+    for param in decl.parameters.values():
+        required = param.qualifiers.get("Required")
+        if required is not None and required.value and params.get(param.name) is None:
+            raise InvalidParameter(f"{decl.name} needs the {param.name} parameter.")
+    return params
+
+
+def _method_response(
+    decl: CIMMethod, spec: MethodSpec, return_value: int, out: Mapping[str, Any]
+) -> MethodResponse:
+    declared = {name.lower(): param for name, param in decl.parameters.items()}
+    params: list[OutParam] = []
+    for name, value in out.items():
+        param = declared.get(name.lower())
+        if param is None:
+            raise ValueError(f"{spec.name} returned undeclared out parameter {name}")
+        typed = typed_value(value, param.type, bool(param.is_array), name)
+        params.append(OutParam(param.name, param.type, typed))
+    return MethodResponse(
+        decl.return_type,
+        typed_value(return_value, decl.return_type, False, "ReturnValue"),
+        tuple(params),
+    )
