@@ -476,18 +476,19 @@ def _tag_end(text: str, position: int, line: int) -> int:
 _ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;"}
 
 
+_NEEDS_ESCAPE = re.compile("[\x00-\x1f\x7f&<>\"']")
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    char = match.group(0)
+    return _ESCAPES.get(char) or f"&#{ord(char)};"
+
+
 def _escape(text: str) -> str:
     """Pegasus's stream escaping: the five markup characters as entities, control characters
     (and DEL) as decimal references, everything else (UTF-8 included) unchanged. This is why
     the newlines of the seed 003 DESCRIPTION come out as `&#10;`."""
-    out: list[str] = []
-    for char in text:
-        code = ord(char)
-        if code < 0x20 or code == 0x7F:
-            out.append(f"&#{code};")
-        else:
-            out.append(_ESCAPES.get(char, char))
-    return "".join(out)
+    return _NEEDS_ESCAPE.sub(_escape_char, text)
 
 
 def _format_attributes(attributes: tuple[tuple[str, str], ...]) -> str:
@@ -887,7 +888,7 @@ class Connection:
         self._target = target
         self._timeout = timeout_ms / 1000.0
         self._sock: socket.socket | None = None
-        self._buffer = b""
+        self._buffer = bytearray()
         self._closed_by_peer = False
 
     @property
@@ -896,7 +897,7 @@ class Connection:
 
     def open(self) -> None:
         self.close()
-        self._buffer = b""
+        self._buffer = bytearray()
         self._closed_by_peer = False
         target = self._target
         try:
@@ -988,18 +989,22 @@ class Connection:
                 )
             self._buffer += chunk
 
+    def _pop(self, size: int) -> bytes:
+        data = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return data
+
     def _take(self, sock: socket.socket, deadline: float, size: int) -> bytes:
         while len(self._buffer) < size:
             chunk = self._recv(sock, deadline)
             if not chunk:
                 raise WbemExecError(f"{MSG_CONNECT_FAIL}Incomplete response from the CIM server")
             self._buffer += chunk
-        data, self._buffer = self._buffer[:size], self._buffer[size:]
-        return data
+        return self._pop(size)
 
     def _read_response(self, sock: socket.socket, deadline: float) -> Response:
         end = self._read_until(sock, deadline, (b"\r\n\r\n", b"\n\n"))
-        head, self._buffer = self._buffer[:end], self._buffer[end:]
+        head = self._pop(end)
         response = _parse_head(head)
         if response.status is not None and (response.status < 200 or response.status in (204, 304)):
             return response
@@ -1014,7 +1019,7 @@ class Connection:
         else:
             while chunk := self._recv(sock, deadline):
                 self._buffer += chunk
-            response.body, self._buffer = self._buffer, b""
+            response.body = self._pop(len(self._buffer))
         connection = (response.header("Connection") or "").strip().lower()
         if connection == "close" or (head.startswith(b"HTTP/1.0") and connection != "keep-alive"):
             self._closed_by_peer = True
@@ -1024,7 +1029,7 @@ class Connection:
         body = bytearray()
         while True:
             end = self._read_until(sock, deadline, (b"\r\n", b"\n"))
-            line, self._buffer = self._buffer[:end], self._buffer[end:]
+            line = self._pop(end)
             try:
                 size = int(line.split(b";", 1)[0].strip(), 16)
             except ValueError as exc:
@@ -1033,10 +1038,10 @@ class Connection:
                 break
             body += self._take(sock, deadline, size)
             self._read_until(sock, deadline, (b"\r\n", b"\n"))
-            self._buffer = self._buffer[self._buffer.find(b"\n") + 1 :]
+            self._pop(self._buffer.find(b"\n") + 1)
         while True:  # trailers, up to the empty line
             end = self._read_until(sock, deadline, (b"\r\n", b"\n"))
-            line, self._buffer = self._buffer[:end], self._buffer[end:]
+            line = self._pop(end)
             if not line.strip():
                 return bytes(body)
 
@@ -1207,8 +1212,8 @@ def _issue(options: Options, connection: Connection, request: bytes) -> Response
         password = _prompt_password()
     user = options.user if options.user is not None else _effective_user()
     token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-    if not connection.reusable:
-        connection.open()
+    if not connection.reusable or request.split(b"\n", 1)[0].rstrip().endswith(b"HTTP/1.0"):
+        connection.open()  # HTTP/1.0 servers close after each answer
     return connection.exchange(add_authorization(request, f"Authorization: Basic {token}") + b"\n")
 
 
@@ -1280,7 +1285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()
         print(f"{PROGRAM}: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, BrokenPipeError):
         return 1
 
 

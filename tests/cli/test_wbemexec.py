@@ -468,6 +468,16 @@ def test_chunked_200_response_is_reassembled(request_file: Path) -> None:
     assert run.text == OK_OUTPUT
 
 
+def test_malformed_200_body_prints_what_it_could_then_fails(request_file: Path) -> None:
+    with serve(ok(b'<?xml version="1.0"?>\n<CIM>\n<MESSAGE>\n</CIM>')) as (_, port):
+        run = wbemexec("-p", port, request_file)
+    assert run.code == 1
+    assert run.text == '<?xml version="1.0"?>\n<CIM>\n<MESSAGE>\n'
+    assert run.err == (
+        "wbemexec: Syntax error: on line 4: end tag </CIM> does not close <MESSAGE>\n"
+    )
+
+
 # --------------------------------------------------------------------------------------
 # Authentication (ref §1.7)
 # --------------------------------------------------------------------------------------
