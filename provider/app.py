@@ -28,7 +28,6 @@ from provider.cimxml.encode import (
 )
 from provider.cimxml.headers import (
     check_export_headers,
-    check_export_matches_headers,
     check_operation_headers,
     check_request_matches_headers,
 )
@@ -136,7 +135,7 @@ class CimApplication:
                 "header-mismatch",
                 "The CIMExport header needs an export request (SIMPLEEXPREQ) in the body.",
             )
-        check_export_matches_headers(hdrs, call)
+        check_request_matches_headers(hdrs, call)
         error: tuple[int, str] | None = None
         if self.export_handler is None:
             error = (7, "CIM_ERR_NOT_SUPPORTED: this server accepts no indications.")

@@ -1,0 +1,188 @@
+"""`gm-provider`: initialise, serve, and manage users.
+
+    gm-provider init [--config F] [--tls]     state directory, admin user, store, (certificate)
+    gm-provider serve [--config F]            serve CIM-XML until SIGTERM/SIGINT
+    gm-provider user add NAME --role ROLE     add a user (password from --password or a prompt)
+    gm-provider user passwd NAME              change a password
+    gm-provider user role NAME ROLE           change a role
+    gm-provider user del NAME                 remove a user
+    gm-provider user list                     names and roles
+
+Exit codes: 0 success, 1 a runtime failure (the message says what), 2 a usage or
+configuration error (the message names the file and line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import secrets
+import sys
+from pathlib import Path
+
+from provider.config import Config, load_config
+from provider.errors import ConfigError, GMError
+from provider.http.auth import UserRecord, format_users_line, hash_password, load_users_file
+from provider.paths import default_config_path
+from provider.privileges import parse_role
+
+__all__ = ["main"]
+
+ADMIN_PASSWORD_FILE = "admin.password"
+
+
+def users_path(config: Config) -> Path:
+    return config.security.users_file or (config.state_dir / "users")
+
+
+def _write_users(path: Path, users: dict[str, UserRecord]) -> None:
+    header = "# gm-provider users: name:role:scrypt-hash (managed by `gm-provider user`)\n"
+    body = "".join(format_users_line(u) + "\n" for u in users.values())
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(header + body, encoding="utf-8")
+    os.chmod(tmp, 0o600)
+    tmp.replace(path)
+
+
+def init(config: Config, tls: bool) -> list[str]:
+    """Idempotent first-run set-up; returns what it did, for the operator to read."""
+    done: list[str] = []
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    if config.server.unix_socket is not None:
+        config.server.unix_socket.parent.mkdir(parents=True, exist_ok=True)
+    users = users_path(config)
+    if not users.exists():
+        users.parent.mkdir(parents=True, exist_ok=True)
+        password = secrets.token_urlsafe(12)
+        _write_users(
+            users, {"admin": UserRecord("admin", "administrator", hash_password(password))}
+        )
+        pw_file = config.state_dir / ADMIN_PASSWORD_FILE
+        pw_file.write_text(password + "\n", encoding="utf-8")
+        os.chmod(pw_file, 0o600)
+        done.append(f"created user admin (administrator); its password is in {pw_file}")
+    if tls:
+        from provider.tlscert import make_self_signed
+
+        cert = config.server.certificate or (config.state_dir / "tls" / "server.pem")
+        key = config.server.private_key or (config.state_dir / "tls" / "server.key")
+        if not cert.exists():
+            make_self_signed(cert, key, config.node_name)
+            done.append(
+                f"created a self-signed certificate {cert} (key {key}); set "
+                "server.certificate and server.private_key to serve HTTPS on 5989"
+            )
+    from provider.server import prepare_store
+
+    done.extend(prepare_store(config))
+    return done
+
+
+def _user_command(config: Config, args: argparse.Namespace) -> int:
+    path = users_path(config)
+    users = load_users_file(path) if path.exists() else {}
+    if args.action == "list":
+        for record in users.values():
+            print(f"{record.name}\t{record.role}")
+        return 0
+    name = args.name
+    if args.action == "del":
+        if users.pop(name, None) is None:
+            print(f"gm-provider: no user {name!r} in {path}", file=sys.stderr)
+            return 1
+        _write_users(path, users)
+        return 0
+    if args.action == "role":
+        if name not in users:
+            print(f"gm-provider: no user {name!r} in {path}", file=sys.stderr)
+            return 1
+        parse_role(args.role)
+        users[name] = UserRecord(name, args.role, users[name].password_hash)
+        _write_users(path, users)
+        return 0
+    if args.action == "add" and name in users:
+        print(
+            f"gm-provider: user {name!r} exists; use `user passwd` or `user role`", file=sys.stderr
+        )
+        return 1
+    if args.action == "passwd" and name not in users:
+        print(f"gm-provider: no user {name!r} in {path}", file=sys.stderr)
+        return 1
+    password = args.password or os.environ.get("GM_PASSWORD") or _prompt_password()
+    role = args.role if args.action == "add" else users[name].role
+    parse_role(role)
+    users[name] = UserRecord(name, role, hash_password(password))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_users(path, users)
+    return 0
+
+
+def _prompt_password() -> str:
+    if not sys.stdin.isatty():
+        raise ConfigError("no password given: use --password, GM_PASSWORD, or a terminal")
+    first = getpass.getpass("New password: ")
+    if first != getpass.getpass("Again: "):
+        raise ConfigError("the passwords differ")
+    if not first:
+        raise ConfigError("the password is empty")
+    return first
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gm-provider", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", type=Path, default=None, help="configuration file")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_init = sub.add_parser("init", help="first-run set-up (idempotent)")
+    p_init.add_argument("--tls", action="store_true", help="also make a self-signed certificate")
+    p_init.add_argument("--config", type=Path, default=None, dest="sub_config")
+    p_serve = sub.add_parser("serve", help="serve CIM-XML")
+    p_serve.add_argument("--config", type=Path, default=None, dest="sub_config")
+    p_user = sub.add_parser("user", help="manage users")
+    p_user.add_argument("--config", type=Path, default=None, dest="sub_config")
+    users = p_user.add_subparsers(dest="action", required=True)
+    add = users.add_parser("add")
+    add.add_argument("name")
+    add.add_argument("--role", required=True)
+    add.add_argument("--password")
+    pw = users.add_parser("passwd")
+    pw.add_argument("name")
+    pw.add_argument("--password")
+    role = users.add_parser("role")
+    role.add_argument("name")
+    role.add_argument("role")
+    delete = users.add_parser("del")
+    delete.add_argument("name")
+    users.add_parser("list")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    path = getattr(args, "sub_config", None) or args.config or default_config_path()
+    try:
+        config = load_config(path)
+        if args.command == "init":
+            for line in init(config, args.tls):
+                print(f"gm-provider: {line}")
+            return 0
+        if args.command == "user":
+            return _user_command(config, args)
+        from provider.server import run
+
+        return run(config)
+    except ConfigError as exc:
+        print(f"gm-provider: {exc.description}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"gm-provider: {exc}", file=sys.stderr)
+        return 2
+    except GMError as exc:
+        print(f"gm-provider: {exc.description}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

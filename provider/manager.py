@@ -1,0 +1,83 @@
+"""GM_GroupManager: this node, and the pair's own methods `takeControl` and `stepDown`.
+
+`takeControl` is `icapmanage -Q` (reference gicap-domain.md §1.4): a standby becomes active
+with a new epoch; the former active learns it at its next write or lease renewal and drops to
+standby before doing anything else (SPEC 4.2). It is the one state-changing method a standby
+may run, so it does not pass the role gate. On an active node it is refused: the node already
+has control. `stepDown` hands over gracefully: the lease is released so the standby can
+take control at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from provider import __version__
+from provider.cim.provider import (
+    InstanceProvider,
+    MethodOutcome,
+    MethodSpec,
+    OperationContext,
+    ProviderRegistry,
+    Row,
+)
+from provider.errors import Refused
+from provider.roles import Role
+from provider.services import Services
+
+__all__ = ["install_manager"]
+
+NS = "root/cimv2"
+CLASS = "GM_GroupManager"
+
+
+class _ManagerInstances(InstanceProvider):
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def enumerate(self, ctx: OperationContext, classname: str) -> Iterable[Row]:
+        roles = self.services.roles
+        yield {
+            "Name": self.services.node_name,
+            "ElementName": f"Group Manager {self.services.node_name}",
+            "Role": roles.role.value,
+            "Epoch": roles.epoch,
+            "ActiveManager": roles.active_manager or "",
+            "StoreBackend": str(self.services.store.dialect),
+            "AutomaticTakeover": self.services.config.roles.automatic_takeover,
+            "Version": __version__,
+        }
+
+
+def install_manager(registry: ProviderRegistry, services: Services) -> None:
+    roles = services.roles
+
+    async def take_control(ctx: OperationContext, params: Mapping[str, Any]) -> MethodOutcome:
+        if roles.role is Role.ACTIVE:
+            raise Refused(
+                f"This system ({services.node_name}) is already the active Group Manager "
+                f"(epoch {roles.epoch}); there is nothing to take over."
+            )
+        force = bool(params.get("Force", False))
+        epoch = await asyncio.to_thread(roles.take_control, force)
+        return MethodOutcome(0, {"Epoch": epoch})
+
+    async def step_down(ctx: OperationContext, params: Mapping[str, Any]) -> MethodOutcome:
+        await asyncio.to_thread(roles.step_down)
+        return MethodOutcome(0, {})
+
+    registry.add_instances(NS, CLASS, _ManagerInstances(services))
+    # takeControl changes state but is exactly what a standby is for: no role gate.
+    registry.add_method(NS, CLASS, MethodSpec("takeControl", take_control, changes_state=False))
+    registry.add_method(
+        NS,
+        CLASS,
+        MethodSpec(
+            "stepDown",
+            step_down,
+            changes_state=True,
+            what="step down",
+        ),
+    )

@@ -1,0 +1,288 @@
+"""`gm-provider serve`: assemble the parts and run them until SIGTERM/SIGINT.
+
+Start-up order matters for safety: the store is migrated before anything reads it; the role
+manager joins the pair (acquiring a free lease only if configured to start active) before the
+listeners open, so the first request already sees the right role; domains install their
+providers and background tasks; only then is `ready.json` written (tests and service
+managers wait for it). On SIGTERM an active node steps down so its standby can take over at
+once instead of waiting for the lease to lapse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from provider import __version__
+from provider.app import CimApplication, ExportHandler
+from provider.cim.interop import install_interop
+from provider.cim.operations import CimOperations
+from provider.cim.provider import ProviderRegistry
+from provider.cim.repository import load_repository
+from provider.config import Config
+from provider.errors import ConfigError
+from provider.http.auth import FileAuthenticator, principal_for_peer
+from provider.http.limits import TransportLimits
+from provider.http.messages import Principal
+from provider.http.server import (
+    HttpServer,
+    Listener,
+    TCPListener,
+    TLSListener,
+    UnixListener,
+    serve,
+)
+from provider.http.tls import make_server_ssl_context
+from provider.manager import install_manager
+from provider.paths import checkout_root
+from provider.privileges import TableAuthorizer
+from provider.roles import RoleManager
+from provider.services import Services
+from provider.store import Store, apply_migrations, discover_migrations, open_store
+
+__all__ = ["DOMAINS", "prepare_store", "run"]
+
+log = logging.getLogger("gm.server")
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+
+# Domain packages, installed in this order. Each has `install(registry, services)`.
+DOMAINS = ("provider.vcem", "provider.gicap", "provider.events")
+
+
+def schema_dir() -> Path:
+    return SCHEMA_DIR
+
+
+def etc_dir(config: Config) -> Path:
+    """The product's etc/: the configuration's folder when it has request files (an
+    installation), else the checkout's etc/ (a test configuration in a temporary folder)."""
+    if (config.etc_dir / "requests").is_dir():
+        return config.etc_dir
+    root = checkout_root()
+    return root / "etc" if root is not None else config.etc_dir
+
+
+def inventory_path(config: Config) -> Path:
+    value = config.section("inventory").get("path")
+    if value is None:
+        return etc_dir(config) / "inventory.example.toml"
+    if not isinstance(value, str):
+        raise config.error("inventory", "path", "inventory.path must be a string.")
+    path = Path(value)
+    return path if path.is_absolute() else config.etc_dir.parent / path
+
+
+def _open_store(config: Config) -> Store:
+    store = open_store(config.store_url)
+    _load_domains()
+    apply_migrations(store, discover_migrations())
+    return store
+
+
+def _load_domains() -> list[Any]:
+    """Import the domain packages (their migrations register on import)."""
+    modules = []
+    for name in DOMAINS:
+        try:
+            modules.append(importlib.import_module(name))
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+    return modules
+
+
+def prepare_store(config: Config) -> list[str]:
+    store = _open_store(config)
+    try:
+        return [f"store ready: {_redacted(config.store_url)}"]
+    finally:
+        store.close()
+
+
+def _redacted(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+class _Authenticator:
+    """Users file for Basic; local peers: root and admin groups are administrators."""
+
+    def __init__(self, config: Config, users_file: Path) -> None:
+        self._file = FileAuthenticator(users_file)
+        self._admin_groups = set(config.security.admin_groups)
+        self._local_role = config.security.local_role
+
+    def verify_basic(self, user: str, password: str) -> Principal | None:
+        return self._file.verify_basic(user, password)
+
+    def identify_peer(self, uid: int, gid: int) -> Principal | None:
+        principal = self._file.identify_peer(uid, gid)
+        if principal is None or principal.role is not None:
+            return principal
+        admin = uid == 0 or bool(self._admin_groups.intersection(principal.groups))
+        return principal_for_peer(uid, gid, role="administrator" if admin else self._local_role)
+
+
+def _listeners(config: Config) -> list[Listener]:
+    srv = config.server
+    listeners: list[Listener] = []
+    if srv.http_enabled:
+        listeners.append(TCPListener(srv.http_host, srv.http_port))
+    if srv.certificate is not None and srv.private_key is not None:
+        context = make_server_ssl_context(
+            srv.certificate,
+            srv.private_key,
+            client_ca=srv.client_ca,
+            require_client_cert=srv.client_ca is not None,
+        )
+        listeners.append(TLSListener(context, srv.https_host, srv.https_port))
+    if srv.unix_socket is not None:
+        listeners.append(UnixListener(srv.unix_socket))
+    return listeners
+
+
+def _write_ready(config: Config, server: HttpServer, role: str) -> Path:
+    info: dict[str, Any] = {"node": config.node_name, "pid": os.getpid(), "role": role}
+    for bound in server.listeners:
+        if bound.path is not None:
+            info["unix_socket"] = str(bound.path)
+        elif bound.via.value == "https":
+            info["https_port"] = bound.port
+        else:
+            info["http_port"] = bound.port
+    path = config.state_dir / "ready.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(info), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def _banner(config: Config, server: HttpServer, role: str) -> str:
+    lines = [f"gm-provider {__version__}: node {config.node_name} is {role}."]
+    for bound in server.listeners:
+        if bound.path is not None:
+            lines.append(f"  local socket  {bound.path}   (wbemexec with no -h/-p; no password)")
+        else:
+            lines.append(
+                f"  {bound.via.value:<5} on     {bound.via.value}://{bound.host}:{bound.port}/cimom"
+            )
+    pw = config.state_dir / "admin.password"
+    if pw.exists():
+        lines.append(f"  user admin, password: {pw.read_text().strip()}   (from {pw})")
+    http = next((b for b in server.listeners if b.via.value == "http"), None)
+    if http is not None and pw.exists():
+        lines.append(
+            "  try: .venv/bin/pywbemcli -s http://127.0.0.1:"
+            f'{http.port} -u admin -p "$(cat {pw})" instance enumerate GM_GroupManager'
+        )
+    return "\n".join(lines)
+
+
+async def _serve(config: Config) -> int:
+    store = _open_store(config)
+    roles = RoleManager(
+        store,
+        config.node_name,
+        ttl=config.roles.lease_ttl,
+        renew_interval=config.roles.renew_interval,
+        auto_takeover=config.roles.automatic_takeover,
+        start_as=config.roles.start_as,
+    )
+    await asyncio.to_thread(roles.start)
+    services = Services(
+        node_name=config.node_name,
+        config=config,
+        store=store,
+        roles=roles,
+        etc_dir=etc_dir(config),
+        state_dir=config.state_dir,
+        inventory_path=inventory_path(config),
+    )
+    registry = ProviderRegistry()
+    repository = load_repository(schema_dir())
+    install_interop(registry, repository.namespaces, socket.gethostname(), __version__)
+    install_manager(registry, services)
+    export_handler: ExportHandler | None = None
+    for module in _load_domains():
+        install = getattr(module, "install", None)
+        if install is None:  # a domain package that provides no CIM classes yet
+            continue
+        handler = install(registry, services)
+        if handler is not None:
+            export_handler = handler
+    privileges = config.section("privileges")
+    for action, role in privileges.items():
+        if not isinstance(role, str):
+            raise config.error("privileges", action, f"privileges.{action} must be a role name.")
+    authorizer = TableAuthorizer({k: str(v) for k, v in privileges.items()})
+    operations = CimOperations(repository, registry, roles, authorizer, socket.gethostname())
+    app = CimApplication(operations, export_handler)
+    users = config.security.users_file or (config.state_dir / "users")
+    if not users.exists():
+        raise ConfigError(f"{users}: no users file; run `gm-provider init` first.")
+    limits = TransportLimits(
+        max_body_bytes=config.server.max_body_bytes,
+        max_connections=config.server.max_connections,
+        header_timeout=config.server.request_timeout,
+        body_timeout=config.server.request_timeout,
+        keepalive_timeout=config.server.idle_timeout,
+    )
+    server = await serve(
+        app,
+        _listeners(config),
+        authenticator=_Authenticator(config, users),
+        require_auth=config.server.require_auth,
+        limits=limits,
+    )
+    tasks = [asyncio.create_task(roles.run(), name="lease")]
+    tasks += [asyncio.create_task(job(), name=job.__name__) for job in services.background]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    role = roles.role.value
+    _write_ready(config, server, role)
+    print(_banner(config, server, role), flush=True)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        with contextlib.suppress(FileNotFoundError):
+            (config.state_dir / "ready.json").unlink()
+        await server.close()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.to_thread(roles.close)
+        store.close()
+    return 0
+
+
+def _logging() -> None:
+    level = os.environ.get("GM_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def run(config: Config, runner: Callable[..., Any] | None = None) -> int:
+    from provider.http.server import run as run_loop
+
+    _logging()
+    result: int = run_loop(lambda: _serve(config))
+    return result
