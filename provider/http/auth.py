@@ -1,0 +1,260 @@
+"""Who is calling: HTTP Basic over TCP/TLS, peer credentials over the Unix socket.
+
+The transport asks an `Authenticator` and builds nothing itself, so the same server runs with
+the in-memory table the tests use and with the users file of a real installation.
+
+Users file (one user a line, `#` starts a comment; the format of /etc/shadow, whose tools and
+habits administrators already have):
+
+    # name:role:password-hash
+    admin:administrator:scrypt$16384$8$1$<salt, base64>$<hash, base64>
+    operator:operator:scrypt$16384$8$1$...
+
+Passwords are stored as salted scrypt hashes (RFC 7914, `hashlib.scrypt`): a memory-hard
+function, so a stolen file resists offline guessing. The role column is handed on in
+`Principal.role`; what each role may do is decided by `provider.roles`, not here.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import grp
+import hashlib
+import hmac
+import os
+import pwd
+import secrets
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from provider.errors import ConfigError
+from provider.http.messages import Principal, Via
+
+__all__ = [
+    "Authenticator",
+    "FileAuthenticator",
+    "InMemoryAuthenticator",
+    "UserRecord",
+    "format_users_line",
+    "hash_password",
+    "load_users_file",
+    "parse_basic_authorization",
+    "principal_for_peer",
+    "verify_password",
+]
+
+# RFC 7914 §2 parameters: N=2**14, r=8, p=1 needs 16 MiB and ~50 ms; the cost an attacker pays
+# per guess, and a cost we pay once per connection (the server caches a verified header).
+_SCRYPT_N = 2**14
+_SCRYPT_R = 8
+_SCRYPT_P = 1
+_SALT_BYTES = 16
+_HASH_BYTES = 32
+
+
+class Authenticator(Protocol):
+    """What the transport asks. Both methods may block briefly (the server runs `verify_basic`
+    in a worker thread, since scrypt is slow by design)."""
+
+    def verify_basic(self, user: str, password: str) -> Principal | None:
+        """The principal for these Basic credentials, or None if they are wrong."""
+        ...
+
+    def identify_peer(self, uid: int, gid: int) -> Principal | None:
+        """The principal for a Unix-socket peer (SO_PEERCRED), or None to refuse it."""
+        ...
+
+
+def hash_password(password: str, *, n: int = _SCRYPT_N, r: int = _SCRYPT_R) -> str:
+    """A salted scrypt hash in the form `scrypt$N$r$p$salt$hash` (salt and hash base64)."""
+    salt = secrets.token_bytes(_SALT_BYTES)
+    digest = _scrypt(password, salt, n, r, _SCRYPT_P)
+    return "$".join(
+        ("scrypt", str(n), str(r), str(_SCRYPT_P), _b64(salt), _b64(digest)),
+    )
+
+
+def verify_password(password: str, stored: str) -> bool:
+    """Does `password` match a `hash_password` result? False for any malformed hash."""
+    parts = stored.split("$")
+    if len(parts) != 6 or parts[0] != "scrypt":
+        return False
+    try:
+        n, r, p = int(parts[1]), int(parts[2]), int(parts[3])
+        salt = base64.b64decode(parts[4], validate=True)
+        expected = base64.b64decode(parts[5], validate=True)
+        digest = _scrypt(password, salt, n, r, p, len(expected))
+    except (ValueError, binascii.Error):
+        return False
+    return hmac.compare_digest(digest, expected)
+
+
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, dklen: int = _HASH_BYTES) -> bytes:
+    return hashlib.scrypt(
+        password.encode("utf-8"), salt=salt, n=n, r=r, p=p, dklen=dklen, maxmem=256 * 1024 * 1024
+    )
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def parse_basic_authorization(value: str) -> tuple[str, str] | None:
+    """(user, password) from an `Authorization: Basic <base64>` value, or None if malformed.
+
+    RFC 7617 §2: the credentials are base64 of `user-id ":" password`; the scheme name is
+    case-insensitive. UTF-8 is what RFC 7617 §2.1 recommends and what pywbem and curl send.
+    """
+    scheme, _, token = value.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return None
+    user, sep, password = decoded.partition(":")
+    return (user, password) if sep and user else None
+
+
+def principal_for_peer(uid: int, gid: int, *, role: str | None = None) -> Principal:
+    """The Unix-socket principal: the local account name and its group names.
+
+    An account unknown to the password database (a container's bare uid) is named `uid=N`.
+    """
+    try:
+        user = pwd.getpwuid(uid).pw_name
+        gids = os.getgrouplist(user, gid)
+    except KeyError:
+        user = f"uid={uid}"
+        gids = [gid]
+    names: list[str] = []
+    for group_id in dict.fromkeys(gids):
+        try:
+            names.append(grp.getgrgid(group_id).gr_name)
+        except KeyError:
+            names.append(str(group_id))
+    return Principal(
+        user=user, via=Via.UNIX, peer=f"uid={uid}", uid=uid, groups=tuple(names), role=role
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    """One line of the users file."""
+
+    name: str
+    role: str
+    password_hash: str
+
+
+def format_users_line(record: UserRecord) -> str:
+    """The users-file line for a record (without newline)."""
+    return f"{record.name}:{record.role}:{record.password_hash}"
+
+
+def load_users_file(path: Path) -> dict[str, UserRecord]:
+    """Read a users file; a malformed line raises ConfigError naming the file and line."""
+    users: dict[str, UserRecord] = {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the users file: {exc.strerror}") from exc
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        fields = line.split(":")
+        if len(fields) != 3 or not all(fields):
+            raise ConfigError(f"{path}:{number}: expected name:role:scrypt-hash")
+        name, role, password_hash = fields
+        if not password_hash.startswith("scrypt$") or password_hash.count("$") != 5:
+            raise ConfigError(f"{path}:{number}: the password of {name!r} is not a scrypt hash")
+        if name in users:
+            raise ConfigError(f"{path}:{number}: user {name!r} is listed twice")
+        users[name] = UserRecord(name, role, password_hash)
+    return users
+
+
+class InMemoryAuthenticator:
+    """Plain-text users for tests: {name: password}, optional {name: role}.
+
+    `peer_users` decides the Unix socket: None accepts every local peer (as a real installation
+    does: the socket's owner already chose who can reach it), a set accepts only those uids.
+    """
+
+    def __init__(
+        self,
+        users: Mapping[str, str],
+        roles: Mapping[str, str] | None = None,
+        *,
+        peer_uids: frozenset[int] | None = None,
+    ) -> None:
+        self._users = dict(users)
+        self._roles = dict(roles or {})
+        self._peer_uids = peer_uids
+
+    def verify_basic(self, user: str, password: str) -> Principal | None:
+        expected = self._users.get(user)
+        if expected is None or not hmac.compare_digest(expected.encode(), password.encode()):
+            return None
+        return Principal(user=user, via=Via.HTTP, peer="", role=self._roles.get(user))
+
+    def identify_peer(self, uid: int, gid: int) -> Principal | None:
+        if self._peer_uids is not None and uid not in self._peer_uids:
+            return None
+        principal = principal_for_peer(uid, gid)
+        role = self._roles.get(principal.user)
+        return principal if role is None else principal_for_peer(uid, gid, role=role)
+
+
+class FileAuthenticator:
+    """Users from a users file, re-read when the file changes (no restart to add a user).
+
+    A local Unix-socket peer is always accepted; its role is the one the file gives the
+    local account name, if it is listed.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int] | None = None
+        self._users: dict[str, UserRecord] = {}
+        self._reload_if_changed()
+        # Checked for unknown users so that a wrong name costs the same time as a wrong password.
+        self._decoy = hash_password(secrets.token_hex(8))
+
+    @property
+    def users(self) -> Mapping[str, UserRecord]:
+        self._reload_if_changed()
+        return dict(self._users)
+
+    def _reload_if_changed(self) -> None:
+        try:
+            st = self._path.stat()
+        except OSError as exc:
+            raise ConfigError(f"{self._path}: cannot read the users file: {exc.strerror}") from exc
+        stamp = (st.st_mtime_ns, st.st_size)
+        with self._lock:
+            if stamp != self._stamp:
+                self._users = load_users_file(self._path)
+                self._stamp = stamp
+
+    def verify_basic(self, user: str, password: str) -> Principal | None:
+        self._reload_if_changed()
+        record = self._users.get(user)
+        if record is None:
+            verify_password(password, self._decoy)
+            return None
+        if not verify_password(password, record.password_hash):
+            return None
+        return Principal(user=user, via=Via.HTTP, peer="", role=record.role)
+
+    def identify_peer(self, uid: int, gid: int) -> Principal | None:
+        self._reload_if_changed()
+        principal = principal_for_peer(uid, gid)
+        record = self._users.get(principal.user)
+        return principal if record is None else principal_for_peer(uid, gid, role=record.role)
