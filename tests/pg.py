@@ -12,9 +12,10 @@ directory is chowned to it. Nothing here needs a terminal.
 
 Use from a conftest (non-root conftests may not declare `pytest_plugins`):
 
-    from tests.pg import postgres_cluster, postgres_url  # noqa: F401  (fixtures)
+    from tests.pg import postgres_cluster, postgres_url, store_url  # noqa: F401  (fixtures)
 
-`postgres_url` gives each test its own fresh database on the session's cluster.
+`postgres_url` gives each test its own fresh database on the session's cluster; `store_url`
+is parametrized over both backends (SQLite file, fresh PostgreSQL database).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ __all__ = [
     "postgres_url",
     "running_cluster",
     "start_cluster",
+    "store_url",
 ]
 
 
@@ -254,3 +256,11 @@ def postgres_cluster() -> Iterator[PgCluster]:
 def postgres_url(postgres_cluster: PgCluster) -> str:
     """A URL to a fresh, empty database of the session's private cluster."""
     return postgres_cluster.create_database()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A URL for an empty store, once per backend: a SQLite file, a fresh PG database."""
+    if request.param == "sqlite":
+        return f"sqlite://{tmp_path}/gm.db"
+    return str(request.getfixturevalue("postgres_url"))

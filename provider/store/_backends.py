@@ -108,7 +108,7 @@ def parse_url(url: str) -> StoreURL:
         if parts.netloc not in ("", "localhost"):
             raise ConfigError(f"store URL {url!r}: a SQLite store is a local file, not a host")
         path = urllib.parse.unquote(parts.path)
-        if not path or path == ":memory:":
+        if not path.strip("/") or path.lstrip("/") == ":memory:":
             raise ConfigError(
                 f"store URL {url!r}: name a database file; an in-memory database cannot be "
                 "shared between the connections of the store"

@@ -1,0 +1,415 @@
+"""The role manager: the lease loop, takeControl/stepDown, and the gate of every write.
+
+It turns what it observes in the store and on the local clock into events for the pure role
+machine (`machine.py`), and keeps the epoch this node holds. The rules it follows:
+
+* Local deadline (Patroni, ha-jobs-style.md A.4, A.7.3): `t0` is read on the monotonic clock
+  *before* an ACQUIRE/RENEW/takeover is sent; on success `deadline = t0 + ttl - safety_margin`.
+  The store computes its `lease_until` later than `t0`, on its own clock, so the local
+  deadline always passes first: a node that cannot renew stops acting as active before the
+  other node can acquire the lapsed lease. Past the deadline: LEASE_EXPIRED, standby.
+* Fencing (A.7.2): `fenced()` opens `store.fenced(node, epoch)`, whose first statement checks
+  the epoch in the store. On `Fenced` the role becomes STANDBY *before* the exception goes on
+  (SPEC 4.2), so a superseded active learns it at its next write (or renewal) and reports
+  standby from then on.
+* Renewal failures: a RENEW the store refuses means the lease is gone: standby at once
+  (RENEW_FAILED). A RENEW that fails because the store is unreachable is retried, sooner than
+  usual, until the local deadline; the fence keeps writes safe meanwhile.
+* Timing rule, validated at construction (Patroni: loop_wait + 2*retry_timeout <= ttl):
+  `3 * renew_interval <= ttl`, so two renewals in a row can fail before the lease lapses, and
+  `renew_interval + safety_margin < ttl`.
+* Start: every node starts STANDBY. `start()` (run by `run()`) makes it ACTIVE only by an
+  ACQUIRE, which wins only when the lease is free, lapsed, or held by this same node name (its
+  own previous incarnation: node names are unique). It tries when `start_as` is ACTIVE or
+  `auto_takeover` is on. `make run` (one node) sets `start_as = "active"`: a fresh store's
+  lease is free, and after a restart the lease is its own, so the single node comes up active
+  at once. A second node started with `start_as = "active"` while the first holds a valid
+  lease stays standby.
+* takeControl (`icapmanage -Q`, gicap-domain.md 1.4): on a standby, with `force=False` it
+  succeeds only if the lease is free, lapsed or our own, and otherwise is refused naming the
+  active node: a healthy active is not replaced by accident. With `force=True` it always
+  succeeds with a new epoch, even while the other's lease is valid; the other is fenced at its
+  next write or renewal. The `-Q` of the HP tool replaces a live active, so its CLI maps to
+  `Force=true`. On the active, takeControl re-asserts control ("it stays active"): it renews
+  and returns the same epoch.
+* stepDown ends our lease in the store and holds this node back from automatic takeover for
+  one ttl, so that the other node gets the lease.
+
+Threads: the methods may be called from any thread (CIM request workers, the loop's worker
+thread); the state is guarded by a lock and lease operations are serialised. Blocking calls:
+`start`, `tick`, `take_control`, `step_down`, `refresh`, `close`, and the body of `fenced`.
+From asyncio, run them with `asyncio.to_thread`; `run()` does so for the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from provider.errors import ConfigError, Fenced, NotActive, Refused, StoreError
+from provider.store import FencedTx, Lease, Store
+
+from .machine import Event, Role, RoleMachine
+
+__all__ = ["RoleChange", "RoleManager"]
+
+log = logging.getLogger(__name__)
+
+# When the store is unreachable, retry renewals this often (bounded by the deadline).
+_RETRY_FRACTION = 0.25
+_MIN_DELAY = 0.01
+
+
+@dataclass(frozen=True)
+class RoleChange:
+    """Passed to listeners after each transition that changed the role."""
+
+    old: Role
+    new: Role
+    event: Event
+    epoch: int
+
+
+Listener = Callable[[RoleChange], None]
+
+
+def _check_timing(ttl: float, renew_interval: float, safety_margin: float) -> None:
+    if not ttl > 0:
+        raise ConfigError(f"ttl must be a positive number of seconds, not {ttl!r}")
+    if not renew_interval > 0:
+        raise ConfigError(
+            f"renew_interval must be a positive number of seconds, not {renew_interval!r}"
+        )
+    if renew_interval * 3 > ttl * (1 + 1e-9):
+        raise ConfigError(
+            f"renew_interval ({renew_interval:g} s) must be at most ttl/3 ({ttl:g}/3 = "
+            f"{ttl / 3:g} s), so that two renewals can fail before the lease lapses "
+            "(Patroni's loop_wait + 2*retry_timeout <= ttl)"
+        )
+    if not safety_margin >= 0 or renew_interval + safety_margin >= ttl:
+        raise ConfigError(
+            f"safety_margin ({safety_margin:g} s) must be at least 0 and leave room for a "
+            f"renewal: renew_interval + safety_margin < ttl ({renew_interval:g} + "
+            f"{safety_margin:g} >= {ttl:g})"
+        )
+
+
+def _start_role(start_as: Role | str) -> Role:
+    try:
+        role = start_as if isinstance(start_as, Role) else Role(start_as)
+    except ValueError:
+        role = Role.STOPPED
+    if role not in (Role.ACTIVE, Role.STANDBY):
+        raise ConfigError(f"start_as must be 'active' or 'standby', not {start_as!r}")
+    return role
+
+
+class RoleManager:
+    """This node's role in the pair, kept in step with the lease in the store."""
+
+    def __init__(
+        self,
+        store: Store,
+        node_name: str,
+        ttl: float = 15.0,
+        renew_interval: float = 5.0,
+        *,
+        safety_margin: float | None = None,
+        auto_takeover: bool = False,
+        start_as: Role | str = Role.STANDBY,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not node_name or node_name != node_name.strip() or len(node_name) > 255:
+            raise ConfigError(
+                f"node_name must be 1-255 characters without surrounding spaces: {node_name!r}"
+            )
+        margin = ttl / 10 if safety_margin is None else safety_margin
+        _check_timing(ttl, renew_interval, margin)
+        self._store = store
+        self._node = node_name
+        self._ttl = float(ttl)
+        self._renew_interval = float(renew_interval)
+        self._margin = float(margin)
+        self._auto_takeover = auto_takeover
+        self._start_as = _start_role(start_as)
+        self._clock = clock
+        self._machine = RoleMachine(Role.STANDBY)
+        self._epoch = 0  # the epoch we hold while ACTIVE
+        self._deadline = float("-inf")
+        self._lease: Lease | None = None  # the last lease we read
+        self._lease_seen_at = float("-inf")
+        self._hold_off_until = float("-inf")
+        self._started = False
+        self._listeners: list[Listener] = []
+        self._state_lock = threading.Lock()
+        self._lease_lock = threading.RLock()
+
+    # -- what the CIM layer shows (GM_GroupManager) ------------------------------------
+
+    @property
+    def node_name(self) -> str:
+        return self._node
+
+    @property
+    def store(self) -> Store:
+        return self._store
+
+    @property
+    def role(self) -> Role:
+        self._check_deadline()
+        return self._machine.role
+
+    @property
+    def epoch(self) -> int:
+        """The epoch we hold when active; otherwise the last epoch seen in the store."""
+        with self._state_lock:
+            if self._machine.role is Role.ACTIVE:
+                return self._epoch
+            return max(self._epoch, self._lease.epoch if self._lease else 0)
+
+    @property
+    def active_manager(self) -> str | None:
+        """The active node's name as far as we know (refreshed at each tick), or None."""
+        if self.role is Role.ACTIVE:
+            return self._node
+        with self._state_lock:
+            lease = self._lease
+            if lease is None or lease.holder == "":
+                return None
+            still_valid = self._lease_seen_at + lease.remaining > self._clock()
+            return lease.holder if still_valid else None
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call `listener(RoleChange)` after every change of role (e.g. to start job recovery
+        on becoming active). It runs in the thread that caused the change; keep it short."""
+        self._listeners.append(listener)
+
+    # -- transitions ---------------------------------------------------------------------
+
+    def _notify(self, change: RoleChange | None) -> None:
+        if change is None:
+            return
+        log.info(
+            "node %s: %s -> %s on %s (epoch %d)",
+            self._node,
+            change.old.value,
+            change.new.value,
+            change.event.name,
+            change.epoch,
+        )
+        for listener in list(self._listeners):
+            try:
+                listener(change)
+            except Exception:
+                log.exception("role listener %r failed", listener)
+
+    def _process_locked(self, event: Event) -> RoleChange | None:
+        old = self._machine.role
+        new = self._machine.process(event)
+        return None if new is old else RoleChange(old, new, event, self._epoch)
+
+    def _became_active(self, event: Event, epoch: int, t0: float) -> None:
+        with self._state_lock:
+            self._epoch = epoch
+            self._deadline = t0 + self._ttl - self._margin
+            change = self._process_locked(event)
+        self._notify(change)
+
+    def _demote(self, event: Event, failed_epoch: int) -> None:
+        with self._state_lock:
+            if self._machine.role is Role.ACTIVE and failed_epoch != self._epoch:
+                # The failure concerns an epoch we held before; we hold a newer one now.
+                return
+            change = self._process_locked(event)
+        self._notify(change)
+
+    def _check_deadline(self) -> None:
+        with self._state_lock:
+            expired = self._machine.role is Role.ACTIVE and self._clock() >= self._deadline
+            change = self._process_locked(Event.LEASE_EXPIRED) if expired else None
+        self._notify(change)
+
+    def _active_epoch(self, what: str) -> int:
+        self._check_deadline()
+        with self._state_lock:
+            if self._machine.role is not Role.ACTIVE:
+                raise NotActive(what)
+            return self._epoch
+
+    def _saw(self, lease: Lease) -> None:
+        with self._state_lock:
+            self._lease = lease
+            self._lease_seen_at = self._clock()
+
+    def _report(self) -> None:
+        # Best effort: gm_nodes is information for operators, not part of the protocol.
+        try:
+            self._store.report_node(self._node, self._machine.role.value, self.epoch)
+        except StoreError as exc:
+            log.warning("node %s: cannot report to the store: %s", self._node, exc)
+
+    # -- the gate of every change --------------------------------------------------------
+
+    def require_active(self, what: str) -> None:
+        """Raise NotActive(what) unless this node is active (SPEC 3.3)."""
+        self._active_epoch(what)
+
+    @contextlib.contextmanager
+    def fenced(self, what: str) -> Iterator[FencedTx]:
+        """A fenced write transaction of the active, or NotActive(what) on a standby.
+
+        `what` completes "Only an active Group Manager can ..." (SPEC 3.3). On `Fenced` the
+        node becomes standby, then the exception propagates (the CIM layer answers NotActive).
+        """
+        epoch = self._active_epoch(what)
+        try:
+            with self._store.fenced(self._node, epoch) as tx:
+                yield tx
+        except Fenced:
+            self._demote(Event.SUPERSEDED, epoch)
+            raise
+
+    # -- lease operations ----------------------------------------------------------------
+
+    def start(self) -> Role:
+        """Join the pair: ACQUIRE if `start_as` is active or auto_takeover is on."""
+        with self._lease_lock:
+            if self._started:
+                return self.role
+            self._started = True
+            if self._start_as is Role.ACTIVE or self._auto_takeover:
+                t0 = self._clock()
+                epoch = self._store.acquire(self._node, self._ttl)
+                if epoch is not None:
+                    self._became_active(Event.LEASE_ACQUIRED, epoch, t0)
+            self._saw(self._store.current())
+            self._report()
+            return self.role
+
+    def take_control(self, force: bool = False) -> int:
+        """takeControl: become (or stay) active; returns the epoch we hold."""
+        with self._lease_lock:
+            if self._machine.role is Role.STOPPED:
+                raise Refused("This Group Manager is shutting down.\n")
+            self._check_deadline()
+            if self._machine.role is Role.ACTIVE:
+                epoch = self._epoch
+                t0 = self._clock()
+                if self._store.renew(self._node, epoch, self._ttl):
+                    self._became_active(Event.TAKE_CONTROL, epoch, t0)
+                    return epoch
+                self._demote(Event.RENEW_FAILED, epoch)
+            t0 = self._clock()
+            epoch_or_none = self._store.take_control(self._node, self._ttl, force)
+            if epoch_or_none is None:
+                lease = self._store.current()
+                self._saw(lease)
+                raise Refused(
+                    f"{lease.holder} is the active Group Manager (its lease runs "
+                    f"{lease.remaining:.0f} s more).\nTake control with Force to replace a "
+                    "running active Group Manager.\n"
+                )
+            self._became_active(Event.TAKE_CONTROL, epoch_or_none, t0)
+            self._hold_off_until = float("-inf")
+            self._report()
+            return epoch_or_none
+
+    def step_down(self) -> None:
+        """stepDown: end our lease so the other node can take control."""
+        with self._lease_lock:
+            epoch = self._active_epoch("step down")
+            self._hold_off_until = self._clock() + self._ttl
+            try:
+                self._store.step_down(self._node, epoch)
+            finally:
+                # Even if the store could not be told, we stop acting as active: the lease
+                # then lapses on its own (fail closed).
+                self._demote(Event.STEP_DOWN, epoch)
+            self._report()
+
+    def refresh(self) -> Lease:
+        """Read the lease now (for an exact ActiveManager); updates what properties show."""
+        lease = self._store.current()
+        self._saw(lease)
+        return lease
+
+    def tick(self) -> float:
+        """One step of the lease loop; returns the seconds to wait before the next one.
+
+        Active: renew (or demote). Standby: read the lease and, with auto_takeover, ACQUIRE it
+        once it has lapsed. StoreErrors are logged, not raised: the loop must go on.
+        """
+        with self._lease_lock:
+            if not self._started:
+                try:
+                    self.start()
+                except StoreError as exc:
+                    log.warning("node %s: cannot start: %s", self._node, exc)
+                    self._started = False
+                    return self._renew_interval * _RETRY_FRACTION
+            self._check_deadline()
+            role = self._machine.role
+            if role is Role.STOPPED:
+                return self._renew_interval
+            try:
+                delay = self._tick_active() if role is Role.ACTIVE else self._tick_standby()
+            except StoreError as exc:
+                log.warning("node %s: lease loop: %s", self._node, exc)
+                delay = self._renew_interval * _RETRY_FRACTION
+            self._report()
+            if self._machine.role is Role.ACTIVE:
+                delay = min(delay, self._deadline - self._clock())
+            return max(delay, _MIN_DELAY)
+
+    def _tick_active(self) -> float:
+        epoch = self._epoch
+        t0 = self._clock()
+        if self._store.renew(self._node, epoch, self._ttl):
+            self._became_active(Event.LEASE_RENEWED, epoch, t0)
+            return self._renew_interval
+        self._demote(Event.RENEW_FAILED, epoch)
+        return self._tick_standby()
+
+    def _tick_standby(self) -> float:
+        lease = self._store.current()
+        self._saw(lease)
+        if not self._auto_takeover or self._clock() < self._hold_off_until:
+            return self._renew_interval
+        if lease.valid and lease.holder != self._node:
+            # Wake up just after the other's lease would lapse, not a whole interval later.
+            return min(self._renew_interval, lease.remaining + _MIN_DELAY)
+        t0 = self._clock()
+        epoch = self._store.acquire(self._node, self._ttl)
+        if epoch is not None:
+            self._became_active(Event.LEASE_ACQUIRED, epoch, t0)
+        return self._renew_interval
+
+    async def run(self) -> None:
+        """The lease loop for the server's asyncio loop; blocking calls run in a thread.
+
+        Runs until `close()` or cancellation. Start it once: `task = create_task(m.run())`.
+        """
+        while self._machine.role is not Role.STOPPED:
+            delay = await asyncio.to_thread(self.tick)
+            await asyncio.sleep(delay)
+
+    def close(self) -> None:
+        """Shut down: step down if active (best effort), then STOPPED for good."""
+        with self._lease_lock:
+            role = self._machine.role
+            if role is Role.STOPPED:
+                return
+            if role is Role.ACTIVE:
+                try:
+                    self._store.step_down(self._node, self._epoch)
+                except StoreError as exc:
+                    log.warning("node %s: cannot step down at shutdown: %s", self._node, exc)
+            with self._state_lock:
+                change = self._process_locked(Event.SHUTDOWN)
+            self._notify(change)
+            self._report()

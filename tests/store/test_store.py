@@ -1,0 +1,280 @@
+"""The store on both backends: transactions, the fence, the lease operations."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from provider.errors import Fenced, StoreError
+from provider.store import ConstraintViolation, Store
+
+from ._helpers import audit_rows, lapse_lease, open_test_store
+
+TTL = 30.0
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    store = open_test_store(store_url)
+    yield store
+    store.close()
+
+
+def test_a_fresh_store_has_a_free_lease(store: Store) -> None:
+    lease = store.current()
+    assert (lease.epoch, lease.holder, lease.active_manager) == (0, "", None)
+    assert lease.lease_until == float("-inf") and not lease.valid
+
+
+def test_fenced_write_of_the_holder_commits(store: Store) -> None:
+    epoch = store.acquire("A", TTL)
+    assert epoch == 1
+    with store.fenced("A", epoch) as tx:
+        assert (tx.node, tx.epoch) == ("A", 1)
+        tx.audit("first")
+    assert audit_rows(store) == [(1, "A", "first")]
+
+
+def test_fenced_write_with_a_stale_epoch_raises_fenced_and_commits_nothing(store: Store) -> None:
+    old = store.acquire("A", TTL)
+    assert old is not None
+    new = store.take_control("B", TTL, force=True)
+    assert new == old + 1
+    body_ran = False
+    with pytest.raises(Fenced, match=f"epoch {new} belongs to B"), store.fenced("A", old) as tx:
+        body_ran = True
+        tx.audit("stale")
+    assert not body_ran
+    assert audit_rows(store) == []
+
+
+def test_fenced_write_of_a_lapsed_lease_raises_fenced(store: Store) -> None:
+    epoch = store.acquire("A", TTL)
+    assert epoch is not None
+    lapse_lease(store)
+    with pytest.raises(Fenced, match="lapsed"), store.fenced("A", epoch):
+        pass
+    with pytest.raises(Fenced), store.fenced("B", epoch):
+        pass
+
+
+def test_an_exception_in_the_body_rolls_the_fenced_write_back(store: Store) -> None:
+    epoch = store.acquire("A", TTL)
+    assert epoch is not None
+    with pytest.raises(RuntimeError), store.fenced("A", epoch) as tx:
+        tx.audit("undone")
+        raise RuntimeError("domain failure")
+    assert audit_rows(store) == []
+
+
+def test_acquire_wins_only_a_lapsed_free_or_own_lease(store: Store) -> None:
+    assert store.acquire("A", TTL) == 1
+    assert store.acquire("B", TTL) is None
+    # Our own name: a previous incarnation of this node; the epoch still increases.
+    assert store.acquire("A", TTL) == 2
+    lapse_lease(store)
+    assert store.acquire("B", TTL) == 3
+    assert store.current().active_manager == "B"
+
+
+def test_renew_only_for_the_current_holder_and_epoch(store: Store) -> None:
+    epoch = store.acquire("A", TTL)
+    assert epoch is not None
+    assert store.renew("A", epoch, TTL)
+    assert not store.renew("B", epoch, TTL)
+    assert not store.renew("A", epoch - 1, TTL)
+    lapse_lease(store)
+    assert not store.renew("A", epoch, TTL)
+
+
+def test_step_down_ends_the_lease_and_keeps_the_epoch(store: Store) -> None:
+    epoch = store.acquire("A", TTL)
+    assert epoch is not None
+    assert not store.step_down("B", epoch)
+    assert store.step_down("A", epoch)
+    lease = store.current()
+    assert (lease.epoch, lease.holder, lease.valid) == (epoch, "A", False)
+    assert store.acquire("B", TTL) == epoch + 1
+
+
+def test_take_control_without_force_respects_a_valid_lease(store: Store) -> None:
+    assert store.take_control("A", TTL, force=False) == 1
+    assert store.take_control("B", TTL, force=False) is None
+    assert store.take_control("B", TTL, force=True) == 2
+    assert store.current().active_manager == "B"
+
+
+def test_takeover_waits_for_an_open_fenced_write_of_the_old_epoch(store: Store) -> None:
+    """ha-jobs-style.md A.7.2: every old-epoch write commits before the new epoch exists."""
+    old = store.acquire("A", TTL)
+    assert old is not None
+    inside = threading.Event()
+    hold = 0.5
+
+    def old_active_writes() -> None:
+        with store.fenced("A", old) as tx:
+            tx.audit("slow write")
+            inside.set()
+            time.sleep(hold)
+
+    writer = threading.Thread(target=old_active_writes)
+    writer.start()
+    assert inside.wait(10)
+    started = time.monotonic()
+    new = store.take_control("B", TTL, force=True)
+    waited = time.monotonic() - started
+    writer.join()
+    assert new == old + 1
+    assert waited >= hold * 0.6, f"takeover did not wait for the fenced write ({waited:.3f} s)"
+    assert audit_rows(store) == [(old, "A", "slow write")]
+    with pytest.raises(Fenced), store.fenced("A", old):
+        pass
+
+
+def test_a_fenced_write_waits_for_a_takeover_in_progress_and_is_then_fenced(store: Store) -> None:
+    # The other order: the takeover holds the lease row (PG: row lock of the UPDATE; SQLite:
+    # the write lock) when the old active's fence runs; the fence must see the new epoch.
+    old = store.acquire("A", TTL)
+    assert old is not None
+    in_takeover = threading.Event()
+    release = threading.Event()
+
+    def slow_takeover() -> None:
+        with store._write() as tx:
+            tx.execute("UPDATE gm_leadership SET epoch = epoch + 1, holder = %(me)s", {"me": "B"})
+            in_takeover.set()
+            release.wait(10)
+
+    taker = threading.Thread(target=slow_takeover)
+    taker.start()
+    assert in_takeover.wait(10)
+    threading.Timer(0.3, release.set).start()
+    with pytest.raises(Fenced), store.fenced("A", old) as tx:
+        tx.audit("must not commit")
+    taker.join()
+    assert audit_rows(store) == []
+
+
+def test_a_failed_statement_aborts_the_transaction_on_both_backends(store: Store) -> None:
+    epoch = store.acquire("A", TTL)
+    assert epoch is not None
+    with pytest.raises(StoreError, match="rolled back"), store.fenced("A", epoch) as tx:
+        tx.audit("lost with the rest")
+        with pytest.raises(ConstraintViolation):
+            tx.execute("INSERT INTO gm_audit (epoch, node, what, at) VALUES (1, 'x', NULL, 0)")
+        with pytest.raises(StoreError, match="aborted"):
+            tx.audit("after the error")
+    assert audit_rows(store) == []
+
+
+def test_a_unique_violation_names_its_constraint_on_postgresql(store: Store) -> None:
+    store.report_node("A", "standby", 0)
+    with pytest.raises(ConstraintViolation) as caught, store._write() as tx:
+        tx.execute(
+            "INSERT INTO gm_nodes (node, role, epoch, last_seen)"
+            " SELECT node, role, epoch, last_seen FROM gm_nodes"
+        )
+    if store.dialect == "postgresql":
+        assert caught.value.constraint == "gm_nodes_pkey"
+
+
+def test_a_read_transaction_refuses_writes(store: Store) -> None:
+    with pytest.raises(StoreError), store.read() as tx:
+        tx.execute("DELETE FROM gm_nodes")
+    # The connection is fine afterwards, and writable in a write transaction.
+    store.report_node("A", "standby", 0)
+    assert [n.node for n in store.nodes()] == ["A"]
+
+
+def test_transactions_do_not_nest_on_one_thread(store: Store) -> None:
+    with pytest.raises(StoreError, match="do not nest"), store.read(), store.read():
+        pass
+    with store.read() as tx:
+        assert tx.scalar("SELECT 1") == 1
+
+
+def test_a_transaction_object_is_dead_after_its_block(store: Store) -> None:
+    with store.read() as tx:
+        pass
+    with pytest.raises(StoreError, match="ended"):
+        tx.scalar("SELECT 1")
+
+
+def test_each_thread_writes_on_its_own_connection(store: Store) -> None:
+    epoch = store.acquire("A", TTL)
+    assert epoch is not None
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            for i in range(10):
+                with store.fenced("A", epoch) as tx:
+                    tx.audit(f"{n}-{i}")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(audit_rows(store)) == 40
+
+
+def test_portable_sql_runs_the_same_on_both_backends(store: Store) -> None:
+    with store._write() as tx:
+        tx.execute(
+            "CREATE TABLE job (id INTEGER PRIMARY KEY, grp TEXT NOT NULL, state TEXT NOT NULL)"
+        )
+        for i, grp in enumerate(["g1", "g1", "g2"], start=1):
+            tx.execute(
+                "INSERT INTO job (id, grp, state) VALUES (%(id)s, %(grp)s, 'queued')",
+                {"id": i, "grp": grp},
+            )
+    epoch = store.acquire("A", TTL)
+    assert epoch is not None
+    with store.fenced("A", epoch) as tx:
+        claimed = tx.fetchall(
+            """WITH candidate AS (
+                 SELECT j.id FROM job j WHERE j.state = 'queued' AND j.grp LIKE %(g)s
+                  ORDER BY j.id LIMIT 1 FOR UPDATE SKIP LOCKED)
+               UPDATE job SET state = 'running' WHERE id IN (SELECT id FROM candidate)
+               RETURNING id, grp""",
+            {"g": "g%%"},
+        )
+        assert claimed == [(1, "g1")]
+        tx.execute(
+            "INSERT INTO job (id, grp, state) VALUES (%(id)s, 'g3', 'queued')"
+            " ON CONFLICT (id) DO UPDATE SET state = excluded.state",
+            {"id": 1},
+        )
+        assert tx.scalar("SELECT gm_now()") > 1e9
+    with store.read() as tx:
+        assert tx.fetchall("SELECT id, state FROM job ORDER BY id") == [
+            (1, "queued"),
+            (2, "queued"),
+            (3, "queued"),
+        ]
+
+
+def test_nodes_report_what_they_said(store: Store) -> None:
+    store.report_node("B", "standby", 3)
+    store.report_node("A", "active", 3)
+    store.report_node("A", "standby", 4)
+    reports = store.nodes()
+    assert [(r.node, r.role, r.epoch) for r in reports] == [
+        ("A", "standby", 4),
+        ("B", "standby", 3),
+    ]
+    assert all(r.last_seen > 1e9 for r in reports)
+
+
+def test_a_closed_store_refuses_new_work(store_url: str) -> None:
+    store = open_test_store(store_url)
+    store.close()
+    with pytest.raises(StoreError, match="closed"):
+        store.current()
