@@ -187,7 +187,9 @@ class _Client(asyncio.Protocol):
             return False
         del buf[: self._need]
         self._record()
-        return False if self._close_after else (self._send() or False)
+        if not self._close_after:
+            self._send()
+        return False
 
     def _chunked_end(self) -> int:
         buf = self._buf
@@ -263,7 +265,7 @@ async def run_load_async(
                 await loop.create_connection(
                     client,
                     host,
-                    port,
+                    port or 0,
                     ssl=ssl_context,
                     server_hostname=host if ssl_context else None,
                 )

@@ -1,0 +1,171 @@
+"""TLS and Unix-socket listeners: handshakes, client certificates, peer credentials."""
+
+from __future__ import annotations
+
+import asyncio
+import grp
+import os
+import pwd
+import socket
+import ssl
+import stat
+from pathlib import Path
+
+import pytest
+import trustme
+
+from provider.http.auth import InMemoryAuthenticator
+from provider.http.messages import Via
+from provider.http.server import TLSListener, UnixListener, serve
+from provider.http.tls import make_server_ssl_context
+from tests.http.helpers import RawClient, Recorder, post
+
+pytestmark = pytest.mark.timeout(10)
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+def server_context(
+    ca: trustme.CA, tmp_path: Path, *, require_client_cert: bool = False
+) -> ssl.SSLContext:
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    cert_file = tmp_path / "server.pem"
+    key_file = tmp_path / "server.key"
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    for extra in cert.cert_chain_pems[1:]:
+        extra.write_to_path(str(cert_file), append=True)
+    cert.private_key_pem.write_to_path(str(key_file))
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    return make_server_ssl_context(
+        cert_file,
+        key_file,
+        client_ca=ca_file if require_client_cert else None,
+        require_client_cert=require_client_cert,
+    )
+
+
+def client_context(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    ca.configure_trust(context)
+    return context
+
+
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")
+def test_tls_serves_requests_and_refuses_tls_1_1(ca: trustme.CA, tmp_path: Path) -> None:
+    recorder = Recorder()
+
+    async def main() -> None:
+        server = await serve(
+            recorder, [TLSListener(server_context(ca, tmp_path))], require_auth=False
+        )
+        try:
+            client = await RawClient.tcp(server.ports[0], context=client_context(ca))
+            await client.send(post())
+            assert (await client.response()).status == 200
+            await client.close()
+
+            old = client_context(ca)
+            old.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+            old.maximum_version = ssl.TLSVersion.TLSv1_1
+            with pytest.raises((ssl.SSLError, ConnectionError)):
+                await RawClient.tcp(server.ports[0], context=old)
+        finally:
+            await server.close(grace=1.0)
+
+    asyncio.run(main())
+    [request] = recorder.requests
+    assert request.principal is None  # require_auth=False and no credentials
+
+
+def test_tls_client_certificate_required_when_configured(ca: trustme.CA, tmp_path: Path) -> None:
+    async def main() -> None:
+        context = server_context(ca, tmp_path, require_client_cert=True)
+        server = await serve(
+            Recorder(),
+            [TLSListener(context)],
+            authenticator=InMemoryAuthenticator({"admin": "secret"}),
+            require_auth=False,
+        )
+        try:
+            without = await RawClient.tcp(server.ports[0], context=client_context(ca))
+            # TLS 1.3 reports a refused client certificate after the handshake, on first read.
+            await without.send(post())
+            with pytest.raises((ssl.SSLError, ConnectionError, asyncio.IncompleteReadError)):
+                await without.response()
+
+            with_cert = client_context(ca)
+            ca.issue_cert("client@example.org").configure_cert(with_cert)
+            client = await RawClient.tcp(server.ports[0], context=with_cert)
+            await client.send(post())
+            assert (await client.response()).status == 200
+            await client.close()
+        finally:
+            await server.close(grace=1.0)
+
+    asyncio.run(main())
+
+
+def test_unix_socket_identifies_the_peer_by_its_credentials(tmp_path: Path) -> None:
+    recorder = Recorder()
+    path = tmp_path / "run" / "cimxml.socket"  # the parent directory does not exist yet
+
+    async def main() -> None:
+        server = await serve(recorder, [UnixListener(path)], require_auth=True)
+        try:
+            assert stat.S_IMODE(path.stat().st_mode) == 0o666
+            client = await RawClient.unix(path)
+            await client.send(post())
+            response = await client.response()
+            assert response.status == 200
+            assert response.headers["x-user"] == pwd.getpwuid(os.getuid()).pw_name
+            await client.close()
+        finally:
+            await server.close(grace=1.0)
+        assert not path.exists()
+
+    asyncio.run(main())
+    principal = recorder.requests[0].principal
+    assert principal is not None
+    assert principal.via is Via.UNIX
+    assert principal.uid == os.getuid()
+    assert grp.getgrgid(os.getgid()).gr_name in principal.groups
+
+
+def test_unix_socket_replaces_a_stale_socket_but_not_a_live_one(tmp_path: Path) -> None:
+    path = tmp_path / "cimxml.socket"
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(path))
+    stale.close()  # the file stays, nobody listens: what a killed server leaves
+
+    async def main() -> None:
+        server = await serve(Recorder(), [UnixListener(path)], require_auth=False)
+        try:
+            with pytest.raises(OSError, match="another server"):
+                await serve(Recorder(), [UnixListener(path)], require_auth=False)
+        finally:
+            await server.close(grace=1.0)
+
+    asyncio.run(main())
+
+
+def test_unix_peer_refused_by_the_authenticator_must_use_basic(tmp_path: Path) -> None:
+    path = tmp_path / "cimxml.socket"
+    authenticator = InMemoryAuthenticator({"admin": "secret"}, peer_uids=frozenset())
+
+    async def main() -> None:
+        server = await serve(Recorder(), [UnixListener(path)], authenticator=authenticator)
+        try:
+            client = await RawClient.unix(path)
+            await client.send(post())
+            response = await client.response()
+            assert response.status == 401
+            assert response.headers["www-authenticate"] == 'Basic realm="gm-provider"'
+            await client.close()
+        finally:
+            await server.close(grace=1.0)
+
+    asyncio.run(main())

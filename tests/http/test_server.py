@@ -1,0 +1,392 @@
+"""The transport against raw bytes on loopback: framing, DSP0200 rules, limits, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from provider.errors import ProtocolError
+from provider.http.auth import InMemoryAuthenticator
+from provider.http.limits import TransportLimits
+from provider.http.messages import Application, HttpRequest, HttpResponse
+from provider.http.server import HttpServer, TCPListener, serve
+from tests.http.helpers import RawClient, Recorder, chunks, post
+
+pytestmark = pytest.mark.timeout(10)
+
+Scenario = Callable[[HttpServer, Recorder], Awaitable[None]]
+
+
+def run_with(
+    scenario: Scenario,
+    *,
+    app: Application | None = None,
+    limits: TransportLimits | None = None,
+    auth: bool = False,
+) -> Recorder:
+    """Start a server (port 0), run the scenario against it, close it."""
+    recorder = Recorder()
+
+    async def main() -> None:
+        server = await serve(
+            app or recorder,
+            [TCPListener()],
+            authenticator=InMemoryAuthenticator({"admin": "secret"}, {"admin": "administrator"}),
+            require_auth=auth,
+            limits=limits,
+        )
+        try:
+            await scenario(server, recorder)
+        finally:
+            await server.close(grace=1.0)
+
+    asyncio.run(main())
+    return recorder
+
+
+def basic(user: str, password: str) -> tuple[str, str]:
+    return ("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+
+
+def test_keep_alive_serves_several_requests_on_one_connection() -> None:
+    async def scenario(server: HttpServer, rec: Recorder) -> None:
+        client = await RawClient.tcp(server.ports[0])
+        for n in range(3):
+            await client.send(post(b"<req n='%d'/>" % n))
+            response = await client.response()
+            assert response.status == 200
+            assert response.body == b"<req n='%d'/>" % n
+            assert "connection" not in response.headers
+            assert "date" in response.headers
+        assert server.connection_count == 1
+        await client.close()
+
+    assert len(run_with(scenario).requests) == 3
+
+
+def test_pipelined_requests_are_answered_in_order() -> None:
+    async def slow_first(request: HttpRequest) -> HttpResponse:
+        if request.body == b"first":
+            await asyncio.sleep(0.05)
+        return HttpResponse(200, [("Content-Type", "application/xml")], request.body)
+
+    async def scenario(server: HttpServer, rec: Recorder) -> None:
+        client = await RawClient.tcp(server.ports[0])
+        await client.send(post(b"first") + post(b"second") + b"\r\n" + post(b"third"))
+        assert [(await client.response()).body for _ in range(3)] == [
+            b"first",
+            b"second",
+            b"third",
+        ]
+        await client.close()
+
+    run_with(scenario, app=slow_first)
+
+
+def test_connection_close_and_http10_semantics() -> None:
+    async def scenario(server: HttpServer, rec: Recorder) -> None:
+        client = await RawClient.tcp(server.ports[0])
+        await client.send(post(headers=[("Connection", "close")]))
+        response = await client.response()
+        assert response.status == 200 and response.headers["connection"] == "close"
+        assert await client.at_eof()
+
+        client = await RawClient.tcp(server.ports[0])
+        await client.send(post(version="1.0", host=False))
+        assert (await client.response()).status == 200
+        assert await client.at_eof()  # HTTP/1.0 without keep-alive: one request
+
+        client = await RawClient.tcp(server.ports[0])
+        await client.send(post(version="1.0", headers=[("Connection", "keep-alive")]))
+        response = await client.response()
+        assert response.headers["connection"] == "keep-alive"
+        await client.send(post(version="1.0", headers=[("Connection", "keep-alive")]))
+        assert (await client.response()).status == 200
+        await client.close()
+
+    run_with(scenario)
+
+
+def test_mpost_strips_prefixes_and_answers_in_mpost_form() -> None:
+    request = (
+        b"M-POST /cimom HTTP/1.1\r\nHost: \r\nContent-Type: application/xml\r\n"
+        b"Man: http://www.dmtf.org/cim/mapping/http/v1.0; ns=73\r\n"
+        b"73-CIMProtocolVersion: 1.0\r\n73-CIMOperation: MethodCall\r\n"
+        b"73-CIMMethod: GetClass\r\n12-CIMObject: root%2Fcimv2\r\nContent-Length: 4\r\n\r\n<x/>"
+    )
+
+    async def scenario(server: HttpServer, rec: Recorder) -> None:
+        client = await RawClient.tcp(server.ports[0])
+        await client.send(request)
+        response = await client.response()
+        assert response.status == 200
+        assert response.headers["ext"] == ""
+        assert response.headers["man"] == "http://www.dmtf.org/cim/mapping/http/v1.0; ns=73"
+        assert response.headers["73-cimoperation"] == "MethodResponse"
+        assert "cimoperation" not in response.headers
+        await client.close()
+
+    seen = run_with(scenario).requests[0]
+    assert seen.is_mpost and seen.method == "M-POST" and seen.mpost_ns == "73"
+    assert seen.headers["cimoperation"] == "MethodCall"
+    assert seen.headers["cimmethod"] == "GetClass"
+    assert seen.headers["cimobject"] == "root%2Fcimv2"  # undeclared DD- prefix, as Pegasus
+    assert seen.headers["host"] == ""
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (post(method="M-POST", version="1.0"), 400),  # OpenPegasus: M-POST needs HTTP/1.1
+        (b"GET /cimom HTTP/1.1\r\nHost: x\r\n\r\n", 501),
+        (post(method="PUT"), 501),
+        (post(host=False), 400),
+    ],
+)
+def test_dsp0200_method_and_host_rules(request_bytes: bytes, status: int) -> None:
+    async def scenario(server: HttpServer, rec: Recorder) -> None:
+        client = await RawClient.tcp(server.ports[0])
+        await client.send(request_bytes)
+        response = await client.response()
+        assert response.status == status
+        assert "cimerror" not in response.headers
+        if status == 400 and b"Host" not in request_bytes:
+            assert response.headers["pgerrordetail"] == (
+                "HTTP%20request%20message%20lacks%20a%20Host%20header%20field."
+            )
+        if b"HTTP/1.0" in request_bytes:
+            assert await client.at_eof()  # no keep-alive asked for
+            return
+        # These refusals keep an HTTP/1.1 connection usable.
+        await client.send(post())
+        assert (await client.response()).status == 200
+        await client.close()
+
+    run_with(scenario)
+
+
+def test_unauthenticated_gets_basic_challenge_then_succeeds() -> None:
+    async def scenario(server: HttpServer, rec: Recorder) -> None:
+        client = await RawClient.tcp(server.ports[0])
+        await client.send(post())
+        challenge = await client.response()
+        assert challenge.status == 401
+        assert challenge.headers["www-authenticate"] == 'Basic realm="gm-provider"'
+        await client.send(post(headers=[basic("admin", "wrong")]))
+        assert (await client.response()).status == 401
+        await client.send(post(headers=[basic("admin", "secret")]))
+        response = await client.response()
+        assert response.status == 200 and response.headers["x-user"] == "admin"
+        await client.close()
+
+    [request] = run_with(scenario, auth=True).requests
+    assert request.principal is not None
+    assert request.principal.role == "administrator"
+    assert request.principal.via.value == "http"
+    assert request.principal.peer.startswith("127.0.0.1:")
+
+
+def test_oversized_content_length_is_refused_without_reading_the_body() -> None:
+    limits = TransportLimits(max_body_bytes=1000)
+
+    async def scenario(server: HttpServer, rec: Recorder) -> None:
+        client = await RawClient.tcp(server.ports[0])
+        # The head promises 10 MB, none of which is ever sent: the answer must not wait for it.
+        await client.send(
+            b"POST /cimom HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n<partial"
+        )
+        response = await client.response()
+        assert response.status == 413
+        assert "1000" in response.headers["pgerrordetail"]
+        assert response.headers["connection"] == "close"
+        assert await client.at_eof()
+
+    assert run_with(scenario, limits=limits).requests == []
+
+
+def test_oversized_chunked_body_is_refused_as_soon_as_it_exceeds_the_limit() -> None:
+    limits = TransportLimits(max_body_bytes=100)
+
+    async def scenario(server: HttpServer, rec: Recorder) -> None:
+        client = await RawClient.tcp(server.ports[0])
+        await client.send(
+            b"POST /cimom HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"50\r\n" + b"a" * 80 + b"\r\n50\r\n"
+        )
+        assert (await client.response()).status == 413
+
+    run_with(scenario, limits=limits)
+
+
+def test_chunked_request_body_and_expect_continue() -> None:
+    async def scenario(server: HttpServer, rec: Recorder) -> None:
+        client = await RawClient.tcp(server.ports[0])
+        await client.send(
+            b"POST /cimom HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"4;ext=1\r\n<CIM\r\n2\r\n/>\r\n0\r\nX-Trailer: t\r\n\r\n"
+        )
+        assert (await client.response()).body == b"<CIM/>"
+        await client.send(
+            b"POST /cimom HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n"
+        )
+        interim = await client.response()
+        assert interim.status == 100
+        await client.send(b"<x/>")
+        assert (await client.response()).body == b"<x/>"
+        # wbemcli sends an empty Expect: it expects nothing.
+        await client.send(post(headers=[("Expect", "")]))
+        assert (await client.response()).status == 200
+        await client.close()
+
+    run_with(scenario)
+
+
+def test_missing_length_is_411_and_oversized_head_is_431() -> None:
+    limits = TransportLimits(max_header_bytes=1024)
+
+    async def scenario(server: HttpServer, rec: Recorder) -> None:
+        client = await RawClient.tcp(server.ports[0])
+        await client.send(b"POST /cimom HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await client.response()).status == 411
+        assert await client.at_eof()
+
+        client = await RawClient.tcp(server.ports[0])
+        await client.send(b"POST /cimom HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 2000)
+        response = await client.response()
+        assert response.status == 431
+        assert "1024" in response.headers["pgerrordetail"]
+        assert await client.at_eof()
+
+    run_with(scenario, limits=limits)
+
+
+def test_slow_loris_gets_408_and_is_disconnected() -> None:
+    limits = TransportLimits(header_timeout=0.3, body_timeout=0.3, keepalive_timeout=0.3)
+
+    async def scenario(server: HttpServer, rec: Recorder) -> None:
+        client = await RawClient.tcp(server.ports[0])
+        started = time.monotonic()
+        await client.send(b"POST /cimom HTTP/1.1\r\nHost: x\r\n")
+        await asyncio.sleep(0.1)
+        await client.send(b"X-Slow: 1\r\n")  # trickling bytes does not extend the deadline
+        response = await client.response()
+        assert response.status == 408
+        assert 0.25 < time.monotonic() - started < 2.0
+        assert await client.at_eof()
+
+        client = await RawClient.tcp(server.ports[0])
+        await client.send(b"POST /cimom HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n<x")
+        assert (await client.response()).status == 408
+
+        client = await RawClient.tcp(server.ports[0])
+        await client.send(post())
+        assert (await client.response()).status == 200
+        assert (await client.response()).status == 408  # then idle past keepalive_timeout
+        assert await client.at_eof()
+
+    run_with(scenario, limits=limits)
+
+
+def test_iterator_bodies_are_streamed_chunked_and_buffered_for_http10() -> None:
+    parts = [b"<a>", b"", b"x" * 100_000, b"</a>"]
+
+    async def streaming(request: HttpRequest) -> HttpResponse:
+        body = iter(parts) if request.body == b"sync" else chunks(parts)
+        return HttpResponse(200, [("Content-Type", "application/xml")], body)
+
+    def expected() -> bytes:
+        return b"".join(parts)
+
+    async def scenario(server: HttpServer, rec: Recorder) -> None:
+        client = await RawClient.tcp(server.ports[0])
+        for kind in (b"async", b"sync"):
+            await client.send(post(kind))
+            response = await client.response()
+            assert response.headers["transfer-encoding"] == "chunked"
+            assert response.body == expected()
+        await client.send(post(b"async", version="1.0"))
+        response = await client.response()
+        assert "transfer-encoding" not in response.headers
+        assert int(response.headers["content-length"]) == len(expected())
+        assert response.body == expected()
+        await client.close()
+
+    run_with(scenario, app=streaming)
+
+
+def test_app_exception_is_500_and_server_keeps_serving(caplog: pytest.LogCaptureFixture) -> None:
+    async def flaky(request: HttpRequest) -> HttpResponse:
+        if request.body == b"boom":
+            raise RuntimeError("application bug")
+        return HttpResponse(200, [], b"ok")
+
+    async def scenario(server: HttpServer, rec: Recorder) -> None:
+        client = await RawClient.tcp(server.ports[0])
+        await client.send(post(b"boom"))
+        response = await client.response()
+        assert response.status == 500 and response.headers["connection"] == "close"
+        assert await client.at_eof()
+        client = await RawClient.tcp(server.ports[0])
+        await client.send(post(b"fine"))
+        assert (await client.response()).body == b"ok"
+        await client.close()
+
+    with caplog.at_level(logging.ERROR, logger="provider.http"):
+        run_with(scenario, app=flaky)
+    assert any("application bug" in (r.exc_text or "") for r in caplog.records)
+
+
+def test_protocol_error_from_app_carries_status_cimerror_and_detail() -> None:
+    async def refusing(request: HttpRequest) -> HttpResponse:
+        raise ProtocolError(400, "header-mismatch", "Missing CIMMethod HTTP header.")
+
+    async def scenario(server: HttpServer, rec: Recorder) -> None:
+        client = await RawClient.tcp(server.ports[0])
+        await client.send(post())
+        response = await client.response()
+        assert response.status == 400
+        assert response.headers["cimerror"] == "header-mismatch"
+        assert response.headers["pgerrordetail"] == "Missing%20CIMMethod%20HTTP%20header."
+        await client.send(post())  # still usable
+        assert (await client.response()).status == 400
+        await client.close()
+
+    run_with(scenario, app=refusing)
+
+
+def test_too_many_connections_get_503() -> None:
+    limits = TransportLimits(max_connections=2)
+
+    async def scenario(server: HttpServer, rec: Recorder) -> None:
+        first = await RawClient.tcp(server.ports[0])
+        second = await RawClient.tcp(server.ports[0])
+        await first.send(post())
+        await second.send(post())
+        await first.response()
+        await second.response()
+        third = await RawClient.tcp(server.ports[0])
+        response = await third.response()
+        assert response.status == 503 and response.headers["retry-after"] == "1"
+        assert await third.at_eof()
+        await first.close()
+        await second.close()
+
+    run_with(scenario, limits=limits)
+
+
+def test_response_headers_with_newlines_are_never_sent() -> None:
+    async def splitting(request: HttpRequest) -> HttpResponse:
+        return HttpResponse(200, [("X-Echo", "a\r\nSet-Cookie: evil")], b"")
+
+    async def scenario(server: HttpServer, rec: Recorder) -> None:
+        client = await RawClient.tcp(server.ports[0])
+        await client.send(post())
+        response = await client.response()
+        assert response.status == 500 and "set-cookie" not in response.headers
+
+    run_with(scenario, app=splitting)
