@@ -14,8 +14,8 @@ Use from a conftest (non-root conftests may not declare `pytest_plugins`):
 
     from tests.pg import postgres_cluster, postgres_url, store_url  # noqa: F401  (fixtures)
 
-`postgres_url` gives each test its own fresh database on the session's cluster; `store_url`
-is parametrized over both backends (SQLite file, fresh PostgreSQL database).
+`postgres_url` gives each test its own fresh schema on the session's cluster; `store_url`
+is parametrized over both backends (SQLite file, fresh PostgreSQL schema).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,6 +105,7 @@ class PgCluster:
     port: int
     as_postgres: bool
     _dbs: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    _shared_db: str | None = None
 
     @property
     def datadir(self) -> Path:
@@ -124,6 +126,22 @@ class PgCluster:
         with psycopg.connect(self.url(), autocommit=True, connect_timeout=10) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
+
+    def create_schema(self, prefix: str = "gm_test") -> str:
+        """A URL whose sessions work in a fresh empty schema of one shared database.
+
+        As isolated as a new database for everything the store does (tables, functions,
+        sequences live in the schema), and ~100 times cheaper than CREATE DATABASE.
+        """
+        import psycopg
+
+        if self._shared_db is None:
+            self._shared_db = self.create_database("gm_shared")
+        name = f"{prefix}_{os.getpid()}_{next(self._dbs)}"
+        with psycopg.connect(self._shared_db, autocommit=True, connect_timeout=10) as conn:
+            conn.execute(f'CREATE SCHEMA "{name}"'.encode())
+        options = urllib.parse.quote(f"-c search_path={name}")
+        return f"{self._shared_db}?options={options}"
 
     def stop(self) -> None:
         _run(
@@ -254,13 +272,13 @@ def postgres_cluster() -> Iterator[PgCluster]:
 
 @pytest.fixture
 def postgres_url(postgres_cluster: PgCluster) -> str:
-    """A URL to a fresh, empty database of the session's private cluster."""
-    return postgres_cluster.create_database()
+    """A URL to a fresh, empty schema (see `PgCluster.create_schema`) of the private cluster."""
+    return postgres_cluster.create_schema()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A URL for an empty store, once per backend: a SQLite file, a fresh PG database."""
+    """A URL for an empty store, once per backend: a SQLite file, a fresh PG schema."""
     if request.param == "sqlite":
         return f"sqlite://{tmp_path}/gm.db"
     return str(request.getfixturevalue("postgres_url"))

@@ -122,7 +122,8 @@ def parse_url(url: str) -> StoreURL:
         idle = _int_param(params, "idle_in_transaction_session_timeout", 10_000, url)
         for key, value in _PG_DEFAULTS.items():
             params.setdefault(key, [value])
-        query = urllib.parse.urlencode(params, doseq=True)
+        # quote, not quote_plus: libpq decodes %20 but takes '+' literally.
+        query = urllib.parse.urlencode(params, doseq=True, quote_via=urllib.parse.quote)
         conninfo = urllib.parse.urlunsplit(
             ("postgresql", parts.netloc, parts.path, query, parts.fragment)
         )

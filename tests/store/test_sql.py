@@ -102,3 +102,8 @@ def test_migration_file_sections() -> None:
 def test_migration_file_names_are_checked(name: str) -> None:
     with pytest.raises(ConfigError, match=r"NNNN_lowercase_words\.sql"):
         parse_migration("jobs", name, "")
+
+
+def test_postgres_url_options_keep_their_spaces_for_libpq() -> None:
+    parsed = parse_url("postgresql://gm@h/gm?options=-c%20search_path%3Dgm")
+    assert "options=-c%20search_path%3Dgm" in parsed.conninfo

@@ -1,0 +1,261 @@
+"""RoleManager on both backends: start rules, takeControl, stepDown, fencing, deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from provider.errors import ConfigError, Fenced, NotActive, Refused
+from provider.roles import Event, Role, RoleChange, RoleManager
+from provider.store import Store
+from tests.store._helpers import audit_rows, lapse_lease
+
+from ._helpers import FakeClock
+
+TTL = 30.0
+RENEW = 5.0
+
+CHECK_SCAVENGED = (
+    "check to see if it can reconnect to members\nfrom which usage rights were previously seized"
+)
+
+
+def manager(store: Store, name: str, clock: FakeClock | None = None, **kw: Any) -> RoleManager:
+    return RoleManager(store, name, TTL, RENEW, clock=clock or FakeClock(), **kw)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "setting"),
+    [
+        ({"ttl": 0}, "ttl"),
+        ({"renew_interval": 0}, "renew_interval"),
+        ({"ttl": 10, "renew_interval": 4}, "renew_interval"),
+        ({"ttl": 15, "renew_interval": 5, "safety_margin": 10}, "safety_margin"),
+        ({"safety_margin": -1}, "safety_margin"),
+        ({"node_name": ""}, "node_name"),
+        ({"node_name": " gm1"}, "node_name"),
+        ({"start_as": "leader"}, "start_as"),
+        ({"start_as": "stopped"}, "start_as"),
+    ],
+)
+def test_bad_settings_are_config_errors_naming_the_setting(
+    tmp_path: Any, kwargs: dict[str, Any], setting: str
+) -> None:
+    args: dict[str, Any] = {"node_name": "gm1", "ttl": 15.0, "renew_interval": 5.0, **kwargs}
+    with pytest.raises(ConfigError, match=setting):
+        RoleManager(None, **args)  # type: ignore[arg-type]  # fails before touching the store
+
+
+def test_a_single_node_started_as_active_comes_up_active(store: Store) -> None:
+    gm1 = manager(store, "gm1", start_as="active")
+    assert gm1.start() is Role.ACTIVE
+    assert (gm1.epoch, gm1.active_manager) == (1, "gm1")
+    assert [(n.node, n.role, n.epoch) for n in store.nodes()] == [("gm1", "active", 1)]
+
+
+def test_a_node_started_as_standby_stays_standby(store: Store) -> None:
+    gm1 = manager(store, "gm1")
+    assert gm1.start() is Role.STANDBY
+    assert (gm1.epoch, gm1.active_manager) == (0, None)
+
+
+def test_a_second_node_started_as_active_stays_standby_while_the_first_holds(store: Store) -> None:
+    manager(store, "gm1", start_as="active").start()
+    gm2 = manager(store, "gm2", start_as="active")
+    assert gm2.start() is Role.STANDBY
+    assert (gm2.epoch, gm2.active_manager) == (1, "gm1")
+
+
+def test_a_restarted_node_takes_its_own_lease_back_and_fences_its_old_self(store: Store) -> None:
+    old = manager(store, "gm1", start_as="active")
+    old.start()
+    new = manager(store, "gm1", start_as="active")
+    assert new.start() is Role.ACTIVE
+    assert new.epoch == 2
+    with pytest.raises(Fenced), old.fenced("write"):
+        pass
+    assert old.role is Role.STANDBY
+
+
+def test_a_standby_refuses_changes_with_the_spec_text(store: Store) -> None:
+    manager(store, "gm1", start_as="active").start()
+    gm2 = manager(store, "gm2")
+    gm2.start()
+    with pytest.raises(NotActive) as caught:
+        gm2.require_active(CHECK_SCAVENGED)
+    # SPEC 3.3, seed 003: the exact text a standby answers.
+    assert caught.value.description == (
+        "This system is not an active Group Manager.\nOnly an active Group Manager can check to "
+        "see if it can reconnect to members\nfrom which usage rights were previously seized.\n"
+    )
+    with pytest.raises(NotActive), gm2.fenced("move a profile"):
+        pass
+    with pytest.raises(NotActive):
+        gm2.step_down()
+
+
+def test_take_control_without_force_is_refused_while_the_active_holds(store: Store) -> None:
+    manager(store, "gm1", start_as="active").start()
+    gm2 = manager(store, "gm2")
+    gm2.start()
+    with pytest.raises(Refused, match="gm1 is the active Group Manager"):
+        gm2.take_control(force=False)
+    assert gm2.role is Role.STANDBY
+
+
+def test_forced_take_control_supersedes_and_the_old_active_demotes_before_raising(
+    store: Store,
+) -> None:
+    gm1 = manager(store, "gm1", start_as="active")
+    gm1.start()
+    with gm1.fenced("write") as tx:
+        tx.audit("by gm1")
+    seen: list[RoleChange] = []
+    gm1.add_listener(seen.append)
+    gm2 = manager(store, "gm2")
+    gm2.start()
+    assert gm2.take_control(force=True) == 2
+    assert gm2.role is Role.ACTIVE and gm2.active_manager == "gm2"
+    assert gm1.role is Role.ACTIVE  # it has not noticed yet
+    try:
+        with gm1.fenced("write") as tx:
+            tx.audit("by a superseded gm1")
+    except Fenced:
+        # Standby already, inside the handler: the demotion happened before the raise.
+        assert gm1.role is Role.STANDBY
+        assert [(c.old, c.new, c.event) for c in seen] == [
+            (Role.ACTIVE, Role.STANDBY, Event.SUPERSEDED)
+        ]
+    else:
+        pytest.fail("a superseded active wrote")
+    with gm2.fenced("write") as tx:
+        tx.audit("by gm2")
+    assert audit_rows(store) == [(1, "gm1", "by gm1"), (2, "gm2", "by gm2")]
+
+
+def test_a_superseded_active_learns_it_at_its_next_renewal(store: Store) -> None:
+    gm1 = manager(store, "gm1", start_as="active")
+    gm1.start()
+    manager(store, "gm2").take_control(force=True)
+    gm1.tick()
+    assert gm1.role is Role.STANDBY
+    assert (gm1.epoch, gm1.active_manager) == (2, "gm2")
+
+
+def test_take_control_on_the_active_keeps_its_epoch(store: Store) -> None:
+    gm1 = manager(store, "gm1", start_as="active")
+    gm1.start()
+    assert gm1.take_control(force=True) == 1
+    assert gm1.take_control() == 1
+    assert store.current().epoch == 1
+
+
+def test_past_the_local_deadline_the_active_stops_writing(store: Store) -> None:
+    clock = FakeClock()
+    gm1 = manager(store, "gm1", clock, start_as="active")
+    gm1.start()
+    seen: list[RoleChange] = []
+    gm1.add_listener(seen.append)
+    clock.advance(TTL - TTL / 10 - 0.01)
+    assert gm1.role is Role.ACTIVE
+    clock.advance(0.02)
+    with pytest.raises(NotActive), gm1.fenced("write"):
+        pass
+    assert gm1.role is Role.STANDBY
+    assert [c.event for c in seen] == [Event.LEASE_EXPIRED]
+    # The store still shows gm1's lease: the local deadline comes first, by design.
+    assert store.current().active_manager == "gm1"
+
+
+def test_renewal_moves_the_deadline(store: Store) -> None:
+    clock = FakeClock()
+    gm1 = manager(store, "gm1", clock, start_as="active")
+    gm1.start()
+    for _ in range(10):
+        clock.advance(RENEW)
+        assert gm1.tick() <= RENEW
+        assert gm1.role is Role.ACTIVE
+
+
+def test_an_unreachable_store_is_retried_until_the_deadline(store_url: str) -> None:
+    from tests.store._helpers import open_test_store
+
+    store = open_test_store(store_url)
+    clock = FakeClock()
+    gm1 = manager(store, "gm1", clock, start_as="active")
+    gm1.start()
+    store.close()  # every store call now fails with StoreError
+    clock.advance(RENEW)
+    delay = gm1.tick()
+    assert gm1.role is Role.ACTIVE
+    assert delay < RENEW  # retried sooner than the normal interval
+    clock.advance(TTL)
+    gm1.tick()
+    assert gm1.role is Role.STANDBY
+
+
+def test_step_down_hands_over_to_an_auto_takeover_standby(store: Store) -> None:
+    gm1 = manager(store, "gm1", start_as="active", auto_takeover=True)
+    gm1.start()
+    gm2 = manager(store, "gm2", auto_takeover=True)
+    gm2.start()
+    assert gm2.role is Role.STANDBY
+    gm1.step_down()
+    assert gm1.role is Role.STANDBY
+    gm1.tick()  # held back for one ttl: does not take its lease straight back
+    assert gm1.role is Role.STANDBY
+    gm2.tick()
+    assert gm2.role is Role.ACTIVE and gm2.epoch == 2
+
+
+def test_auto_takeover_acquires_a_lapsed_lease_and_the_old_active_demotes(store: Store) -> None:
+    gm1 = manager(store, "gm1", start_as="active")
+    gm1.start()
+    gm2 = manager(store, "gm2", auto_takeover=True)
+    gm2.start()
+    gm2.tick()
+    assert gm2.role is Role.STANDBY
+    lapse_lease(store)
+    gm2.tick()
+    assert gm2.role is Role.ACTIVE and gm2.epoch == 2
+    gm1.tick()
+    assert gm1.role is Role.STANDBY and gm1.active_manager == "gm2"
+
+
+def test_close_steps_down_and_stops_for_good(store: Store) -> None:
+    gm1 = manager(store, "gm1", start_as="active")
+    gm1.start()
+    gm1.close()
+    gm1.close()
+    assert gm1.role is Role.STOPPED
+    assert not store.current().valid
+    with pytest.raises(Refused, match="shutting down"):
+        gm1.take_control(force=True)
+    assert [(n.node, n.role) for n in store.nodes()] == [("gm1", "stopped")]
+
+
+def test_the_asyncio_loop_fails_over_when_the_active_stops_renewing(store: Store) -> None:
+    async def scenario() -> float:
+        gm1 = RoleManager(store, "gm1", 0.6, 0.2, start_as="active", auto_takeover=True)
+        gm2 = RoleManager(store, "gm2", 0.6, 0.2, auto_takeover=True)
+        loop1 = asyncio.create_task(gm1.run())
+        await asyncio.sleep(0.1)
+        loop2 = asyncio.create_task(gm2.run())
+        await asyncio.sleep(0.5)  # longer than the ttl: gm1 kept renewing
+        assert (gm1.role, gm2.role) == (Role.ACTIVE, Role.STANDBY)
+        loop1.cancel()  # gm1 freezes: no renewal, no step-down
+        stopped = time.monotonic()
+        while gm2.role is not Role.ACTIVE:
+            assert time.monotonic() - stopped < 3, "gm2 never took over"
+            await asyncio.sleep(0.02)
+        took = time.monotonic() - stopped
+        assert gm1.role is Role.STANDBY  # its own local deadline passed meanwhile
+        gm2.close()
+        await asyncio.wait_for(loop2, 2)
+        return took
+
+    took = asyncio.run(scenario())
+    assert took <= 0.6 + 0.5
