@@ -68,7 +68,18 @@ def install_manager(registry: ProviderRegistry, services: Services) -> None:
         await asyncio.to_thread(roles.step_down)
         return MethodOutcome(0, {})
 
+    async def get_role(ctx: OperationContext, params: Mapping[str, Any]) -> MethodOutcome:
+        return MethodOutcome(
+            0,
+            {
+                "Role": roles.role.value,
+                "Epoch": roles.epoch,
+                "ActiveManager": roles.active_manager or "",
+            },
+        )
+
     registry.add_instances(NS, CLASS, _ManagerInstances(services))
+    registry.add_method(NS, CLASS, MethodSpec("getRole", get_role, changes_state=False))
     # takeControl changes state but is exactly what a standby is for: no role gate.
     registry.add_method(NS, CLASS, MethodSpec("takeControl", take_control, changes_state=False))
     registry.add_method(

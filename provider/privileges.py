@@ -70,6 +70,7 @@ DEFAULT_ACTIONS: dict[str, Role] = {
     # the manager pair
     "takeControl": Role.ADMINISTRATOR,
     "stepDown": Role.ADMINISTRATOR,
+    "getRole": Role.READ_ONLY,
 }
 
 
