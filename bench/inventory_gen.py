@@ -1,10 +1,10 @@
 """Generate a data-centre-sized VCEM inventory (the format of etc/inventory.example.toml).
 
 VCEM's limits were 250 domain groups, 1,000 enclosures and 16,000 servers (reference
-vcem-domain.md §7.1); addresses come from 198.18.0.0/15, the range reserved for
-benchmarks, and are never contacted. `write_inventory(path, bays=16000)` makes 250 groups of 4 one-enclosure
-domains, 16 bays per c7000 enclosure; in each enclosure bay 16 is a powered-off spare with no
-profile, the other bays run a profile with a host name and an IP address.
+vcem-domain.md §7.1). `write_inventory(path, bays=16000)` makes 250 groups of 4
+one-enclosure domains, 16 bays per c7000 enclosure; in each enclosure bay 16 is a powered-off
+spare with no profile, the other bays run a profile with a host name and an IP address (from
+198.18.0.0/15, the range reserved for benchmarks; never contacted).
 
     python bench/inventory_gen.py OUT.toml [--bays 16000]
 """
