@@ -58,10 +58,12 @@ from provider.cimxml.messages import (
 )
 from provider.errors import (
     CIMClientError,
+    Fenced,
     InvalidClass,
     InvalidEnumerationContext,
     InvalidParameter,
     MethodNotFound,
+    NotActive,
     NotFound,
     NotSupported,
     TypeMismatch,
@@ -573,6 +575,13 @@ class CimOperations:
 
     # -- writes: privilege, then the role gate, then the provider --
 
+    def _fenced_write(self, provider: InstanceProvider, call: Callable[[], Any]) -> Any:
+        try:
+            return call()
+        except Fenced as exc:
+            what = provider.writes.what if provider.writes is not None else "change it"
+            raise NotActive(what) from exc
+
     def _writable(self, ctx: OperationContext, classname: str, op: str) -> InstanceProvider:
         cls = self.repository.resolved(ctx.namespace, classname, missing=InvalidClass)
         provider = self._provider(ctx.namespace, cls.classname)
@@ -596,7 +605,8 @@ class CimOperations:
         inst: CIMInstance = self._require(p, "NewInstance", "CreateInstance")
         provider = self._writable(ctx, inst.classname, "CreateInstance")
         shaper = self.shaper(ctx.namespace, inst.classname)
-        row = provider.create(ctx, shaper.classname, self._props(ctx, inst))
+        props = self._props(ctx, inst)
+        row = self._fenced_write(provider, lambda: provider.create(ctx, shaper.classname, props))
         return CreatedResult(
             CIMInstanceName(
                 shaper.classname, keybindings=shaper.keybindings(row), namespace=ctx.namespace
@@ -617,14 +627,15 @@ class CimOperations:
             wanted = {x.lower() for x in p["PropertyList"]}
             changes = {k: v for k, v in changes.items() if k.lower() in wanted}
         changes = {k: v for k, v in changes.items() if k not in keys}
-        provider.modify(ctx, shaper.classname, keys, changes)
+        self._fenced_write(provider, lambda: provider.modify(ctx, shaper.classname, keys, changes))
         return VoidResult()
 
     def _op_DeleteInstance(self, ctx: OperationContext, p: dict[str, Any]) -> IntrinsicResult:
         path: CIMInstanceName = self._require(p, "InstanceName", "DeleteInstance")
         provider = self._writable(ctx, path.classname, "DeleteInstance")
         shaper = self.shaper(ctx.namespace, path.classname)
-        provider.delete(ctx, shaper.classname, self._check_keys(shaper, path))
+        keys = self._check_keys(shaper, path)
+        self._fenced_write(provider, lambda: provider.delete(ctx, shaper.classname, keys))
         return VoidResult()
 
     # -- associations: the schema declares none, so every answer is empty once the object
@@ -747,7 +758,12 @@ class CimOperations:
         self.authorizer.check(ctx.principal, spec.action_name, scope)
         if spec.changes_state:
             self.gate.require_active(spec.what)
-        outcome = await spec.handler(ctx, params)
+        try:
+            outcome = await spec.handler(ctx, params)
+        except Fenced as exc:
+            # Superseded between the gate and the write: the role manager has demoted us
+            # already; the client hears what a standby says (SPEC 4.2).
+            raise NotActive(spec.what or spec.name) from exc
         return _method_response(decl, spec, outcome.return_value, outcome.out)
 
 
