@@ -43,6 +43,7 @@ __all__ = [
     "check_scavenged",
     "compliance",
     "deactivate",
+    "describe_group",
     "periodic",
     "remove_group",
     "remove_member",
@@ -654,8 +655,7 @@ def _warnings(state: CapacityState, now: datetime) -> list[Action]:
                 name,
                 cores=cores,
                 minutes=max(0, state.group_ticap(name)),
-                text="Temporary Capacity Expiration Reminder: "
-                f"{cores} cores of group {name} consume temporary capacity; the balance is "
+                text=f"{cores} cores of group {name} consume temporary capacity; the balance is "
                 f"projected to expire on or around {_stamp(now + left)}. Buy temporary "
                 "capacity, deactivate cores, or buy usage rights.",
                 notify=True,
@@ -780,6 +780,15 @@ def add_group(state: CapacityState, name: str, description: str) -> Outcome:
         raise AlreadyExists(f"Group {name} already exists.")
     state.groups[name] = Group(name=name, description=description)
     return Outcome(state, [Action("add_group", name, text=f"Group {name} created.")])
+
+
+def describe_group(state: CapacityState, name: str, description: str) -> Outcome:
+    """ModifyInstance of GM_CapacityGroup: only the description changes."""
+    state = _copy(state)
+    if name not in state.groups:
+        raise NotFound(f"Group {name} does not exist.")
+    state.groups[name].description = description
+    return Outcome(state, [Action("describe_group", name, text=f"Group {name} described.")])
 
 
 def remove_group(state: CapacityState, name: str) -> Outcome:

@@ -1,0 +1,101 @@
+"""Notifications by log and by e-mail (SMTP), configured in `[notify]`.
+
+Reference gicap-domain.md §6: iCAP e-mails the system contact and root, and syslogs most of
+the same messages: rights acquired from an inactive member, seized rights expired and
+reverted, compliance exceptions, TiCAP expiration reminders. Here every notification is
+logged; it is also mailed when `smtp_host` and `to` are set:
+
+    [notify]
+    smtp_host = "127.0.0.1"      # no SMTP when empty
+    smtp_port = 25
+    from = "gm-provider@localhost"
+    to = ["root@localhost"]
+    timeout = 10.0
+
+Sending runs smtplib in a worker thread. A failed send is logged and never fails the
+operation that caused it (the log line is the durable record).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import smtplib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from typing import Any
+
+__all__ = ["Notifier", "NotifySettings", "notify_settings"]
+
+log = logging.getLogger("gm-provider.notify")
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    smtp_host: str = ""
+    smtp_port: int = 25
+    sender: str = "gm-provider@localhost"
+    to: tuple[str, ...] = ()
+    timeout: float = 10.0
+
+
+class Notifier:
+    def __init__(self, settings: NotifySettings, node: str) -> None:
+        self.settings = settings
+        self.node = node
+
+    def _message(self, subject: str, body: str) -> EmailMessage:
+        msg = EmailMessage()
+        msg["From"] = self.settings.sender
+        msg["To"] = ", ".join(self.settings.to)
+        msg["Subject"] = subject
+        msg["Date"] = formatdate(localtime=False)
+        msg["Message-ID"] = make_msgid(domain="gm-provider")
+        msg.set_content(f"{body}\n\n-- \nGroup Manager {self.node}\n")
+        return msg
+
+    def _send(self, msg: EmailMessage) -> None:
+        s = self.settings
+        with smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.timeout) as smtp:
+            smtp.send_message(msg)
+
+    async def notify(self, subject: str, body: str) -> None:
+        log.warning("%s: %s", subject, body)
+        if not self.settings.smtp_host or not self.settings.to:
+            return
+        try:
+            await asyncio.to_thread(self._send, self._message(subject, body))
+        except (OSError, smtplib.SMTPException) as exc:
+            log.error("cannot e-mail %r to %s: %s", subject, ", ".join(self.settings.to), exc)
+
+
+def notify_settings(config: Any) -> NotifySettings:
+    section: Mapping[str, Any] = config.section("notify")
+    known = {"smtp_host", "smtp_port", "from", "to", "timeout"}
+    for key in section:
+        if key not in known:
+            raise config.error(
+                "notify", key, f"unknown setting notify.{key}; known: {', '.join(sorted(known))}."
+            )
+    d = NotifySettings()
+    host = section.get("smtp_host", d.smtp_host)
+    if not isinstance(host, str):
+        raise config.error("notify", "smtp_host", "notify.smtp_host must be a host name.")
+    port = section.get("smtp_port", d.smtp_port)
+    if not isinstance(port, int) or not 0 < port < 65536:
+        raise config.error("notify", "smtp_port", "notify.smtp_port must be a port number.")
+    sender = section.get("from", d.sender)
+    if not isinstance(sender, str) or "@" not in sender:
+        raise config.error("notify", "from", "notify.from must be an e-mail address.")
+    to = section.get("to", [])
+    if isinstance(to, str):
+        to = [to]
+    # Reference §7: a contact address of spaces once corrupted the GiCAP database; validate.
+    if not isinstance(to, list) or not all(isinstance(a, str) and "@" in a.strip() for a in to):
+        raise config.error("notify", "to", "notify.to must be a list of e-mail addresses.")
+    timeout = section.get("timeout", d.timeout)
+    if not isinstance(timeout, int | float) or timeout <= 0:
+        raise config.error("notify", "timeout", "notify.timeout must be seconds > 0.")
+    return NotifySettings(host, port, sender, tuple(a.strip() for a in to), float(timeout))

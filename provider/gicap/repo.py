@@ -1,0 +1,269 @@
+"""Load and save the `CapacityState` in the store's gicap_* tables (migrations/0001).
+
+The state is small (groups, complexes, nPars, seizures), so a change loads all of it inside
+the fenced transaction, applies a pure rule, and writes back only the rows that differ.
+Rows are compared as plain tuples, so an unchanged member costs nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from .model import CapacityState, Cell, Complex, Group, Partition, Seizure, SeizureState
+
+__all__ = ["SqlTx", "is_seeded", "load", "save", "seed"]
+
+
+class SqlTx(Protocol):
+    """What we use of provider.store.Tx."""
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> int: ...
+
+    def fetchall(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Any]: ...
+
+    def scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> Any: ...
+
+
+def _ts(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
+
+
+def _dt(value: Any) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(float(value), UTC)
+
+
+def _req_dt(value: Any) -> datetime:
+    return datetime.fromtimestamp(float(value), UTC)
+
+
+def _opt_bool(value: Any) -> bool | None:
+    return None if value is None else bool(value)
+
+
+# -- rows ----------------------------------------------------------------------------------
+
+_GROUP_COLS = (
+    "name",
+    "description",
+    "free_rights",
+    "ticap_minutes",
+    "ticap_reminder_at",
+    "out_of_compliance_since",
+)
+_COMPLEX_COLS = (
+    "name",
+    "owned_rights",
+    "rights",
+    "ticap_minutes",
+    "ticap_charged_until",
+    "member",
+    "group_name",
+    "member_hosts",
+    "reachable",
+)
+_PARTITION_COLS = ("complex", "name", "position", "hosts", "vpars", "cells", "intended", "actual")
+_SEIZURE_COLS = (
+    "id",
+    "complex",
+    "npar",
+    "host",
+    "cores",
+    "deferred",
+    "seized_at",
+    "expires_at",
+    "state",
+    "intended_before",
+    "rebooted",
+    "all_cores_assumed",
+    "expiry_warned",
+)
+
+
+def _group_row(g: Group) -> tuple[Any, ...]:
+    return (
+        g.name,
+        g.description,
+        g.free_rights,
+        g.ticap_minutes,
+        _ts(g.ticap_reminder_at),
+        _ts(g.out_of_compliance_since),
+    )
+
+
+def _complex_row(c: Complex) -> tuple[Any, ...]:
+    return (
+        c.name,
+        c.owned_rights,
+        c.rights,
+        c.ticap_minutes,
+        _ts(c.ticap_charged_until),
+        c.member,
+        c.group,
+        json.dumps(c.member_hosts),
+        c.reachable,
+    )
+
+
+def _partition_rows(c: Complex) -> Iterable[tuple[Any, ...]]:
+    for position, p in enumerate(c.partitions):
+        cells = [{"name": x.name, "cores": x.cores, "active": x.active} for x in p.cells]
+        yield (
+            c.name,
+            p.name,
+            position,
+            json.dumps(p.hosts),
+            json.dumps(p.vpars, sort_keys=True),
+            json.dumps(cells),
+            p.intended,
+            p.actual,
+        )
+
+
+def _seizure_row(s: Seizure) -> tuple[Any, ...]:
+    return (
+        s.id,
+        s.member,
+        s.partition,
+        s.host,
+        s.cores,
+        s.deferred,
+        _ts(s.seized_at),
+        _ts(s.expires_at),
+        s.state.value,
+        s.intended_before,
+        s.rebooted,
+        s.all_cores_assumed,
+        s.expiry_warned,
+    )
+
+
+def _rows(state: CapacityState) -> dict[str, dict[tuple[Any, ...], tuple[Any, ...]]]:
+    """Every row of the state, keyed by table then primary key."""
+    return {
+        "gicap_groups": {(r[0],): r for r in map(_group_row, state.groups.values())},
+        "gicap_complexes": {(r[0],): r for r in map(_complex_row, state.complexes.values())},
+        "gicap_partitions": {
+            (r[0], r[1]): r for c in state.complexes.values() for r in _partition_rows(c)
+        },
+        "gicap_seizures": {(r[0],): r for r in map(_seizure_row, state.seizures)},
+    }
+
+
+_COLUMNS = {
+    "gicap_groups": (_GROUP_COLS, 1),
+    "gicap_complexes": (_COMPLEX_COLS, 1),
+    "gicap_partitions": (_PARTITION_COLS, 2),
+    "gicap_seizures": (_SEIZURE_COLS, 1),
+}
+# Parents before children when inserting; children first when deleting.
+_ORDER = ("gicap_groups", "gicap_complexes", "gicap_partitions", "gicap_seizures")
+
+
+def _normalise(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    # SQLite gives back 0/1 for booleans and floats for REAL: compare like with like.
+    return tuple(int(v) if isinstance(v, bool) else v for v in row)
+
+
+def save(tx: SqlTx, before: CapacityState, after: CapacityState) -> int:
+    """Write the rows of `after` that differ from `before`; returns how many statements ran."""
+    old, new = _rows(before), _rows(after)
+    count = 0
+    for table in reversed(_ORDER):
+        cols, nkeys = _COLUMNS[table]
+        for key in old[table].keys() - new[table].keys():
+            where = " AND ".join(f"{c} = %({c})s" for c in cols[:nkeys])
+            tx.execute(f"DELETE FROM {table} WHERE {where}", dict(zip(cols, key, strict=True)))
+            count += 1
+    for table in _ORDER:
+        cols, nkeys = _COLUMNS[table]
+        for key, row in new[table].items():
+            previous = old[table].get(key)
+            if previous is not None and _normalise(previous) == _normalise(row):
+                continue
+            params = dict(zip(cols, row, strict=True))
+            if previous is None:
+                names = ", ".join(cols)
+                values = ", ".join(f"%({c})s" for c in cols)
+                tx.execute(f"INSERT INTO {table} ({names}) VALUES ({values})", params)
+            else:
+                sets = ", ".join(f"{c} = %({c})s" for c in cols[nkeys:])
+                where = " AND ".join(f"{c} = %({c})s" for c in cols[:nkeys])
+                tx.execute(f"UPDATE {table} SET {sets} WHERE {where}", params)
+            count += 1
+    if before.sharing_rights != after.sharing_rights:
+        tx.execute("UPDATE gicap_settings SET sharing_rights = %(n)s", {"n": after.sharing_rights})
+    return count
+
+
+def is_seeded(tx: SqlTx) -> bool:
+    return bool(tx.scalar("SELECT count(*) FROM gicap_settings") == 1)
+
+
+def seed(tx: SqlTx, state: CapacityState, source: str) -> None:
+    """First start of the first active: the inventory becomes the store's state."""
+    tx.execute(
+        "INSERT INTO gicap_settings (singleton, sharing_rights, seeded_from)"
+        " VALUES (TRUE, %(n)s, %(src)s)",
+        {"n": state.sharing_rights, "src": source},
+    )
+    save(tx, CapacityState(sharing_rights=state.sharing_rights), state)
+
+
+def _select(tx: SqlTx, table: str, order: str) -> list[Any]:
+    cols, _ = _COLUMNS[table]
+    return tx.fetchall(f"SELECT {', '.join(cols)} FROM {table} ORDER BY {order}")
+
+
+def load(tx: SqlTx) -> CapacityState:
+    sharing = tx.scalar("SELECT sharing_rights FROM gicap_settings")
+    state = CapacityState(sharing_rights=int(sharing or 0))
+    for r in _select(tx, "gicap_groups", "name"):
+        state.groups[r[0]] = Group(r[0], r[1], int(r[2]), int(r[3]), _dt(r[4]), _dt(r[5]))
+    for r in _select(tx, "gicap_complexes", "name"):
+        state.complexes[r[0]] = Complex(
+            name=r[0],
+            partitions=[],
+            owned_rights=int(r[1]),
+            rights=int(r[2]),
+            ticap_minutes=int(r[3]),
+            ticap_charged_until=_dt(r[4]),
+            member=r[5],
+            group=r[6],
+            member_hosts=list(json.loads(r[7])),
+            reachable=_opt_bool(r[8]),
+        )
+    for r in _select(tx, "gicap_partitions", "complex, position"):
+        cells = [Cell(c["name"], int(c["cores"]), bool(c["active"])) for c in json.loads(r[5])]
+        state.complexes[r[0]].partitions.append(
+            Partition(
+                name=r[1],
+                hosts=list(json.loads(r[3])),
+                cells=cells,
+                intended=int(r[6]),
+                actual=int(r[7]),
+                vpars={k: list(v) for k, v in json.loads(r[4]).items()},
+            )
+        )
+    state.seizures = [_seizure(r) for r in _select(tx, "gicap_seizures", "seized_at, id")]
+    return state
+
+
+def _seizure(r: Any) -> Seizure:
+    return Seizure(
+        id=r[0],
+        member=r[1],
+        partition=r[2],
+        host=r[3],
+        cores=int(r[4]),
+        deferred=bool(r[5]),
+        seized_at=_req_dt(r[6]),
+        expires_at=_dt(r[7]),
+        state=SeizureState(r[8]),
+        intended_before=int(r[9]),
+        rebooted=bool(r[10]),
+        all_cores_assumed=bool(r[11]),
+        expiry_warned=bool(r[12]),
+    )

@@ -1,0 +1,318 @@
+"""The capacity service: the GiCAP rules with their I/O — store, probes, cron, notifications.
+
+Every change follows one shape: read what the probes need (any role), probe (async, all
+hosts at once), then in ONE fenced transaction load the state, apply the pure rule and save
+the difference (a rule re-checks everything against the state it gets, so a change between
+the read and the write is harmless). After the commit: notifications, then the crontab.
+
+Reads for the CIM layer come from a snapshot refreshed after each change and by the
+background loop, so instance enumeration never touches the store from the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from provider.drivers.cron import CronSettings, ScavengerCron
+from provider.drivers.notify import Notifier
+from provider.drivers.probe import Prober, ProbeSettings, probe_hosts
+from provider.errors import ConfigError, NotActive
+from provider.roles import Role
+from provider.services import Services
+
+from . import repo, rules
+from .inventory import load_capacity_inventory
+from .model import UNASSIGNED, CapacityState
+from .rules import Action, Outcome
+
+__all__ = ["CapacityService", "GicapSettings", "gicap_settings"]
+
+log = logging.getLogger(__name__)
+
+# What completes "Only an active Group Manager can <what>." (SPEC 3.3). The scavenged check's
+# text is seed 003's, byte for byte.
+WHAT_SEIZE = "seize usage rights from a member"
+WHAT_RESTORE = "restore seized usage rights to a member"
+WHAT_CHECK = (
+    "check to see if it can reconnect to members\nfrom which usage rights were previously seized"
+)
+WHAT_ACTIVATE = "activate cores on a member"
+WHAT_DEACTIVATE = "deactivate cores on a member"
+WHAT_GROUPS = "change capacity groups and their members"
+WHAT_PERIODIC = "rebalance usage rights and account temporary capacity"
+WHAT_SEED = "seed the capacity groups from the inventory"
+
+_SUBJECTS = {
+    # Reference §3.3 / §6: the e-mails GiCAP sends on seizure and on expiry.
+    "seize": "Core usage rights acquired from an inactive group member",
+    "revert": "Seized usage rights expired and reverted",
+    "reclaim": "Usage rights reclaimed from a member",
+    "reconnect": "Scavenged member reconnected",
+    "twelve_hour": "Seized partition assumed to use all its cores",
+    "out_of_compliance": "Instant Capacity compliance exception",
+    "expiry_warning": "Seized usage rights expire soon",
+    "ticap_reminder": "Temporary Capacity Expiration Reminder",  # [V: UG10g p57]
+}
+
+
+@dataclass(frozen=True)
+class GicapSettings:
+    tick: float = 5.0  # background loop period, seconds
+    rebalance_interval: timedelta = timedelta(minutes=30)  # iCAP's loop (§4.3)
+    clock_offset_file: Path | None = None  # TESTS ONLY: seconds added to the clock
+    cron: CronSettings = field(default_factory=CronSettings)
+
+
+def _path(config: Any, value: str) -> Path:
+    p = Path(value)
+    return p if p.is_absolute() else Path(config.path).resolve().parent.parent / p
+
+
+def gicap_settings(
+    config: Any, etc_dir: Path, venv_bin: Path, socket: Path | None
+) -> GicapSettings:
+    section = config.section("gicap")
+    known = {"tick", "rebalance_minutes", "crontab", "cron_schedule", "test_clock_offset_file"}
+    for key in section:
+        if key not in known:
+            raise config.error(
+                "gicap", key, f"unknown setting gicap.{key}; known: {', '.join(sorted(known))}."
+            )
+
+    def number(key: str, default: float) -> float:
+        value = section.get(key, default)
+        if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+            raise config.error("gicap", key, f"gicap.{key} must be a number > 0.")
+        return float(value)
+
+    def text(key: str, default: str) -> str:
+        value = section.get(key, default)
+        if not isinstance(value, str) or not value:
+            raise config.error("gicap", key, f"gicap.{key} must be a non-empty string.")
+        return value
+
+    crontab = text("crontab", "user")
+    schedule = text("cron_schedule", "*/30 * * * *")
+    if len(schedule.split()) != 5:
+        raise config.error("gicap", "cron_schedule", "gicap.cron_schedule needs 5 cron fields.")
+    offset = section.get("test_clock_offset_file")
+    return GicapSettings(
+        tick=number("tick", 5.0),
+        rebalance_interval=timedelta(minutes=number("rebalance_minutes", 30.0)),
+        clock_offset_file=_path(config, offset) if isinstance(offset, str) and offset else None,
+        cron=CronSettings(
+            target=crontab if crontab == "user" else str(_path(config, crontab)),
+            schedule=schedule,
+            wbemexec=venv_bin / "wbemexec",
+            request_file=etc_dir / "requests" / "GiCAP.checkScavengedMember.xml",
+            socket=socket,
+        ),
+    )
+
+
+class CapacityService:
+    def __init__(
+        self,
+        services: Services,
+        settings: GicapSettings,
+        prober: Prober,
+        probe: ProbeSettings,
+        notifier: Notifier,
+    ) -> None:
+        self.services = services
+        self.roles = services.roles
+        self.store = services.store
+        self.settings = settings
+        self.prober = prober
+        self.probe = probe
+        self.notifier = notifier
+        self.cron = ScavengerCron(settings.cron, services.node_name)
+        self._snapshot: CapacityState = CapacityState()
+        self._lock = threading.Lock()
+        self._last_periodic: datetime | None = None
+        self._role_changed = threading.Event()
+        self._role_changed.set()  # sync the crontab once at start
+
+    # -- time --------------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        """The domain clock: services.clock plus, in tests only, the offset in
+        `[gicap] test_clock_offset_file` (seconds), so a running server can be moved 10 days
+        ahead to test expiry (docs/capacity.md)."""
+        now = self.services.clock()
+        path = self.settings.clock_offset_file
+        if path is not None:
+            try:
+                now += timedelta(seconds=float(path.read_text().strip() or 0))
+            except FileNotFoundError:
+                pass
+            except ValueError as exc:
+                raise ConfigError(f"{path}: the clock offset must be seconds: {exc}") from exc
+        return now
+
+    # -- store ---------------------------------------------------------------------------
+
+    def load_sync(self) -> CapacityState:
+        with self.store.read() as tx:
+            state = repo.load(tx)
+        with self._lock:
+            self._snapshot = state
+        return state
+
+    async def load(self) -> CapacityState:
+        return await asyncio.to_thread(self.load_sync)
+
+    def snapshot(self) -> CapacityState:
+        with self._lock:
+            return self._snapshot
+
+    def seed_if_needed(self) -> None:
+        """First start of the first active: the inventory seeds the store (its docs say so)."""
+        with self.store.read() as tx:
+            if repo.is_seeded(tx):
+                return
+        path = self.services.inventory_path
+        state = load_capacity_inventory(path)
+        with self.roles.fenced(WHAT_SEED) as tx:
+            if repo.is_seeded(tx):
+                return
+            repo.seed(tx, state, str(path))
+            tx.audit(f"gicap: seeded {len(state.groups)} groups from {path}")
+        log.info("capacity state seeded from %s", path)
+
+    def change_sync(self, what: str, rule: Callable[[CapacityState], Outcome]) -> Outcome:
+        with self.roles.fenced(what) as tx:
+            if not repo.is_seeded(tx):
+                raise NotActive(what)  # never seeded: no active has run yet
+            before = repo.load(tx)
+            outcome = rule(before)
+            repo.save(tx, before, outcome.state)
+            kinds = sorted({a.kind for a in outcome.actions})
+            if kinds:
+                tx.audit(f"gicap: {', '.join(kinds)}")
+        with self._lock:
+            self._snapshot = outcome.state
+        return outcome
+
+    async def change(self, what: str, rule: Callable[[CapacityState], Outcome]) -> Outcome:
+        outcome = await asyncio.to_thread(self.change_sync, what, rule)
+        await self.report(outcome.actions)
+        return outcome
+
+    async def report(self, actions: list[Action]) -> None:
+        for action in actions:
+            if action.notify:
+                subject = _SUBJECTS.get(action.kind, "Instant Capacity notice")
+                await self.notifier.notify(f"{subject}: {action.group}", action.text)
+            else:
+                log.info("%s: %s", action.kind, action.text)
+
+    async def sync_cron(self, state: CapacityState) -> None:
+        """Seed 003: the entry stays while any member of any group has rights seized from it
+        pending; installed by the first deferred seizure; removed after the last."""
+        wanted = bool(state.pending())
+        result = await asyncio.to_thread(self.cron.sync, wanted)
+        if result != "unchanged":
+            log.info("checkScavengedMember cron entry %s (%s)", result, self.cron.settings.target)
+
+    # -- operations ----------------------------------------------------------------------
+
+    async def _answers(self, hosts: list[str]) -> dict[str, bool]:
+        return await probe_hosts(self.prober, hosts, self.probe.timeout, self.probe.max_concurrency)
+
+    async def seize(self, host: str) -> Outcome:
+        state = await self.load()
+        cx = state.complex_of(host)
+        answered = await self._answers(cx.all_hosts if cx is not None else [])
+        now = self.now()
+        outcome = await self.change(WHAT_SEIZE, lambda s: rules.seize(s, host, answered, now))
+        await self.sync_cron(outcome.state)
+        return outcome
+
+    async def restore(self, host: str) -> Outcome:
+        now = self.now()
+        outcome = await self.change(WHAT_RESTORE, lambda s: rules.restore(s, host, now))
+        await self.sync_cron(outcome.state)
+        return outcome
+
+    async def check_scavenged(self) -> Outcome:
+        state = await self.load()
+        pending = {s.member for s in state.pending()}
+        hosts = [h for name in pending for h in state.complexes[name].all_hosts]
+        answered = await self._answers(hosts)
+        reachable = {
+            name: any(answered.get(h, False) for h in state.complexes[name].all_hosts)
+            for name in pending
+        }
+        now = self.now()
+        outcome = await self.change(WHAT_CHECK, lambda s: rules.check_scavenged(s, reachable, now))
+        await self.sync_cron(outcome.state)
+        return outcome
+
+    async def activate(self, host: str, count: int, use_ticap: bool) -> Outcome:
+        now = self.now()
+        return await self.change(
+            WHAT_ACTIVATE, lambda s: rules.activate(s, host, count, use_ticap, now)
+        )
+
+    async def deactivate(self, host: str, count: int) -> Outcome:
+        now = self.now()
+        return await self.change(WHAT_DEACTIVATE, lambda s: rules.deactivate(s, host, count, now))
+
+    async def periodic(self) -> Outcome:
+        """Rebalance, 12-hour rule, TiCAP accounting, warnings (§3.5, §4.2, §4.3)."""
+        state = await self.load()
+        watch = {
+            s.id: state.complexes[s.member].partition(s.partition).all_hosts
+            for s in state.seizures
+            if s.state.holds_rights and not s.rebooted and s.partition != UNASSIGNED
+        }
+        answered = await self._answers([h for hosts in watch.values() for h in hosts])
+        seen_up = {sid: any(answered.get(h, False) for h in hosts) for sid, hosts in watch.items()}
+        now = self.now()
+        return await self.change(WHAT_PERIODIC, lambda s: rules.periodic(s, now, seen_up))
+
+    # -- background ----------------------------------------------------------------------
+
+    def on_role_change(self, change: Any) -> None:
+        """RoleManager listener (runs in the thread that changed the role): re-install the
+        cron entry on a new active after a takeover; drop ours on demotion (§3.8 [I])."""
+        self._role_changed.set()
+
+    async def run(self) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                await self._tick()
+            except NotActive:
+                pass
+            except Exception:
+                log.exception("capacity background pass failed")
+            await asyncio.sleep(max(0.05, self.settings.tick - (time.monotonic() - started)))
+
+    async def _tick(self) -> None:
+        active = self.roles.role is Role.ACTIVE
+        if active:
+            await asyncio.to_thread(self.seed_if_needed)
+        state = await self.load()
+        if self._role_changed.is_set():
+            self._role_changed.clear()
+            if active:
+                await self.sync_cron(state)
+            else:
+                await asyncio.to_thread(self.cron.sync, False)
+        if not active:
+            return
+        now = self.now()
+        last = self._last_periodic
+        if last is None or now - last >= self.settings.rebalance_interval or now < last:
+            self._last_periodic = now
+            await self.periodic()
