@@ -1,0 +1,394 @@
+"""The job tables: submit, claim, adopt, journal (intent → record), finish, cancel, read.
+
+Blocking store calls, made from worker threads. Every write is a fenced transaction of the
+active (`RoleManager.fenced(what)`): a superseded node can neither claim nor record.
+The SQL follows reference ha-jobs-style.md B.2: FIFO claim per domain group, the partial
+unique index `gm_jobs_one_running` as the last word, `ON CONFLICT` for replayed intents.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+from provider.errors import NotFound, Refused
+from provider.store import ConstraintViolation, FencedTx, Tx
+
+from .model import JobState, JobType, Step, percent_complete, steps_for
+
+__all__ = ["Job", "JobJournal", "JobRequest", "StepRecord"]
+
+Fenced = Callable[[str], AbstractContextManager[FencedTx]]
+
+_COLUMNS = (
+    "id, job_type, domain_group, state, requested_as, source_enclosure, source_bay,"
+    " target_enclosure, target_bay, profile, power_on, current_step, steps_done, error_step,"
+    " error_code, error_description, owner, epoch, submitted_at, started_at, changed_at,"
+    " finished_at, rediscover_at, rediscovered"
+)
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    job_type: JobType
+    domain_group: str
+    requested_as: str
+    source_enclosure: str | None
+    source_bay: str | None
+    profile: str
+    owner: str
+    target_enclosure: str | None = None
+    target_bay: str | None = None
+    power_on: bool = True
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    job_type: JobType
+    domain_group: str
+    state: JobState
+    requested_as: str
+    source_enclosure: str | None
+    source_bay: str | None
+    target_enclosure: str | None
+    target_bay: str | None
+    profile: str
+    power_on: bool
+    current_step: str
+    steps_done: tuple[str, ...]
+    error_step: str | None
+    error_code: int
+    error_description: str
+    owner: str
+    epoch: int | None
+    submitted_at: float
+    started_at: float | None
+    changed_at: float
+    finished_at: float | None
+    rediscover_at: float | None
+    rediscovered: bool
+
+    @property
+    def percent(self) -> int:
+        if self.state is JobState.COMPLETED:
+            return 100
+        return percent_complete(self.job_type, len(self.steps_done))
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    step: Step
+    outcome: str | None  # None: intent written, no outcome yet (a crash or takeover)
+    detail: str
+    attempts: int
+
+
+def _job(row: Any) -> Job:
+    return Job(
+        id=int(row[0]),
+        job_type=JobType(row[1]),
+        domain_group=str(row[2]),
+        state=JobState(row[3]),
+        requested_as=str(row[4]),
+        source_enclosure=row[5],
+        source_bay=row[6],
+        target_enclosure=row[7],
+        target_bay=row[8],
+        profile=str(row[9] or ""),
+        power_on=bool(row[10]),
+        current_step=str(row[11]),
+        steps_done=tuple(json.loads(row[12])),
+        error_step=row[13],
+        error_code=int(row[14]),
+        error_description=str(row[15]),
+        owner=str(row[16]),
+        epoch=None if row[17] is None else int(row[17]),
+        submitted_at=float(row[18]),
+        started_at=None if row[19] is None else float(row[19]),
+        changed_at=float(row[20]),
+        finished_at=None if row[21] is None else float(row[21]),
+        rediscover_at=None if row[22] is None else float(row[22]),
+        rediscovered=bool(row[23]),
+    )
+
+
+class JobJournal:
+    def __init__(self, store: Any, fenced: Fenced, clock: Callable[[], float] = time.time):
+        self.store = store
+        self.fenced = fenced
+        self.clock = clock
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def get(self, job_id: int, tx: Tx | None = None) -> Job:
+        if tx is None:
+            with self.store.read() as rtx:
+                return self.get(job_id, rtx)
+        row = tx.fetchone(f"SELECT {_COLUMNS} FROM gm_jobs WHERE id = %(id)s", {"id": job_id})
+        if row is None:
+            raise NotFound(f"No job {job_id}.")
+        return _job(row)
+
+    def page(self, after: int = 0, limit: int = 500) -> list[Job]:
+        with self.store.read() as tx:
+            rows = tx.fetchall(
+                f"SELECT {_COLUMNS} FROM gm_jobs WHERE id > %(after)s ORDER BY id LIMIT %(n)s",
+                {"after": after, "n": limit},
+            )
+        return [_job(r) for r in rows]
+
+    def iterate(self, size: int = 500) -> Iterator[Job]:
+        """All jobs in order, a page per read transaction (never one open across yields)."""
+        after = 0
+        while True:
+            jobs = self.page(after, size)
+            yield from jobs
+            if len(jobs) < size:
+                return
+            after = jobs[-1].id
+
+    def journal(self, job_id: int, tx: Tx | None = None) -> dict[Step, StepRecord]:
+        if tx is None:
+            with self.store.read() as rtx:
+                return self.journal(job_id, rtx)
+        rows = tx.fetchall(
+            "SELECT step, outcome, detail, attempts FROM gm_job_steps WHERE job_id = %(id)s",
+            {"id": job_id},
+        )
+        return {Step(s): StepRecord(Step(s), o, str(d), int(a)) for s, o, d, a in rows}
+
+    def active_job_ids(self) -> list[int]:
+        with self.store.read() as tx:
+            rows = tx.fetchall(
+                "SELECT id FROM gm_jobs WHERE state IN ('starting', 'running') ORDER BY id"
+            )
+        return [int(r[0]) for r in rows]
+
+    # -- writes --------------------------------------------------------------------------
+
+    def submit(self, request: JobRequest, tx: FencedTx) -> int:
+        now = self.clock()
+        job_id = tx.scalar(
+            "INSERT INTO gm_jobs (job_type, domain_group, state, requested_as, source_enclosure,"
+            " source_bay, target_enclosure, target_bay, profile, power_on, owner, submitted_at,"
+            " changed_at) VALUES (%(type)s, %(group)s, 'queued', %(req)s, %(senc)s, %(sbay)s,"
+            " %(tenc)s, %(tbay)s, %(profile)s, %(power_on)s, %(owner)s, %(now)s, %(now)s)"
+            " RETURNING id",
+            {
+                "type": request.job_type.value,
+                "group": request.domain_group,
+                "req": request.requested_as,
+                "senc": request.source_enclosure,
+                "sbay": request.source_bay,
+                "tenc": request.target_enclosure,
+                "tbay": request.target_bay,
+                "profile": request.profile,
+                "power_on": request.power_on,
+                "owner": request.owner,
+                "now": now,
+            },
+        )
+        tx.audit(f"submitted {request.job_type.value} job {job_id} ({request.requested_as})")
+        return int(job_id)
+
+    def claim(self) -> list[int]:
+        """Start the oldest queued job of every domain group that has none running.
+
+        FIFO per group (no older queued job of the same group), and the partial unique index
+        refuses a second running job even if this query were wrong (DESIGN)."""
+        try:
+            with self.fenced("run failover and move jobs") as tx:
+                rows = tx.fetchall(
+                    "SELECT j.id FROM gm_jobs j WHERE j.state = 'queued'"
+                    " AND NOT EXISTS (SELECT 1 FROM gm_jobs r WHERE r.domain_group ="
+                    " j.domain_group AND r.state IN ('starting', 'running'))"
+                    " AND NOT EXISTS (SELECT 1 FROM gm_jobs o WHERE o.domain_group ="
+                    " j.domain_group AND o.state = 'queued' AND o.id < j.id)"
+                    " ORDER BY j.id FOR UPDATE SKIP LOCKED"
+                )
+                ids = [int(r[0]) for r in rows]
+                now = self.clock()
+                for job_id in ids:
+                    tx.execute(
+                        "UPDATE gm_jobs SET state = 'starting', epoch = %(epoch)s,"
+                        " started_at = %(now)s, changed_at = %(now)s WHERE id = %(id)s",
+                        {"epoch": tx.epoch, "now": now, "id": job_id},
+                    )
+        except ConstraintViolation:
+            return []  # lost a race for a group; the next round claims what is left
+        return ids
+
+    def adopt(self) -> list[int]:
+        """Recovery after a restart or takeover: make every unfinished job ours (B.2 item 5)."""
+        with self.fenced("recover failover and move jobs") as tx:
+            rows = tx.fetchall(
+                "SELECT id FROM gm_jobs WHERE state IN ('starting', 'running') ORDER BY id"
+            )
+            ids = [int(r[0]) for r in rows]
+            if ids:
+                tx.execute(
+                    "UPDATE gm_jobs SET epoch = %(epoch)s WHERE state IN ('starting', 'running')",
+                    {"epoch": tx.epoch},
+                )
+                tx.audit(f"adopted jobs {', '.join(map(str, ids))}")
+        return ids
+
+    def intent(self, job: Job, step: Step) -> None:
+        """Journal the intent to run `step` (again, after a crash: attempts + 1)."""
+        with self.fenced("run failover and move jobs") as tx:
+            tx.execute(
+                "INSERT INTO gm_job_steps (job_id, step, seq, epoch, intent_at)"
+                " VALUES (%(id)s, %(step)s, %(seq)s, %(epoch)s, %(now)s)"
+                " ON CONFLICT (job_id, step) DO UPDATE SET attempts = gm_job_steps.attempts + 1,"
+                " epoch = excluded.epoch, intent_at = excluded.intent_at",
+                {
+                    "id": job.id,
+                    "step": step.value,
+                    "seq": steps_for(job.job_type).index(step),
+                    "epoch": tx.epoch,
+                    "now": self.clock(),
+                },
+            )
+            tx.execute(
+                "UPDATE gm_jobs SET state = 'running', current_step = %(step)s,"
+                " changed_at = %(now)s WHERE id = %(id)s",
+                {"step": step.value, "now": self.clock(), "id": job.id},
+            )
+
+    def record(
+        self,
+        job: Job,
+        step: Step,
+        outcome: str,
+        detail: str,
+        effects: Callable[[FencedTx], None] | None = None,
+        job_changes: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Journal the outcome of `step` and apply its effects on the store in the same
+        transaction, so a step's record and its consequences commit together or not at all."""
+        with self.fenced("run failover and move jobs") as tx:
+            done = tx.execute(
+                "UPDATE gm_job_steps SET outcome = %(outcome)s, detail = %(detail)s,"
+                " recorded_at = %(now)s WHERE job_id = %(id)s AND step = %(step)s"
+                " AND outcome IS NULL",
+                {
+                    "outcome": outcome,
+                    "detail": detail,
+                    "now": self.clock(),
+                    "id": job.id,
+                    "step": step.value,
+                },
+            )
+            if done == 0:
+                return  # recorded already (a replay): effects applied with it then
+            if effects is not None:
+                effects(tx)
+            steps_done = json.dumps([*self.get(job.id, tx).steps_done, step.value])
+            sets = ["steps_done = %(done)s", "changed_at = %(now)s"]
+            params: dict[str, Any] = {"done": steps_done, "now": self.clock(), "id": job.id}
+            for column, value in (job_changes or {}).items():
+                sets.append(f"{column} = %(c_{column})s")
+                params[f"c_{column}"] = value
+            tx.execute(f"UPDATE gm_jobs SET {', '.join(sets)} WHERE id = %(id)s", params)
+
+    def finish(
+        self,
+        job: Job,
+        state: JobState,
+        unlock: Callable[[FencedTx], None],
+        failed_step: Step | None = None,
+        reason: str = "",
+    ) -> None:
+        """End the job and unlock its group in one transaction: the group always unlocks."""
+        with self.fenced("run failover and move jobs") as tx:
+            now = self.clock()
+            unlock(tx)
+            if failed_step is not None:
+                tx.execute(
+                    "INSERT INTO gm_job_steps (job_id, step, seq, epoch, intent_at, outcome,"
+                    " detail, recorded_at) VALUES (%(id)s, %(step)s, %(seq)s, %(epoch)s, %(now)s,"
+                    " 'failed', %(reason)s, %(now)s) ON CONFLICT (job_id, step) DO UPDATE SET"
+                    " outcome = 'failed', detail = excluded.detail,"
+                    " recorded_at = excluded.recorded_at",
+                    {
+                        "id": job.id,
+                        "step": failed_step.value,
+                        "seq": steps_for(job.job_type).index(failed_step),
+                        "epoch": tx.epoch,
+                        "now": now,
+                        "reason": reason,
+                    },
+                )
+            steps = list(self.get(job.id, tx).steps_done)
+            if state is JobState.COMPLETED:
+                steps.append(Step.UNLOCK.value)
+                tx.execute(
+                    "INSERT INTO gm_job_steps (job_id, step, seq, epoch, intent_at, outcome,"
+                    " recorded_at) VALUES (%(id)s, 'unlock', %(seq)s, %(epoch)s, %(now)s, 'done',"
+                    " %(now)s) ON CONFLICT (job_id, step) DO NOTHING",
+                    {
+                        "id": job.id,
+                        "seq": len(steps_for(job.job_type)) - 1,
+                        "epoch": tx.epoch,
+                        "now": now,
+                    },
+                )
+            tx.execute(
+                "UPDATE gm_jobs SET state = %(state)s, error_step = %(estep)s,"
+                " error_code = %(ecode)s, error_description = %(reason)s,"
+                " steps_done = %(done)s, current_step = %(current)s,"
+                " changed_at = %(now)s, finished_at = %(now)s WHERE id = %(id)s",
+                {
+                    "state": state.value,
+                    "estep": None if failed_step is None else failed_step.value,
+                    "ecode": 0 if failed_step is None else 1,
+                    "reason": reason,
+                    "done": json.dumps(steps),
+                    "current": "" if failed_step is None else failed_step.value,
+                    "now": now,
+                    "id": job.id,
+                },
+            )
+            tx.audit(f"job {job.id} ended {state.value}" + (f": {reason}" if reason else ""))
+
+    def cancel(self, job_id: int, user: str) -> Job:
+        """Terminate a queued job; running and finished jobs cannot be cancelled."""
+        with self.fenced("cancel a job") as tx:
+            job = self.get(job_id, tx)
+            if job.state is not JobState.QUEUED:
+                raise Refused(_not_cancellable(job))
+            now = self.clock()
+            tx.execute(
+                "UPDATE gm_jobs SET state = 'terminated', changed_at = %(now)s,"
+                " finished_at = %(now)s, error_description = %(why)s WHERE id = %(id)s"
+                " AND state = 'queued'",
+                {"now": now, "why": f"Cancelled by {user} while queued.", "id": job_id},
+            )
+            tx.audit(f"cancelled job {job_id} for {user}")
+            return self.get(job_id, tx)
+
+    def due_rediscoveries(self, now: float) -> list[Job]:
+        with self.store.read() as tx:
+            rows = tx.fetchall(
+                f"SELECT {_COLUMNS} FROM gm_jobs WHERE rediscover_at IS NOT NULL"
+                " AND rediscover_at <= %(now)s AND rediscovered = FALSE"
+                " AND state = 'completed' ORDER BY id",
+                {"now": now},
+            )
+        return [_job(r) for r in rows]
+
+
+def _not_cancellable(job: Job) -> str:
+    if job.state in (JobState.STARTING, JobState.RUNNING):
+        return (
+            f"Job {job.id} is running (step {job.current_step or 'starting'}) and cannot be "
+            "cancelled: its steps act on hardware and are never rolled back silently. "
+            "Wait for it to end (vcemcli -show job -jobid "
+            f"{job.id})."
+        )
+    return f"Job {job.id} has already ended ({job.state.value}); there is nothing to cancel."

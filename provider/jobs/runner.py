@@ -1,0 +1,220 @@
+"""The durable job runner: asyncio tasks over blocking steps, one running job per group.
+
+While this node is active, a loop claims the oldest queued job of every domain group that has
+none running (FIFO per group; groups run concurrently) and runs each as an asyncio task whose
+steps execute in a thread pool (`provider.jobs.steps`). Each time the node becomes active
+under a new epoch (start, takeover), it first *adopts* every job left running by any earlier
+epoch and resumes it at the first step without a recorded outcome; that step reads the
+device before acting, so a crash never repeats a power action (SPEC 4.1).
+
+Exit on error (seed 002 "Exit on error"): a step that fails ends the job in Exception with the
+step and the reason, and the same transaction unlocks the group; nothing is rolled back. If
+this node loses its role mid-job (NotActive / Fenced), the task stops without recording: the
+new active adopts the job.
+
+Crash-test hook: `[simulator] crash_at = "<step>[:intent|act|record]"` kills this process
+with SIGKILL at that point of the first job that reaches it (once per state directory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from provider.drivers.base import BayRef
+from provider.drivers.simulator import crash_once
+from provider.errors import DeviceError, Fenced, NotActive, StoreError
+from provider.roles import Role, RoleChange
+from provider.store import FencedTx
+from provider.vcem import repository as repo
+
+from .journal import Job, JobJournal
+from .model import JobState, Step, StepFailed, next_step
+from .steps import StepContext, run_step
+
+__all__ = ["JobRunner", "crash_hook"]
+
+log = logging.getLogger("gm.jobs")
+
+T = TypeVar("T")
+
+_RETRY_DELAY = 1.0  # after a store error (busy, connection lost), retry the same step
+
+
+def crash_hook(spec: str | None, state_dir: Path) -> Callable[[Step, str], None]:
+    """The `crash_at` hook: "<step>" means after its record, "<step>:<phase>" at that phase."""
+    if not spec:
+        return lambda step, phase: None
+    step_name, _, phase_name = spec.partition(":")
+    wanted = (Step(step_name), phase_name or "record")
+
+    def hook(step: Step, phase: str) -> None:
+        if (step, phase) == wanted:
+            crash_once(state_dir, spec)
+
+    return hook
+
+
+class JobRunner:
+    def __init__(
+        self,
+        journal: JobJournal,
+        context: StepContext,
+        roles: Any,  # provider.roles.RoleManager
+        workers: int = 16,
+        poll_interval: float = 0.5,
+        on_active: Callable[[], object] | None = None,
+    ) -> None:
+        self.journal = journal
+        self.context = context
+        self.roles = roles
+        self.poll_interval = poll_interval
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="gm-jobs")
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._recovered_epoch: int | None = None
+        self._on_active = on_active  # e.g. seed the inventory, before any job runs
+
+    # -- wiring --------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Look for work now (after a submit); callable from any thread."""
+        if self._loop is not None and self._wake is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    def _on_role_change(self, change: RoleChange) -> None:
+        if change.new is Role.ACTIVE:
+            self.wake()
+
+    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    # -- the loop ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self.roles.add_listener(self._on_role_change)
+        try:
+            while True:
+                if self.roles.role is Role.ACTIVE:
+                    await self._round()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                self._wake.clear()
+        finally:
+            for task in list(self._tasks.values()):
+                task.cancel()
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _round(self) -> None:
+        try:
+            epoch = self.roles.epoch
+            if self._recovered_epoch != epoch:
+                if self._on_active is not None:
+                    await self._in_thread(self._on_active)
+                # Start or takeover: adopt what earlier epochs left running (B.2 item 5).
+                for job_id in await self._in_thread(self.journal.adopt):
+                    log.info("recovering job %d under epoch %d", job_id, epoch)
+                    self._spawn(job_id)
+                self._recovered_epoch = epoch
+            for job_id in await self._in_thread(self.journal.claim):
+                self._spawn(job_id)
+            await self._rediscover()
+        except (NotActive, Fenced):
+            pass  # demoted meanwhile; the role manager has switched to standby
+        except StoreError as exc:
+            log.warning("job runner: store error, retrying: %s", exc.description)
+
+    def _spawn(self, job_id: int) -> None:
+        if job_id in self._tasks:
+            return
+        task = asyncio.create_task(self._run_job(job_id), name=f"job-{job_id}")
+        self._tasks[job_id] = task
+
+        def done(_: asyncio.Task[None]) -> None:
+            self._tasks.pop(job_id, None)
+            if self._wake is not None:
+                self._wake.set()  # the group may have a queued job waiting
+
+        task.add_done_callback(done)
+
+    # -- one job -------------------------------------------------------------------------
+
+    async def _run_job(self, job_id: int) -> None:
+        step: Step | None = None
+        while True:
+            try:
+                job = await self._in_thread(self.journal.get, job_id)
+                if job.state.finished:
+                    return
+                journal = await self._in_thread(self.journal.journal, job_id)
+                recorded = {s for s, r in journal.items() if r.outcome is not None}
+                step = next_step(job.job_type, recorded)
+                if step is None or step is Step.UNLOCK:
+                    await self._finish(job, JobState.COMPLETED)
+                    return
+                await self._in_thread(run_step, self.context, job, step)
+            except (StepFailed, DeviceError) as exc:
+                reason = exc.reason if isinstance(exc, StepFailed) else exc.description
+                await self._fail(job_id, step, reason)
+                return
+            except (NotActive, Fenced):
+                log.warning("job %d stops: this node is no longer active", job_id)
+                return
+            except StoreError as exc:
+                log.warning("job %d: store error at %s, retrying: %s", job_id, step, exc)
+                await asyncio.sleep(_RETRY_DELAY)
+                if self.roles.role is not Role.ACTIVE:
+                    return
+            except Exception as exc:
+                log.exception("job %d failed unexpectedly in %s", job_id, step)
+                await self._fail(job_id, step, f"internal error in gm-provider: {exc!r}")
+                return
+
+    async def _finish(
+        self, job: Job, state: JobState, step: Step | None = None, reason: str = ""
+    ) -> None:
+        def unlock(tx: FencedTx) -> None:
+            repo.set_lock(tx, job.domain_group, None)
+
+        await self._in_thread(self.journal.finish, job, state, unlock, step, reason)
+        log.info("job %d %s%s", job.id, state.value, f" at {step.value}: {reason}" if step else "")
+
+    async def _fail(self, job_id: int, step: Step | None, reason: str) -> None:
+        try:
+            job = await self._in_thread(self.journal.get, job_id)
+            text = f"Step {step.value} failed: {reason}" if step is not None else reason
+            await self._finish(job, JobState.EXCEPTION, step or Step.CHECK_DOMAINS, text)
+        except (NotActive, Fenced, StoreError) as exc:
+            log.warning("job %d: could not record its failure (%s); recovery will", job_id, exc)
+
+    # -- rediscovery ---------------------------------------------------------------------
+
+    async def _rediscover(self) -> None:
+        """Discovery of the target some minutes after the job (reference §1.6)."""
+        due = await self._in_thread(self.journal.due_rediscoveries, time.time())
+        for job in due:
+            await self._in_thread(self._rediscover_one, job)
+
+    def _rediscover_one(self, job: Job) -> None:
+        if job.target_enclosure is None or job.target_bay is None:
+            return
+        target = BayRef(job.target_enclosure, job.target_bay)
+        try:
+            found = self.context.driver.discover(target)
+        except DeviceError as exc:
+            log.warning("rediscovery of %s for job %d failed: %s", target, job.id, exc)
+            found = None
+        with self.roles.fenced("rediscover servers") as tx:
+            if found is not None and (found.host or found.ips):
+                repo.set_discovery(tx, target.enclosure, target.bay, found.host, found.ips)
+            tx.execute("UPDATE gm_jobs SET rediscovered = TRUE WHERE id = %(id)s", {"id": job.id})

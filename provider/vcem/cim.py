@@ -1,0 +1,363 @@
+"""The CIM face of VCEM: instance providers and GM_GroupManager methods.
+
+`install(registry, services)` registers instance providers for GM_DomainGroup, GM_Enclosure,
+GM_DeviceBay, GM_ServerProfile and GM_ConcreteJob, and the static methods failoverProfile,
+moveProfile, setSpare, setMaintenance and cancelJob (SPEC 3.2-3.4); it starts the job runner
+as a background task. Configuration, `[vcem]` in gm-provider.toml:
+
+    driver = "simulator"          # hardware driver (provider.drivers); the simulator reads
+                                  # its own [simulator] section
+    rediscovery_delay_s = 600     # HP SIM discovery "in ten minutes" (reference §1.6)
+    job_workers = 16              # threads that run job steps (device calls block)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from pywbem import CIMInstanceName
+
+from provider.cim.provider import (
+    InstanceProvider,
+    MethodOutcome,
+    MethodSpec,
+    OperationContext,
+    ProviderRegistry,
+    Row,
+    WriteSpec,
+)
+from provider.drivers import DriverContext, create_driver
+from provider.errors import InvalidParameter, NotFound
+from provider.jobs import JobJournal, JobRunner, StepContext, crash_hook
+from provider.jobs.journal import Job
+from provider.services import Services
+
+from . import repository as repo
+from .inventory import ENCLOSURE_TYPES, bay_sort_key, load_inventory
+from .service import FailoverSource, VcemService
+
+__all__ = ["NS", "install", "job_instance_id", "job_row"]
+
+
+log = logging.getLogger("gm.vcem")
+
+NS = "root/cimv2"
+_MANAGER = "GM_GroupManager"
+_JOB_PREFIX = "GM:ConcreteJob:"
+_VCEM_KEYS = {"driver", "rediscovery_delay_s", "job_workers"}
+
+
+def job_instance_id(job_id: int) -> str:
+    return f"{_JOB_PREFIX}{job_id}"
+
+
+def _job_ref(job_id: int) -> CIMInstanceName:
+    return CIMInstanceName("GM_ConcreteJob", {"InstanceID": job_instance_id(job_id)}, namespace=NS)
+
+
+def _time(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def job_row(job: Job) -> Row:
+    name = f"{job.job_type.value} {job.requested_as}"
+    return {
+        "InstanceID": job_instance_id(job.id),
+        "JobID": job.id,
+        "JobType": job.job_type.value,
+        "Name": name,
+        "JobState": job.state.cim,
+        "DomainGroup": job.domain_group,
+        "SourceEnclosureName": job.source_enclosure,
+        "SourceBayName": job.source_bay,
+        "TargetEnclosureName": job.target_enclosure,
+        "TargetBayName": job.target_bay,
+        "Profile": job.profile,
+        "CurrentStep": job.current_step,
+        "StepsDone": list(job.steps_done),
+        "PercentComplete": job.percent,
+        "ErrorCode": job.error_code,
+        "ErrorDescription": job.error_description,
+        "TimeSubmitted": _time(job.submitted_at),
+        "StartTime": _time(job.started_at),
+        "TimeOfLastStateChange": _time(job.changed_at),
+        "Owner": job.owner,
+        "Epoch": job.epoch,
+    }
+
+
+# -- instance providers ----------------------------------------------------------------------
+
+
+class _Groups(InstanceProvider):
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def enumerate(self, ctx: OperationContext, classname: str) -> Iterable[Row]:
+        with self.store.read() as tx:
+            groups = repo.list_groups(tx)
+            domains = {g.name: repo.domains_of_group(tx, g.name) for g in groups}
+            spares = repo.available_spares(tx)
+        for g in groups:
+            yield {
+                "Name": g.name,
+                "ElementName": g.description or g.name,
+                "Domains": [d.name for d in domains[g.name]],
+                "SpareRequiresSameGeneration": g.same_generation,
+                "Locked": g.locked_by_job is not None,
+                "InMaintenance": g.maintenance,
+                "AutomaticFailoverDisabled": g.auto_failover_disabled,
+                "AvailableSpares": spares.get(g.name, 0),
+            }
+
+
+class _Enclosures(InstanceProvider):
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def enumerate(self, ctx: OperationContext, classname: str) -> Iterable[Row]:
+        with self.store.read() as tx:
+            rows = repo.list_enclosures(tx)
+        for e in rows:
+            yield {
+                "Name": e.name,
+                "Domain": e.domain,
+                "DomainGroup": e.group,
+                "ElementName": f"{e.name} ({e.kind})",
+                "DomainState": e.domain_state,
+            }
+
+
+def _bay_row(b: repo.BayRow, covered: list[str]) -> Row:
+    return {
+        "EnclosureName": b.enclosure,
+        "BayName": b.bay,
+        "DomainGroup": b.group,
+        "IsSpare": b.is_spare,
+        "ServerPresent": b.server_present,
+        "ServerModel": b.model,
+        "ServerGeneration": b.generation,
+        "PowerState": b.power_state,
+        "ProfileName": b.profile,
+        "HostName": b.host,
+        "IPAddresses": list(b.ips),
+        "CoveredBays": covered,
+    }
+
+
+class _Bays(InstanceProvider):
+    writes = WriteSpec(what="change spare designations", action="setSpare")
+
+    def __init__(self, store: Any, service: VcemService) -> None:
+        self.store = store
+        self.service = service
+
+    def enumerate(self, ctx: OperationContext, classname: str) -> Iterable[Row]:
+        # Streams a page at a time (repository.iter_bays): bounded memory for 16,000 bays.
+        for b in repo.iter_bays(self.store):
+            yield _bay_row(b, _covered(b))
+
+    def get(self, ctx: OperationContext, classname: str, keys: Mapping[str, Any]) -> Row:
+        enclosure, bay = _bay_keys(keys)
+        with self.store.read() as tx:
+            row = repo.bay(tx, enclosure, bay)
+        if row is None:
+            raise NotFound(f"No bay {bay} in enclosure {enclosure}.")
+        return _bay_row(row, _covered(row))
+
+    def modify(self, ctx: OperationContext, classname: str, keys: Row, changes: Row) -> None:
+        enclosure, bay = _bay_keys(keys)
+        unknown = {k for k in changes if k.lower() != "isspare"}
+        if unknown:
+            raise InvalidParameter(
+                f"Only IsSpare of a GM_DeviceBay can be changed, not {', '.join(sorted(unknown))}."
+            )
+        value = next((v for k, v in changes.items() if k.lower() == "isspare"), None)
+        if value is None:
+            raise InvalidParameter("IsSpare must be true or false.")
+        self.service.set_spare(enclosure, bay, bool(value), ctx.user)
+
+
+def _covered(b: repo.BayRow) -> list[str]:
+    """The bay a full-height blade also covers (N+8 in a c7000, N+4 in a c3000)."""
+    if not b.full_height:
+        return []
+    reach = ENCLOSURE_TYPES.get(b.enclosure_kind, (16, 8))[1]
+    return [str(bay_sort_key(b.bay)[0] + reach)]
+
+
+def _bay_keys(keys: Mapping[str, Any]) -> tuple[str, str]:
+    lower = {k.lower(): v for k, v in keys.items()}
+    return str(lower.get("enclosurename", "")), str(lower.get("bayname", ""))
+
+
+class _Profiles(InstanceProvider):
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def enumerate(self, ctx: OperationContext, classname: str) -> Iterable[Row]:
+        with self.store.read() as tx:
+            rows = repo.list_profiles(tx)
+        for p in rows:
+            yield {
+                "Name": p.name,
+                "DomainGroup": p.group,
+                "EnclosureName": p.enclosure,
+                "BayName": p.bay,
+                "BootFromSAN": p.boot_from_san,
+                "MACAddresses": list(p.macs),
+                "WWNs": list(p.wwns),
+                "VirtualSerialNumber": p.serial_number,
+                "VirtualUUID": p.uuid,
+            }
+
+
+class _Jobs(InstanceProvider):
+    def __init__(self, journal: JobJournal) -> None:
+        self.journal = journal
+
+    def enumerate(self, ctx: OperationContext, classname: str) -> Iterable[Row]:
+        for job in self.journal.iterate():
+            yield job_row(job)
+
+    def get(self, ctx: OperationContext, classname: str, keys: Mapping[str, Any]) -> Row:
+        instance_id = str(next(iter(keys.values()), ""))
+        number = instance_id.removeprefix(_JOB_PREFIX)
+        if not instance_id.startswith(_JOB_PREFIX) or not number.isdigit():
+            raise NotFound(f'No GM_ConcreteJob with InstanceID "{instance_id}".')
+        return job_row(self.journal.get(int(number)))
+
+
+# -- install ---------------------------------------------------------------------------------
+
+
+def _settings(services: Services) -> tuple[str, float, int]:
+    config = services.config
+    section = config.section("vcem")
+    for key in section:
+        if key not in _VCEM_KEYS:
+            raise config.error(
+                "vcem", key, f"unknown setting vcem.{key}; known: {', '.join(sorted(_VCEM_KEYS))}."
+            )
+    driver = section.get("driver", "simulator")
+    delay = section.get("rediscovery_delay_s", 600)
+    workers = section.get("job_workers", 16)
+    if not isinstance(driver, str):
+        raise config.error("vcem", "driver", "vcem.driver must be a string.")
+    if not isinstance(delay, int | float) or isinstance(delay, bool) or delay < 0:
+        raise config.error("vcem", "rediscovery_delay_s", "vcem.rediscovery_delay_s: seconds >= 0.")
+    if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= 256:
+        raise config.error("vcem", "job_workers", "vcem.job_workers: a whole number 1-256.")
+    return driver, float(delay), workers
+
+
+def install(registry: ProviderRegistry, services: Services) -> None:
+    store, roles, config = services.store, services.roles, services.config
+    driver_name, rediscovery_delay, workers = _settings(services)
+    inventory = load_inventory(services.inventory_path)
+    sim_section = config.section("simulator")
+    try:
+        driver = create_driver(
+            driver_name,
+            DriverContext(
+                settings=sim_section if driver_name == "simulator" else config.section(driver_name),
+                config_error=lambda key, msg: config.error(driver_name, key, msg),
+                store=store,
+                fenced=roles.fenced,
+                state_dir=services.state_dir,
+            ),
+        )
+    except ValueError as exc:
+        raise config.error("vcem", "driver", f"{exc}.") from None
+    journal = JobJournal(store, roles.fenced)
+    crash_spec = sim_section.get("crash_at") if driver_name == "simulator" else None
+    context = StepContext(
+        store=store,
+        journal=journal,
+        driver=driver,
+        rediscovery_delay=rediscovery_delay,
+        clock=lambda: services.clock().timestamp(),
+        crash=crash_hook(crash_spec, services.state_dir),
+    )
+    holder: list[JobRunner] = []
+    service = VcemService(store, roles, journal, lambda: holder[0].wake() if holder else None)
+
+    def on_active() -> None:
+        if service.seed(inventory, driver):
+            log.info("seeded the store from %s", inventory.path)
+
+    runner = JobRunner(journal, context, roles, workers=workers, on_active=on_active)
+    holder.append(runner)
+    services.add_background(runner.run)
+    _register(registry, store, service, journal)
+
+
+def _register(
+    registry: ProviderRegistry, store: Any, service: VcemService, journal: JobJournal
+) -> None:
+    registry.add_instances(NS, "GM_DomainGroup", _Groups(store))
+    registry.add_instances(NS, "GM_Enclosure", _Enclosures(store))
+    registry.add_instances(NS, "GM_DeviceBay", _Bays(store, service))
+    registry.add_instances(NS, "GM_ServerProfile", _Profiles(store))
+    registry.add_instances(NS, "GM_ConcreteJob", _Jobs(journal))
+
+    def text(params: Mapping[str, Any], name: str) -> str | None:
+        value = params.get(name)
+        return None if value is None else str(value)
+
+    async def failover(ctx: OperationContext, params: Mapping[str, Any]) -> MethodOutcome:
+        source = FailoverSource(
+            enclosure=text(params, "EnclosureName"),
+            bay=text(params, "BayName"),
+            host=text(params, "HostName"),
+            ip=text(params, "IPAddress"),
+        )
+        source.check()
+        job_id = await asyncio.to_thread(service.submit_failover, source, ctx.user)
+        # "The failover job is then scheduled. Its job number is returned so the initiator
+        # can check its status." (seed 000): 4096, job started.
+        return MethodOutcome(4096, {"JobID": job_id, "Job": _job_ref(job_id)})
+
+    async def move(ctx: OperationContext, params: Mapping[str, Any]) -> MethodOutcome:
+        job_id = await asyncio.to_thread(
+            service.submit_move,
+            str(params["ProfileName"]),
+            str(params["TargetEnclosureName"]),
+            str(params["TargetBayName"]),
+            bool(params.get("PowerOn", True)),
+            ctx.user,
+        )
+        return MethodOutcome(4096, {"JobID": job_id, "Job": _job_ref(job_id)})
+
+    async def set_spare(ctx: OperationContext, params: Mapping[str, Any]) -> MethodOutcome:
+        await asyncio.to_thread(
+            service.set_spare,
+            str(params["EnclosureName"]),
+            str(params["BayName"]),
+            bool(params["IsSpare"]),
+            ctx.user,
+        )
+        return MethodOutcome(0)
+
+    async def set_maintenance(ctx: OperationContext, params: Mapping[str, Any]) -> MethodOutcome:
+        await asyncio.to_thread(
+            service.set_maintenance, str(params["DomainGroup"]), str(params["Action"]), ctx.user
+        )
+        return MethodOutcome(0)
+
+    async def cancel(ctx: OperationContext, params: Mapping[str, Any]) -> MethodOutcome:
+        await asyncio.to_thread(service.cancel, int(params["JobID"]), ctx.user)
+        return MethodOutcome(0)
+
+    for spec in (
+        MethodSpec("failoverProfile", failover, True, "fail over a server profile"),
+        MethodSpec("moveProfile", move, True, "move a server profile"),
+        MethodSpec("setSpare", set_spare, True, "change spare designations"),
+        MethodSpec("setMaintenance", set_maintenance, True, "change domain maintenance"),
+        MethodSpec("cancelJob", cancel, True, "cancel a job"),
+    ):
+        registry.add_method(NS, _MANAGER, spec)

@@ -1,0 +1,459 @@
+"""The VCEM tables: seeding from the inventory, reads for the CIM view and the jobs, and the
+small writes a job step or an administrator makes. Blocking; call from worker threads.
+
+Reads take a `Tx` from `store.read()`; writes take the `FencedTx` of the caller, so that a
+job step's record and its effects commit together (provider.jobs.journal.record).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from provider.drivers.base import HardwareDriver
+from provider.store import FencedTx, Tx
+
+from .inventory import Inventory, bay_sort_key, normalise_ip
+
+__all__ = [
+    "BayRow",
+    "DomainRow",
+    "EnclosureRow",
+    "GroupRow",
+    "ProfileRow",
+    "bay",
+    "bays_of_group",
+    "domains_of_group",
+    "group",
+    "is_seeded",
+    "iter_bays",
+    "list_enclosures",
+    "list_groups",
+    "list_profiles",
+    "profile",
+    "profile_in_bay",
+    "seed",
+]
+
+
+@dataclass(frozen=True)
+class GroupRow:
+    name: str
+    description: str
+    same_generation: bool
+    auto_failover_disabled: bool
+    maintenance: bool
+    maintenance_owner: str | None
+    locked_by_job: int | None
+
+
+@dataclass(frozen=True)
+class DomainRow:
+    name: str
+    group: str
+    state: str
+
+
+@dataclass(frozen=True)
+class EnclosureRow:
+    name: str
+    domain: str
+    group: str
+    kind: str
+    position: int
+    domain_state: str
+
+
+@dataclass(frozen=True)
+class BayRow:
+    enclosure: str
+    bay: str
+    group: str
+    domain: str
+    domain_state: str
+    enclosure_position: int
+    is_spare: bool
+    full_height: bool
+    covered_by: str | None
+    server_present: bool
+    model: str
+    generation: str
+    product: str
+    power_state: str
+    host: str | None
+    ips: tuple[str, ...]
+    profile: str | None
+    enclosure_kind: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.enclosure} bay {self.bay}"
+
+
+@dataclass(frozen=True)
+class ProfileRow:
+    name: str
+    group: str
+    enclosure: str | None
+    bay: str | None
+    boot_from_san: bool
+    macs: tuple[str, ...]
+    wwns: tuple[str, ...]
+    serial_number: str
+    uuid: str
+
+
+# -- seeding ---------------------------------------------------------------------------------
+
+
+def is_seeded(tx: Tx) -> bool:
+    return bool(tx.scalar("SELECT COUNT(*) FROM vcem_seed"))
+
+
+def seed(tx: FencedTx, inventory: Inventory, driver: HardwareDriver) -> bool:
+    """Load the inventory into an empty store, once; False when it was seeded before
+    (afterwards the store is the truth, whatever the file says now)."""
+    if is_seeded(tx):
+        return False
+    for g in inventory.groups:
+        tx.execute(
+            "INSERT INTO vcem_groups (name, description, same_generation,"
+            " auto_failover_disabled) VALUES (%(n)s, %(d)s, %(sg)s, %(af)s)",
+            {
+                "n": g.name,
+                "d": g.description,
+                "sg": g.spare_requires_same_generation,
+                "af": g.automatic_failover_disabled,
+            },
+        )
+    for d in inventory.domains:
+        tx.execute(
+            "INSERT INTO vcem_domains (name, group_name, state) VALUES (%(n)s, %(g)s, %(s)s)",
+            {"n": d.name, "g": d.group, "s": d.state.value},
+        )
+        for position, enclosure in enumerate(d.enclosures):
+            kind = next(e.kind for e in inventory.enclosures if e.name == enclosure)
+            tx.execute(
+                "INSERT INTO vcem_enclosures (name, domain, kind, position)"
+                " VALUES (%(n)s, %(d)s, %(k)s, %(p)s)",
+                {"n": enclosure, "d": d.name, "k": kind, "p": position},
+            )
+    for b in inventory.bays:
+        s = b.server
+        tx.execute(
+            "INSERT INTO vcem_bays (enclosure, bay, bay_order, is_spare, full_height, covered_by,"
+            " server_present, model, generation, product, power_state, host, ips) VALUES"
+            " (%(e)s, %(b)s, %(o)s, %(spare)s, %(fh)s, %(cov)s, %(present)s, %(model)s,"
+            " %(gen)s, %(product)s, %(power)s, %(host)s, %(ips)s)",
+            {
+                "e": b.enclosure,
+                "b": b.name,
+                "o": _order(b.name),
+                "spare": b.spare,
+                "fh": b.full_height,
+                "cov": b.covered_by,
+                "present": s is not None,
+                "model": s.model if s else "",
+                "gen": s.generation if s else "",
+                "product": s.product if s else "",
+                "power": ("on" if s.power_on else "off") if s else "unknown",
+                "host": b.host,
+                "ips": json.dumps(list(b.ips)),
+            },
+        )
+        for ip in b.ips:
+            tx.execute(
+                "INSERT INTO vcem_bay_ips (ip, enclosure, bay) VALUES (%(ip)s, %(e)s, %(b)s)",
+                {"ip": ip, "e": b.enclosure, "b": b.name},
+            )
+    for p in inventory.profiles:
+        tx.execute(
+            "INSERT INTO vcem_profiles (name, group_name, enclosure, bay, boot_from_san, macs,"
+            " wwns, serial_number, uuid) VALUES (%(n)s, %(g)s, %(e)s, %(b)s, %(bfs)s, %(macs)s,"
+            " %(wwns)s, %(serial)s, %(uuid)s)",
+            {
+                "n": p.name,
+                "g": p.group,
+                "e": p.enclosure,
+                "b": p.bay,
+                "bfs": p.boot_from_san,
+                "macs": json.dumps(list(p.macs)),
+                "wwns": json.dumps(list(p.wwns)),
+                "serial": p.serial_number,
+                "uuid": p.uuid,
+            },
+        )
+    driver.seed(tx, inventory)
+    tx.execute(
+        "INSERT INTO vcem_seed (singleton, source, seeded_at) VALUES (TRUE, %(s)s, %(t)s)",
+        {"s": str(inventory.path), "t": time.time()},
+    )
+    tx.audit(f"seeded the VCEM inventory from {inventory.path}")
+    return True
+
+
+def _order(name: str) -> int:
+    number, sub, _ = bay_sort_key(name)
+    return number * 32 + (ord(sub) - ord("A") + 1 if sub else 0)
+
+
+# -- reads -----------------------------------------------------------------------------------
+
+_GROUP_COLUMNS = (
+    "name, description, same_generation, auto_failover_disabled, maintenance,"
+    " maintenance_owner, locked_by_job"
+)
+
+
+def _group(row: Any) -> GroupRow:
+    return GroupRow(
+        name=str(row[0]),
+        description=str(row[1]),
+        same_generation=bool(row[2]),
+        auto_failover_disabled=bool(row[3]),
+        maintenance=bool(row[4]),
+        maintenance_owner=row[5],
+        locked_by_job=None if row[6] is None else int(row[6]),
+    )
+
+
+def group(tx: Tx, name: str) -> GroupRow | None:
+    row = tx.fetchone(f"SELECT {_GROUP_COLUMNS} FROM vcem_groups WHERE name = %(n)s", {"n": name})
+    return None if row is None else _group(row)
+
+
+def list_groups(tx: Tx) -> list[GroupRow]:
+    return [
+        _group(r) for r in tx.fetchall(f"SELECT {_GROUP_COLUMNS} FROM vcem_groups ORDER BY name")
+    ]
+
+
+def domains_of_group(tx: Tx, name: str) -> list[DomainRow]:
+    rows = tx.fetchall(
+        "SELECT name, group_name, state FROM vcem_domains WHERE group_name = %(g)s ORDER BY name",
+        {"g": name},
+    )
+    return [DomainRow(str(n), str(g), str(s)) for n, g, s in rows]
+
+
+def list_enclosures(tx: Tx) -> list[EnclosureRow]:
+    rows = tx.fetchall(
+        "SELECT e.name, e.domain, d.group_name, e.kind, e.position, d.state"
+        " FROM vcem_enclosures e JOIN vcem_domains d ON d.name = e.domain ORDER BY e.name"
+    )
+    return [
+        EnclosureRow(str(a), str(b), str(c), str(d), int(e), str(f)) for a, b, c, d, e, f in rows
+    ]
+
+
+_BAY_SELECT = (
+    "SELECT b.enclosure, b.bay, d.group_name, d.name, d.state, e.position, b.is_spare,"
+    " b.full_height, b.covered_by, b.server_present, b.model, b.generation, b.product,"
+    " b.power_state, b.host, b.ips, p.name, b.bay_order, e.kind"
+    " FROM vcem_bays b JOIN vcem_enclosures e ON e.name = b.enclosure"
+    " JOIN vcem_domains d ON d.name = e.domain"
+    " LEFT JOIN vcem_profiles p ON p.enclosure = b.enclosure AND p.bay = b.bay"
+)
+
+
+def _bay(row: Any) -> BayRow:
+    return BayRow(
+        enclosure=str(row[0]),
+        bay=str(row[1]),
+        group=str(row[2]),
+        domain=str(row[3]),
+        domain_state=str(row[4]),
+        enclosure_position=int(row[5]),
+        is_spare=bool(row[6]),
+        full_height=bool(row[7]),
+        covered_by=row[8],
+        server_present=bool(row[9]),
+        model=str(row[10]),
+        generation=str(row[11]),
+        product=str(row[12]),
+        power_state=str(row[13]),
+        host=row[14],
+        ips=tuple(json.loads(row[15])),
+        profile=row[16],
+        enclosure_kind=str(row[18]),
+    )
+
+
+def bay(tx: Tx, enclosure: str, name: str) -> BayRow | None:
+    row = tx.fetchone(
+        _BAY_SELECT + " WHERE b.enclosure = %(e)s AND b.bay = %(b)s", {"e": enclosure, "b": name}
+    )
+    return None if row is None else _bay(row)
+
+
+def bay_by_host(tx: Tx, host: str) -> BayRow | None:
+    row = tx.fetchone(_BAY_SELECT + " WHERE b.host = %(h)s", {"h": host.strip().lower()})
+    return None if row is None else _bay(row)
+
+
+def bay_by_ip(tx: Tx, ip: str) -> BayRow | None:
+    try:
+        canonical = normalise_ip(ip)
+    except ValueError:
+        return None
+    row = tx.fetchone(
+        "SELECT enclosure, bay FROM vcem_bay_ips WHERE ip = %(ip)s", {"ip": canonical}
+    )
+    return None if row is None else bay(tx, str(row[0]), str(row[1]))
+
+
+def bays_of_group(tx: Tx, name: str) -> list[BayRow]:
+    rows = tx.fetchall(
+        _BAY_SELECT + " WHERE d.group_name = %(g)s ORDER BY d.name, e.position, b.bay_order",
+        {"g": name},
+    )
+    return [_bay(r) for r in rows]
+
+
+def iter_bays(store: Any, page: int = 500) -> Iterator[BayRow]:
+    """Every bay in (enclosure, bay order), one read transaction per page: bounded memory
+    for 16,000 bays, and no transaction held open while the caller streams."""
+    after: tuple[str, int] = ("", -1)
+    while True:
+        with store.read() as tx:
+            rows = tx.fetchall(
+                _BAY_SELECT + " WHERE b.enclosure > %(e)s OR (b.enclosure = %(e)s AND"
+                " b.bay_order > %(o)s) ORDER BY b.enclosure, b.bay_order LIMIT %(n)s",
+                {"e": after[0], "o": after[1], "n": page},
+            )
+        yield from (_bay(r) for r in rows)
+        if len(rows) < page:
+            return
+        after = (str(rows[-1][0]), int(rows[-1][17]))
+
+
+_PROFILE_COLUMNS = (
+    "name, group_name, enclosure, bay, boot_from_san, macs, wwns, serial_number, uuid"
+)
+
+
+def _profile(row: Any) -> ProfileRow:
+    return ProfileRow(
+        name=str(row[0]),
+        group=str(row[1]),
+        enclosure=row[2],
+        bay=row[3],
+        boot_from_san=bool(row[4]),
+        macs=tuple(json.loads(row[5])),
+        wwns=tuple(json.loads(row[6])),
+        serial_number=str(row[7]),
+        uuid=str(row[8]),
+    )
+
+
+def profile(tx: Tx, name: str) -> ProfileRow | None:
+    row = tx.fetchone(
+        f"SELECT {_PROFILE_COLUMNS} FROM vcem_profiles WHERE name = %(n)s", {"n": name}
+    )
+    return None if row is None else _profile(row)
+
+
+def profile_in_bay(tx: Tx, enclosure: str, name: str) -> ProfileRow | None:
+    row = tx.fetchone(
+        f"SELECT {_PROFILE_COLUMNS} FROM vcem_profiles WHERE enclosure = %(e)s AND bay = %(b)s",
+        {"e": enclosure, "b": name},
+    )
+    return None if row is None else _profile(row)
+
+
+def list_profiles(tx: Tx) -> list[ProfileRow]:
+    rows = tx.fetchall(f"SELECT {_PROFILE_COLUMNS} FROM vcem_profiles ORDER BY name")
+    return [_profile(r) for r in rows]
+
+
+def available_spares(tx: Tx) -> dict[str, int]:
+    """Per group: spare bays with a server, no profile, powered off (last known state)."""
+    rows = tx.fetchall(
+        "SELECT d.group_name, COUNT(*) FROM vcem_bays b"
+        " JOIN vcem_enclosures e ON e.name = b.enclosure JOIN vcem_domains d ON d.name = e.domain"
+        " LEFT JOIN vcem_profiles p ON p.enclosure = b.enclosure AND p.bay = b.bay"
+        " WHERE b.is_spare = TRUE AND b.server_present = TRUE AND b.power_state = 'off'"
+        " AND p.name IS NULL AND d.state = 'managed' GROUP BY d.group_name"
+    )
+    return {str(g): int(n) for g, n in rows}
+
+
+# -- writes (inside the caller's fenced transaction) -----------------------------------------
+
+
+def set_power(tx: FencedTx, enclosure: str, name: str, power: str) -> None:
+    tx.execute(
+        "UPDATE vcem_bays SET power_state = %(p)s WHERE enclosure = %(e)s AND bay = %(b)s",
+        {"p": power, "e": enclosure, "b": name},
+    )
+
+
+def set_lock(tx: FencedTx, group_name: str, job_id: int | None) -> None:
+    tx.execute(
+        "UPDATE vcem_groups SET locked_by_job = %(j)s WHERE name = %(g)s",
+        {"j": job_id, "g": group_name},
+    )
+
+
+def move_profile(
+    tx: FencedTx,
+    profile_name: str,
+    source: tuple[str, str] | None,
+    target: tuple[str, str],
+) -> tuple[str | None, tuple[str, ...]]:
+    """Re-point the profile to the target bay (addresses unchanged, reference §1.4), clear
+    the target's spare flag (WP-OLD-6 "Removes the spare designation from the spare bay"),
+    and remove the source's host name and IPs ("Removes the source server's host name and IP
+    address information", §1.6). Returns the discovery data taken from the source."""
+    host: str | None = None
+    ips: tuple[str, ...] = ()
+    if source is not None:
+        row = tx.fetchone(
+            "SELECT host, ips FROM vcem_bays WHERE enclosure = %(e)s AND bay = %(b)s",
+            {"e": source[0], "b": source[1]},
+        )
+        if row is not None:
+            host, ips = row[0], tuple(json.loads(row[1]))
+        tx.execute(
+            "UPDATE vcem_bays SET host = NULL, ips = '[]' WHERE enclosure = %(e)s AND bay = %(b)s",
+            {"e": source[0], "b": source[1]},
+        )
+        tx.execute(
+            "DELETE FROM vcem_bay_ips WHERE enclosure = %(e)s AND bay = %(b)s",
+            {"e": source[0], "b": source[1]},
+        )
+    tx.execute(
+        "UPDATE vcem_profiles SET enclosure = %(e)s, bay = %(b)s WHERE name = %(n)s",
+        {"e": target[0], "b": target[1], "n": profile_name},
+    )
+    tx.execute(
+        "UPDATE vcem_bays SET is_spare = FALSE WHERE enclosure = %(e)s AND bay = %(b)s",
+        {"e": target[0], "b": target[1]},
+    )
+    return host, ips
+
+
+def set_discovery(
+    tx: FencedTx, enclosure: str, name: str, host: str | None, ips: tuple[str, ...]
+) -> None:
+    """Associate discovered host name and IPs with a bay, taking them from any other bay."""
+    if host is not None:
+        tx.execute("UPDATE vcem_bays SET host = NULL WHERE host = %(h)s", {"h": host.lower()})
+    for ip in ips:
+        tx.execute("DELETE FROM vcem_bay_ips WHERE ip = %(ip)s", {"ip": ip})
+        tx.execute(
+            "INSERT INTO vcem_bay_ips (ip, enclosure, bay) VALUES (%(ip)s, %(e)s, %(b)s)",
+            {"ip": ip, "e": enclosure, "b": name},
+        )
+    tx.execute(
+        "UPDATE vcem_bays SET host = %(h)s, ips = %(ips)s WHERE enclosure = %(e)s AND bay = %(b)s",
+        {
+            "h": None if host is None else host.lower(),
+            "ips": json.dumps(list(ips)),
+            "e": enclosure,
+            "b": name,
+        },
+    )
