@@ -267,7 +267,8 @@ class _Connection(asyncio.Protocol):
             return None
         self._state = _DEAD
         self._ending = True
-        return True
+        # Keep the write side open for the answers; TLS cannot half-close (asyncio ignores it).
+        return self._via is not Via.HTTPS
 
     def data_received(self, data: bytes) -> None:
         if self._state == _DEAD:
@@ -365,53 +366,10 @@ class _Connection(asyncio.Protocol):
         except HeadError as exc:
             self._end_with(_Fatal(exc.status, exc.detail))
             return -1
-        headers = head.headers
-        method = head.method
-        limits = self._limits
-        if framing is BodyFraming.LENGTH and length > limits.max_body_bytes:
-            # Refused from the Content-Length alone: the body is never read (RFC 9110 §15.5.14).
-            self._end_with(
-                _Fatal(
-                    413,
-                    f"Request body of {length} bytes exceeds the limit of "
-                    f"{limits.max_body_bytes} bytes.",
-                )
-            )
+        work = self._check_head(head, framing, length)
+        if work is None:
             return -1
-        is_post = method == "POST"
-        is_mpost = method == "M-POST"
-        early: HeadError | None = None
-        mpost_ns: str | None = None
-        if not (is_post or is_mpost):
-            early = HeadError(501, f"HTTP method {method} is not supported; use POST or M-POST.")
-        elif is_mpost and head.http_version == "1.0":
-            # DSP0200: M-POST is an HTTP/1.1 extension (RFC 2774); OpenPegasus answers 400.
-            early = HeadError(400, "M-POST method invalid with HTTP version 1.0.")
-        elif framing is BodyFraming.NONE:
-            # RFC 9110 §15.5.12: 411 Length Required. A CIM request always has a body.
-            self._end_with(_Fatal(411, "HTTP request lacks a Content-Length header field."))
-            return -1
-        if is_mpost:
-            mpost_ns = strip_extension_prefixes(headers)
-        connection = headers.get("connection", "").lower()
-        if head.http_version == "1.1":
-            keep_alive = "close" not in connection
-        else:
-            keep_alive = "keep-alive" in connection
-        expect = headers.get("expect")
-        expect_continue = False
-        if expect and head.http_version == "1.1" and early is None:
-            # RFC 9110 §10.1.1; an empty `Expect:` (wbemcli sends one) expects nothing, and an
-            # HTTP/1.0 request's expectation "MUST" be ignored.
-            if expect.strip().lower() == "100-continue":
-                expect_continue = True
-            else:
-                early = HeadError(417, f"Unsupported expectation {expect!r}.")
-        late: HeadError | None = None
-        if head.http_version == "1.1" and "host" not in headers:
-            late = HeadError(400, "HTTP request message lacks a Host header field.")
-        work = _Work(head, b"", keep_alive, is_mpost, mpost_ns, early, late)
-        keep = early is None
+        keep = work.early_error is None
         if framing is BodyFraming.LENGTH and len(buf) - pos >= length:
             # The common case: the whole body is here already.
             if keep:
@@ -425,6 +383,7 @@ class _Connection(asyncio.Protocol):
         self._keep_body = keep
         self._body = bytearray()
         if framing is BodyFraming.CHUNKED:
+            limits = self._limits
             self._chunked = ChunkedDecoder(
                 limits.max_body_bytes, limits.max_header_bytes, keep=keep
             )
@@ -433,15 +392,61 @@ class _Connection(asyncio.Protocol):
             self._remaining = length
             self._state = _BODY_LENGTH
         if pos == len(buf):
-            if expect_continue:
-                self._continue_wanted = True
+            expect = head.headers.get("expect", "")
+            if work.early_error is None and expect.strip().lower() == "100-continue":
+                self._continue_wanted = work.head.http_version == "1.1"
                 self._send_continue_if_due()
-            elif early is not None and expect:
+            elif work.early_error is not None and expect:
                 # The client waits for our word before sending the body: refuse now and close
                 # (RFC 9110 §10.1.1 lets a server answer before reading the content).
-                self._end_with(_Fatal(early.status, early.detail))
+                self._end_with(_Fatal(work.early_error.status, work.early_error.detail))
                 return -1
         return pos
+
+    def _check_head(self, head: RequestHead, framing: BodyFraming, length: int) -> _Work | None:
+        """The checks a complete head allows, in OpenPegasus order; None: the connection ends."""
+        headers = head.headers
+        method = head.method
+        version = head.http_version
+        max_body = self._limits.max_body_bytes
+        if framing is BodyFraming.LENGTH and length > max_body:
+            # Refused from the Content-Length alone: the body is never read (RFC 9110 §15.5.14).
+            detail = f"Request body of {length} bytes exceeds the limit of {max_body} bytes."
+            self._end_with(_Fatal(413, detail))
+            return None
+        early: HeadError | None = None
+        mpost_ns: str | None = None
+        is_mpost = method == "M-POST"
+        if is_mpost:
+            mpost_ns = strip_extension_prefixes(headers)
+            if version == "1.0":
+                # DSP0200: M-POST is an HTTP/1.1 extension (RFC 2774); OpenPegasus answers 400.
+                early = HeadError(400, "M-POST method invalid with HTTP version 1.0.")
+        elif method != "POST":
+            early = HeadError(501, f"HTTP method {method} is not supported; use POST or M-POST.")
+        if early is None and framing is BodyFraming.NONE:
+            # RFC 9110 §15.5.12: 411 Length Required. A CIM request always has a body.
+            self._end_with(_Fatal(411, "HTTP request lacks a Content-Length header field."))
+            return None
+        connection = headers.get("connection")
+        if version == "1.1":
+            keep_alive = connection is None or "close" not in connection.lower()
+        else:
+            keep_alive = connection is not None and "keep-alive" in connection.lower()
+        expect = headers.get("expect")
+        # RFC 9110 §10.1.1: only 100-continue is defined; an empty `Expect:` (wbemcli sends
+        # one) expects nothing, and an HTTP/1.0 request's expectation "MUST" be ignored.
+        if (
+            expect
+            and early is None
+            and version == "1.1"
+            and expect.strip().lower() != "100-continue"
+        ):
+            early = HeadError(417, f"Unsupported expectation {expect!r}.")
+        late: HeadError | None = None
+        if version == "1.1" and "host" not in headers:
+            late = HeadError(400, "HTTP request message lacks a Host header field.")
+        return _Work(head, b"", keep_alive, is_mpost, mpost_ns, early, late)
 
     def _body_complete(self) -> None:
         work = self._work
@@ -864,6 +869,8 @@ async def _listen(
         listener.host,
         listener.port,
         ssl=context,
+        # A client that never finishes its handshake is a slow client too.
+        ssl_handshake_timeout=state.limits.header_timeout if context else None,
         reuse_address=True,
         backlog=1024,
     )

@@ -71,18 +71,18 @@ class RawClient:
                 name, _, value = line.partition(":")
                 names.append(name)
                 headers[name.lower()] = value.strip()
-        body = b""
+        parts: list[bytes] = []
         if headers.get("transfer-encoding") == "chunked":
             while True:
                 size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
                 if size == 0:
                     await self.reader.readuntil(b"\r\n")
                     break
-                body += await self.reader.readexactly(size)
+                parts.append(await self.reader.readexactly(size))
                 assert await self.reader.readexactly(2) == b"\r\n"
         elif "content-length" in headers:
-            body = await self.reader.readexactly(int(headers["content-length"]))
-        return Response(int(status), reason, headers, body, raw, names)
+            parts.append(await self.reader.readexactly(int(headers["content-length"])))
+        return Response(int(status), reason, headers, b"".join(parts), raw, names)
 
     async def at_eof(self, timeout: float = READ_TIMEOUT) -> bool:
         """True once the server has closed (whatever it sent first is discarded)."""

@@ -6,7 +6,7 @@ import asyncio
 import base64
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 
@@ -390,3 +390,28 @@ def test_response_headers_with_newlines_are_never_sent() -> None:
         assert response.status == 500 and "set-cookie" not in response.headers
 
     run_with(scenario, app=splitting)
+
+
+def test_streamed_body_waits_for_a_slow_reader() -> None:
+    chunk = b"x" * 65536
+    produced = 0
+
+    def enumerate_lots() -> Iterator[bytes]:
+        nonlocal produced
+        for _ in range(1024):  # 64 MiB if nothing held it back
+            produced += len(chunk)
+            yield chunk
+
+    async def streaming(request: HttpRequest) -> HttpResponse:
+        return HttpResponse(200, [("Content-Type", "application/xml")], enumerate_lots())
+
+    async def scenario(server: HttpServer, rec: Recorder) -> None:
+        client = await RawClient.tcp(server.ports[0])
+        await client.send(post())
+        await asyncio.sleep(0.3)  # not reading: the server must stop producing
+        assert produced < 16 * 1024 * 1024
+        response = await client.response()
+        assert len(response.body) == 1024 * len(chunk)
+        await client.close()
+
+    run_with(scenario, app=streaming)
