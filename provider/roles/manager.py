@@ -179,7 +179,9 @@ class RoleManager:
             return self._node
         with self._state_lock:
             lease = self._lease
-            if lease is None or lease.holder == "":
+            # Our own name in a lease while we are standby: we demoted ourselves (deadline)
+            # and the store has not caught up; we are not the active one.
+            if lease is None or lease.holder in ("", self._node):
                 return None
             still_valid = self._lease_seen_at + lease.remaining > self._clock()
             return lease.holder if still_valid else None
@@ -272,6 +274,9 @@ class RoleManager:
                 yield tx
         except Fenced:
             self._demote(Event.SUPERSEDED, epoch)
+            # Best effort, after the demotion: learn who is active now, for ActiveManager.
+            with contextlib.suppress(StoreError):
+                self.refresh()
             raise
 
     # -- lease operations ----------------------------------------------------------------
@@ -282,7 +287,9 @@ class RoleManager:
             if self._started:
                 return self.role
             self._started = True
-            if self._start_as is Role.ACTIVE or self._auto_takeover:
+            wants_lease = self._start_as is Role.ACTIVE or self._auto_takeover
+            # take_control() may have come first and made us active already.
+            if wants_lease and self._machine.role is Role.STANDBY:
                 t0 = self._clock()
                 epoch = self._store.acquire(self._node, self._ttl)
                 if epoch is not None:

@@ -259,3 +259,10 @@ def test_the_asyncio_loop_fails_over_when_the_active_stops_renewing(store: Store
 
     took = asyncio.run(scenario())
     assert took <= 0.6 + 0.5
+
+
+def test_take_control_before_the_loop_starts_is_kept(store: Store) -> None:
+    gm1 = manager(store, "gm1", start_as="active")
+    assert gm1.take_control() == 1
+    gm1.tick()  # the first tick runs start(): it must not acquire a second time
+    assert (gm1.role, gm1.epoch) == (Role.ACTIVE, 1)
