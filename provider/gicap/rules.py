@@ -328,7 +328,6 @@ def _revert(state: CapacityState, cx: Complex, pending: list[Seizure]) -> list[A
         s.state = SeizureState.REVERTED
         if s.partition != UNASSIGNED:
             cx.partition(s.partition).intended += s.cores
-    cx.rights += total
     actions = [
         Action(
             "revert",
@@ -342,8 +341,10 @@ def _revert(state: CapacityState, cx: Complex, pending: list[Seizure]) -> list[A
     ]
     # Rights are conserved: those not free in the group were redeployed. They go back all
     # the same, so the borrowers may now consume TiCAP or be out of compliance (§3.3, WP1).
+    # Any the rebalance already gave back to this member itself stay where they are.
     take = min(group.free_rights, total)
     group.free_rights -= take
+    cx.rights += take
     short = total - take
     borrowers = sorted(
         (c for c in state.members(group.name) if c is not cx and c.borrowed > 0),
@@ -354,6 +355,7 @@ def _revert(state: CapacityState, cx: Complex, pending: list[Seizure]) -> list[A
             break
         n = min(short, other.borrowed)
         other.rights -= n
+        cx.rights += n
         short -= n
         actions.append(
             Action(
