@@ -174,8 +174,12 @@ def _run(
     return done
 
 
-def start_cluster() -> PgCluster:
-    """Create and start a private cluster; raises PgUnavailable with the reason if it cannot."""
+def start_cluster(durable: bool = False) -> PgCluster:
+    """Create and start a private cluster; raises PgUnavailable with the reason if it cannot.
+
+    Tests run it without fsync (faster, nothing to keep); `durable=True` keeps PostgreSQL's
+    defaults (fsync, synchronous_commit), for benchmarks whose figures must be honest.
+    """
     bindir = _ensure_bindir()
     as_postgres = os.geteuid() == 0
     # Not pytest's tmp_path: that lives under a 0700 root-owned directory the postgres user
@@ -205,23 +209,24 @@ def start_cluster() -> PgCluster:
                 "--no-instructions",
             ],
         )
-        _start(cluster)
+        _start(cluster, durable)
     except BaseException:
         cluster.stop()
         raise
     return cluster
 
 
-def _start(cluster: PgCluster) -> None:
+def _start(cluster: PgCluster, durable: bool) -> None:
     # A free port can be taken between our probe and the server's bind: retry a few times.
     last: PgUnavailable | None = None
     for _attempt in range(5):
         cluster.port = _free_port()
         options = (
             f"-c listen_addresses=127.0.0.1 -c port={cluster.port} "
-            f"-c unix_socket_directories={cluster.root} -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+            f"-c unix_socket_directories={cluster.root} -c max_connections=200"
         )
+        if not durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         try:
             _run(
                 cluster,
@@ -249,9 +254,9 @@ def _start(cluster: PgCluster) -> None:
 
 
 @contextlib.contextmanager
-def running_cluster() -> Iterator[PgCluster]:
+def running_cluster(durable: bool = False) -> Iterator[PgCluster]:
     """A private cluster for the duration of a `with` block (used by bench/takecontrol.py)."""
-    cluster = start_cluster()
+    cluster = start_cluster(durable)
     try:
         yield cluster
     finally:
