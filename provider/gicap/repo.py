@@ -175,7 +175,8 @@ def save(tx: SqlTx, before: CapacityState, after: CapacityState) -> int:
         cols, nkeys = _COLUMNS[table]
         for key in old[table].keys() - new[table].keys():
             where = " AND ".join(f"{c} = %({c})s" for c in cols[:nkeys])
-            tx.execute(f"DELETE FROM {table} WHERE {where}", dict(zip(cols, key, strict=True)))
+            params = dict(zip(cols[:nkeys], key, strict=True))
+            tx.execute(f"DELETE FROM {table} WHERE {where}", params)
             count += 1
     for table in _ORDER:
         cols, nkeys = _COLUMNS[table]
