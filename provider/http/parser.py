@@ -104,13 +104,15 @@ def find_head_end(buf: bytes | bytearray, start: int, limit: int) -> tuple[int, 
     return -1, -1
 
 
-def parse_head(head: bytes) -> RequestHead:
+def parse_head(data: bytes | bytearray, start: int = 0, end: int | None = None) -> RequestHead:
     """Parse a request line and the header lines that follow it, each ending in LF or CR LF.
 
-    `head` excludes the blank line that closes the block; leading empty lines must already be
-    skipped (RFC 9112 §2.2).
+    `data[start:end]` is the head without the blank line that closes it (see `find_head_end`);
+    leading empty lines must already be skipped (RFC 9112 §2.2).
     """
-    match = _REQUEST_LINE.match(head)
+    if end is None:
+        end = len(data)
+    match = _REQUEST_LINE.match(data, start, end)
     if match is None:
         raise HeadError(400, "Malformed HTTP request line.")
     method_b, target_b, major, minor = match.groups()
@@ -118,9 +120,9 @@ def parse_head(head: bytes) -> RequestHead:
         # RFC 9110 §15.6.6: 505 for a version we do not support.
         raise HeadError(505, f"HTTP version {(major + b'.' + minor).decode()} is not supported.")
     block_start = match.end()
-    if _HEADER_BLOCK.fullmatch(head, block_start) is None:
+    if _HEADER_BLOCK.fullmatch(data, block_start, end) is None:
         raise HeadError(400, "Malformed HTTP header field.")
-    lines = head[block_start:].decode("latin-1").split("\n")
+    lines = data[block_start:end].decode("latin-1").split("\n")
     lines.pop()
     headers: dict[str, str] = {}
     for line in lines:

@@ -273,9 +273,12 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._state == _DEAD:
             return  # lingering after an error, or closing: input is discarded, never kept
-        self._buf += data
+        buf: bytes | bytearray = data
+        if self._buf:
+            self._buf += data
+            buf = self._buf
         try:
-            self._process()
+            self._process(buf)
         except Exception:
             # A bug of ours, never a client's fault; the client gets a 500, the server lives on.
             log.exception("internal error while parsing a request from %s", self._peer)
@@ -283,8 +286,12 @@ class _Connection(asyncio.Protocol):
 
     # ---- reading -----------------------------------------------------------------------------
 
-    def _process(self) -> None:
-        buf = self._buf
+    def _process(self, buf: bytes | bytearray) -> None:
+        """Parse what `buf` holds; keep an incomplete rest in `self._buf` for the next read.
+
+        `buf` is the bytes just read when nothing was left over (the common case: no copy), or
+        `self._buf` with them appended.
+        """
         pos = 0
         limits = self._limits
         while not self._reading_paused:
@@ -309,7 +316,7 @@ class _Connection(asyncio.Protocol):
                     break
                 self._head_started = None
                 try:
-                    head = parse_head(bytes(buf[pos:head_end]))
+                    head = parse_head(buf, pos, head_end)
                 except HeadError as exc:
                     self._end_with(_Fatal(exc.status, exc.detail))
                     return
@@ -345,8 +352,10 @@ class _Connection(asyncio.Protocol):
                 self._body_complete()
             else:
                 return
-        if pos:
-            del buf[:pos]
+        if buf is self._buf:
+            del self._buf[:pos]
+        elif pos < len(buf):
+            self._buf = bytearray(buf[pos:])
         if self._state in (_BODY_LENGTH, _BODY_CHUNKED) and self._body_started is None:
             self._body_started = self._loop.time()
             self._arm_timer(self._body_started + limits.body_timeout)
@@ -356,7 +365,7 @@ class _Connection(asyncio.Protocol):
             f"HTTP request header block exceeds the limit of {self._limits.max_header_bytes} bytes."
         )
 
-    def _start_request(self, head: RequestHead, buf: bytearray, pos: int) -> int:
+    def _start_request(self, head: RequestHead, buf: bytes | bytearray, pos: int) -> int:
         """Check a complete head and set up reading its body (which starts at `pos`).
 
         Returns where reading goes on, or -1 when the connection ends.
@@ -566,7 +575,7 @@ class _Connection(asyncio.Protocol):
 
     def _resume_processing(self) -> None:
         if not self._closed and self._state != _DEAD and self._buf:
-            self.data_received(b"")
+            self.data_received(b"")  # parse what was left in the buffer while paused
 
     async def _serve(self, work: _Work) -> bool:
         """Answer one request; True when the connection must close afterwards."""
