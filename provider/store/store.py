@@ -174,11 +174,11 @@ class Store:
         return PostgresConnection(self._url)
 
     def _connection(self) -> RawConnection:
+        if self._closed:
+            raise StoreError("the store is closed")
         conn: RawConnection | None = getattr(self._local, "conn", None)
         if conn is not None and conn.usable:
             return conn
-        if self._closed:
-            raise StoreError("the store is closed")
         conn = self._connect()
         self._local.conn = conn
         with self._lock:

@@ -276,5 +276,5 @@ def test_nodes_report_what_they_said(store: Store) -> None:
 def test_a_closed_store_refuses_new_work(store_url: str) -> None:
     store = open_test_store(store_url)
     store.close()
-    with pytest.raises(StoreError, match="closed"):
+    with pytest.raises(StoreError, match="the store is closed"):
         store.current()
