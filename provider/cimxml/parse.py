@@ -98,6 +98,9 @@ _CIM_TYPES = frozenset(
 )
 # DSP0201 §5.2 %ParamType: the CIM types plus reference, object, instance.
 _PARAM_TYPES = _CIM_TYPES | {"reference", "object", "instance"}
+_INTEGER_TYPES = frozenset(
+    {"uint8", "sint8", "uint16", "sint16", "uint32", "sint32", "uint64", "sint64"}
+)
 _VALUE_TYPES = frozenset({"string", "boolean", "numeric"})
 _EMBEDDED = frozenset({"object", "instance"})
 
@@ -105,7 +108,7 @@ _EMBEDDED = frozenset({"object", "instance"})
 # major version is validated, "as all minor versions are backward compatible".
 _CIM_VERSION = re.compile(r"2\.\d+(?:\.\d+)?")
 _PROTOCOL_VERSION = re.compile(r"1\.\d+(?:\.\d+)?")
-_DECIMAL = re.compile(r"[+-]?\d+")
+_DECIMAL = re.compile(r"[+-]?[0-9]+")
 _HEX = re.compile(r"[+-]?0[xX][0-9a-fA-F]+")
 
 _tls = threading.local()
@@ -259,10 +262,28 @@ def _typed(el: _Element, text: str, cimtype: str) -> Any:
     """A VALUE's text as a pywbem value of `cimtype`; strings kept exactly as sent."""
     if cimtype == "string":
         return text
+    if cimtype == "char16":
+        if len(text) != 1:
+            raise _bad(el, f"invalid char16 value {text[:40]!r}")
+        return cimvalue(text, cimtype)
+    text = text.strip()
+    if cimtype == "boolean":
+        # Not cimvalue(): it takes any non-empty string, "FALSE" included, as True.
+        low = text.lower()
+        if low == "true" or low == "false":
+            return low == "true"
+        raise _bad(el, f"invalid boolean value {text[:40]!r}")
+    if cimtype in _INTEGER_TYPES:
+        if _DECIMAL.fullmatch(text):
+            pass
+        elif _HEX.fullmatch(text):
+            text = str(int(text, 16))
+        else:
+            raise _bad(el, f"invalid {cimtype} value {text[:40]!r}")
     try:
-        return cimvalue(text.strip(), cimtype)
+        return cimvalue(text, cimtype)
     except (ValueError, TypeError) as exc:
-        raise _bad(el, f"invalid {cimtype} value {text.strip()[:40]!r} ({exc})") from None
+        raise _bad(el, f"invalid {cimtype} value {text[:40]!r} ({exc})") from None
 
 
 # ---- the decoder ------------------------------------------------------------------------
