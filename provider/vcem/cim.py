@@ -34,6 +34,7 @@ from provider.drivers import DriverContext, create_driver
 from provider.errors import InvalidParameter, NotFound
 from provider.jobs import JobJournal, JobRunner, StepContext, crash_hook
 from provider.jobs.journal import Job
+from provider.roles import Role
 from provider.services import Services
 
 from . import repository as repo
@@ -289,6 +290,10 @@ def install(registry: ProviderRegistry, services: Services) -> None:
     def on_active() -> None:
         if service.seed(inventory, driver):
             log.info("seeded the store from %s", inventory.path)
+
+    if roles.role is Role.ACTIVE:
+        # Before the listeners open: the first request must already see the inventory.
+        on_active()
 
     runner = JobRunner(journal, context, roles, workers=workers, on_active=on_active)
     holder.append(runner)
