@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import resource
 import time
+from pathlib import Path
 
 import pytest
 from pywbem import CIMClassName, CIMDateTime, CIMInstance, CIMInstanceName, Uint32
@@ -13,6 +14,7 @@ from provider.cimxml.messages import ExportCall, ExtrinsicCall, IntrinsicCall, P
 from provider.cimxml.parse import parse_request
 from provider.errors import ProtocolError
 
+DATA = Path(__file__).parent / "data"
 DECL = b'<?xml version="1.0" encoding="utf-8" ?>\n'
 NS = b'<LOCALNAMESPACEPATH><NAMESPACE NAME="root"/><NAMESPACE NAME="cimv2"/></LOCALNAMESPACEPATH>'
 
@@ -27,13 +29,7 @@ def wrap(
 
 
 # Verbatim from reference 2.2 (sblim wbemcli 1.6.3 `cm` on an instance).
-WBEMCLI_CM = (
-    DECL
-    + b"""<CIM CIMVERSION="2.0" DTDVERSION="2.0">
-<MESSAGE ID="4711" PROTOCOLVERSION="1.0"><SIMPLEREQ><METHODCALL NAME="Ping"><LOCALINSTANCEPATH><LOCALNAMESPACEPATH><NAMESPACE NAME="root"/><NAMESPACE NAME="cimv2"/></LOCALNAMESPACEPATH><INSTANCENAME CLASSNAME="Foo"><KEYBINDING NAME="Name"><KEYVALUE VALUETYPE="string">a b</KEYVALUE></KEYBINDING></INSTANCENAME></LOCALINSTANCEPATH><PARAMVALUE NAME="Msg"><VALUE>hi there</VALUE></PARAMVALUE><PARAMVALUE NAME="N"><VALUE>3</VALUE></PARAMVALUE><PARAMVALUE NAME="Arr"><VALUE.ARRAY><VALUE>x</VALUE><VALUE>y</VALUE></VALUE.ARRAY></PARAMVALUE></METHODCALL></SIMPLEREQ>
-</MESSAGE></CIM>
-"""
-)
+WBEMCLI_CM = (DATA / "wbemcli_cm.xml").read_bytes()
 
 # The same call as pywbem 1.9.1 sends it (reference 2.2: PARAMTYPE, KEYVALUE TYPE, ID 1001).
 PYWBEM_CM = (
@@ -46,11 +42,7 @@ PYWBEM_CM = (
 
 # OpenPegasus style (reference 2.2, wbemexec tests/cimrequest.xml): no XML declaration here,
 # whitespace inside VALUE and between elements.
-PEGASUS_ECN = b"""<CIM CIMVERSION="2.0" DTDVERSION="2.0"><MESSAGE ID="51000" PROTOCOLVERSION="1.0"><SIMPLEREQ><IMETHODCALL NAME="EnumerateClassNames"><LOCALNAMESPACEPATH><NAMESPACE NAME="test"/><NAMESPACE NAME="static"/></LOCALNAMESPACEPATH>
- <IPARAMVALUE NAME="ClassName"><CLASSNAME NAME="WET_Statistics"/></IPARAMVALUE>
- <IPARAMVALUE NAME="DeepInheritance"><VALUE>
-      TRUE
-     </VALUE></IPARAMVALUE></IMETHODCALL></SIMPLEREQ></MESSAGE></CIM>"""
+PEGASUS_ECN = (DATA / "pegasus_enumerateclassnames.xml").read_bytes()
 
 # The seed's cron request file: static method on a LOCALCLASSPATH, empty MESSAGE ID.
 CHECK_SCAVENGED = b"""<?xml version="1.0" encoding="utf-8"?>
@@ -83,19 +75,7 @@ GET_INSTANCE_PEGASUS_KEYS = wrap(
     b'</IPARAMVALUE><IPARAMVALUE NAME="LocalOnly"></IPARAMVALUE></IMETHODCALL>'
 )
 
-EXPORT_INDICATION = (
-    DECL
-    + b"""<CIM CIMVERSION="2.0" DTDVERSION="2.0"><MESSAGE ID="1001" PROTOCOLVERSION="1.0"><SIMPLEEXPREQ>
- <EXPMETHODCALL NAME="ExportIndication"><EXPPARAMVALUE NAME="NewIndication"><INSTANCE CLASSNAME="CIM_AlertIndication">
- <PROPERTY NAME="Severity" TYPE="uint16"><VALUE> 5 </VALUE></PROPERTY>
- <PROPERTY NAME="Message" TYPE="string"><VALUE> bay 3 failed </VALUE></PROPERTY>
- <PROPERTY NAME="Source" TYPE="string" EmbeddedObject="instance"><VALUE>&lt;INSTANCE CLASSNAME="GM_DeviceBay"&gt;&lt;PROPERTY NAME="BayName" TYPE="string"&gt;&lt;VALUE&gt;3&lt;/VALUE&gt;&lt;/PROPERTY&gt;&lt;/INSTANCE&gt;</VALUE></PROPERTY>
- <PROPERTY.ARRAY NAME="Ids" TYPE="uint32"><VALUE.ARRAY><VALUE>1</VALUE><VALUE>2</VALUE></VALUE.ARRAY></PROPERTY.ARRAY>
- <PROPERTY.REFERENCE NAME="Bay" REFERENCECLASS="GM_DeviceBay"><VALUE.REFERENCE><INSTANCEPATH><NAMESPACEPATH><HOST>gm1</HOST>"""
-    + NS
-    + b"""</NAMESPACEPATH><INSTANCENAME CLASSNAME="GM_DeviceBay"><KEYBINDING NAME="BayName"><KEYVALUE VALUETYPE="string" TYPE="string">3</KEYVALUE></KEYBINDING></INSTANCENAME></INSTANCEPATH></VALUE.REFERENCE></PROPERTY.REFERENCE>
- </INSTANCE></EXPPARAMVALUE></EXPMETHODCALL></SIMPLEEXPREQ></MESSAGE></CIM>"""
-)
+EXPORT_INDICATION = (DATA / "export_indication.xml").read_bytes()
 
 
 def test_wbemcli_extrinsic_call_on_instance() -> None:
