@@ -6,6 +6,10 @@ that client and server are separate processes sharing the machine's cores, as in
 OpenPegasus figures; 8 keep-alive connections, closed loop, median of 3 runs.
 
     python bench/http_floor.py [--duration 5] [--runs 3] [--connections 8] [--auth]
+
+Measured on the 2-core development machine (shared with other work at the time), uvloop:
+median of 3 runs of 5 s, 43,123 calls/s, p50 0.171 ms, p99 0.445 ms; with `--auth` (Basic,
+verified once per connection) 48,026 calls/s, p50 0.150 ms, p99 0.348 ms.
 """
 
 from __future__ import annotations

@@ -909,8 +909,11 @@ def _prepare_unix_path(path: Path) -> None:
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
-    """An event loop for the transport: uvloop when installed (measured ~1.5x faster for the
-    HTTP floor, see bench/http_floor.py), else asyncio's default."""
+    """An event loop for the transport: uvloop when installed, else asyncio's default.
+
+    Measured at the HTTP floor (bench/http_floor.py): 20.4 µs of server CPU per call on uvloop
+    against 44.9 µs on asyncio's loop (see `provider.http.parser` for the setting).
+    """
     try:
         import uvloop
     except ImportError:
