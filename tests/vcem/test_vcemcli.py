@@ -1,0 +1,73 @@
+"""vcemcli against a real server: the local Unix socket and HTTP with Basic credentials."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from cli.vcemcli import EXIT_JOB_FAILED, EXIT_NOT_FOUND, EXIT_REFUSED, EXIT_USAGE, parse
+from tests.harness import ROOT, USERS, ProviderHandle, provider_process
+from tests.vcem.cimtools import config
+
+
+def vcemcli(gm: ProviderHandle, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cli.vcemcli", *args],
+        cwd=ROOT,
+        env=gm.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_failover_with_wait_over_the_unix_socket_then_show_job(tmp_path: Path) -> None:
+    with provider_process(tmp_path, config=config()) as gm:
+        done = vcemcli(gm, "-failover", "-hostname", "web01.example.com", "--wait")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines()[0] == "Job 1 submitted: failover of host web01.example.com."
+        assert done.stdout.splitlines()[-1] == "Job 1: Completed"
+        shown = vcemcli(gm, "-show", "job", "-jobid", "1")
+        assert "Job State: Completed" in shown.stdout
+        assert "Target: enc01 bay 12" in shown.stdout
+        listed = vcemcli(gm, "-show", "job")
+        assert "Completed" in listed.stdout and "dg-web" in listed.stdout
+
+
+def test_exit_codes_for_not_found_refused_and_a_failed_job(tmp_path: Path) -> None:
+    with provider_process(tmp_path, config=config()) as gm:
+        assert vcemcli(gm, "-failover", "-ipaddress", "203.0.113.1").returncode == EXIT_NOT_FOUND
+        failed = vcemcli(gm, "-failover", "-enclosurename", "enc05", "-bayname", "1", "--wait")
+        assert failed.returncode == EXIT_JOB_FAILED
+        assert "stays powered off" in failed.stdout
+        assert vcemcli(gm, "-startvcdmaint", "-domaingroupname", "dg-web").returncode == 0
+        refused = vcemcli(gm, "-failover", "-hostname", "web02.example.com")
+        assert refused.returncode == EXIT_REFUSED and "maintenance" in refused.stderr
+        assert vcemcli(gm, "-cancelvcdmaint", "-domaingroupname", "dg-web").returncode == 0
+
+
+def test_move_and_spares_over_http_with_credentials(tmp_path: Path) -> None:
+    with provider_process(tmp_path, config=config()) as gm:
+        creds = ["-s", gm.url, "-u", "admin", "-p", USERS["admin"][1]]
+        moved = vcemcli(gm, *creds, "-move", "profile", "-profilename", "web02-profile",
+                        "-targetenclosurename", "enc01", "-targetbayname", "5", "-nopoweron",
+                        "--wait")  # fmt: skip
+        assert moved.returncode == 0, moved.stdout + moved.stderr
+        added = vcemcli(gm, *creds, "-add", "spare", "-enclosurename", "enc05", "-bayname", "4")
+        assert added.returncode == 0 and "now a spare" in added.stdout
+        bad = vcemcli(gm, "-s", gm.url, "-u", "admin", "-p", "wrong", "-show", "job")
+        assert bad.returncode == 3
+
+
+def test_usage_errors() -> None:
+    for argv in ([], ["-move"], ["-failover", "-bayname"], ["-bogus"]):
+        try:
+            parse(argv)
+        except Exception as exc:
+            assert type(exc).__name__ == "UsageError"
+        else:
+            raise AssertionError(argv)
+    from cli.vcemcli import main
+
+    assert main(["-failover", "-enclosurename"]) == EXIT_USAGE
