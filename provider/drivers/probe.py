@@ -214,7 +214,13 @@ def probe_settings(config: Any) -> ProbeSettings:
                 "probe", key, f"unknown setting probe.{key}; known: {', '.join(sorted(_KEYS))}."
             )
     d = ProbeSettings()
-    method = section.get("method", d.method)
+    method = section.get("method")
+    if method is None:
+        # No choice made: ping as GiCAP does (§3.1), or, where ping is not installed (a
+        # minimal container), a TCP connect to the members' CIM port, never a failed start.
+        method = "ping" if shutil.which(str(section.get("ping", d.ping))) else "tcp"
+        if method == "tcp":
+            log.warning("ping is not installed: probing hosts with TCP connects instead")
     if method not in ("ping", "tcp", "static"):
         raise config.error("probe", "method", 'probe.method must be "ping", "tcp" or "static".')
     timeout = section.get("timeout", d.timeout)

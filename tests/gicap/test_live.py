@@ -1,0 +1,341 @@
+"""GiCAP through real CIM-XML calls: a `gm-provider serve` subprocess per test (tests/harness).
+
+The prober is `static` with a JSON state file the tests rewrite to bring hosts down and back;
+the crontab is a real file (python-crontab's `tabfile=` mode); the clock is moved with the
+test-only `[gicap] test_clock_offset_file`; notifications go to a real SMTP listener
+(aiosmtpd on 127.0.0.1). Inventory: tests/gicap/inventory.toml (the same [gicap] part as
+etc/inventory.example.toml).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pywbem
+from aiosmtpd.controller import Controller
+
+from cli._client import CimClient, CimError, Param
+from tests.harness import USERS, ProviderHandle, configure
+
+INVENTORY = Path(__file__).parent / "inventory.toml"
+ROOT = Path(__file__).resolve().parents[2]
+A_HOSTS = ["hostA1.example.com", "hostA2.example.com", "hostA3.example.com"]
+B_HOSTS = ["hostB1.example.com", "hostB2.example.com"]
+SEED_003 = (
+    'DESCRIPTION="CIM_ERR_FAILED: This system is not an active Group Manager.&#10;Only an '
+    "active Group Manager can check to see if it can reconnect to members&#10;from which "
+    'usage rights were previously seized.&#10;"'
+)
+
+
+class _Inbox:
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(message_from_bytes(envelope.content))
+        return "250 OK"
+
+    def subjects(self) -> list[str]:
+        return [str(m["Subject"]) for m in self.messages]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def inbox() -> Iterator[tuple[_Inbox, int]]:
+    handler = _Inbox()
+    port = _free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield handler, port
+    finally:
+        controller.stop()
+
+
+@dataclass
+class World:
+    tmp: Path
+    hosts_file: Path
+    clock_file: Path
+    crontab: Path
+    nodes: list[ProviderHandle] = field(default_factory=list)
+
+    def hosts(self, **states: str) -> None:
+        """hosts(down=[...]) / hosts(up=[...]): the static prober's view, re-read per probe."""
+        current = json.loads(self.hosts_file.read_text()) if self.hosts_file.exists() else {}
+        for state, names in states.items():
+            current.update(dict.fromkeys(names, state))
+        self.hosts_file.write_text(json.dumps(current))
+
+    def advance(self, delta: timedelta) -> None:
+        now = float(self.clock_file.read_text() or 0) if self.clock_file.exists() else 0.0
+        self.clock_file.write_text(str(now + delta.total_seconds()))
+
+    def config(self, smtp_port: int | None = None, **roles: Any) -> dict[str, Any]:
+        cfg: dict[str, Any] = {
+            "probe": {"method": "static", "state_file": str(self.hosts_file), "timeout": 0.5},
+            "gicap": {
+                "crontab": str(self.crontab),
+                "tick": 0.2,
+                "rebalance_minutes": 0.005,
+                "test_clock_offset_file": str(self.clock_file),
+            },
+        }
+        if smtp_port is not None:
+            cfg["notify"] = {
+                "smtp_host": "127.0.0.1",
+                "smtp_port": smtp_port,
+                "to": ["root@localhost"],
+            }
+        if roles:
+            cfg["roles"] = roles
+        return cfg
+
+    def start(self, node: str = "gm1", **kwargs: Any) -> ProviderHandle:
+        handle = configure(
+            self.tmp,
+            node=node,
+            config=self.config(**kwargs),
+            inventory=INVENTORY,
+            store_url=f"sqlite:///{self.tmp}/gm.db",
+        )
+        handle.start()
+        self.nodes.append(handle)
+        return handle
+
+    def cron_lines(self) -> list[str]:
+        if not self.crontab.exists():
+            return []
+        return [x for x in self.crontab.read_text().splitlines() if x.strip()]
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    w = World(tmp_path, tmp_path / "hosts.json", tmp_path / "clock", tmp_path / "crontab")
+    w.hosts(up=[])
+    try:
+        yield w
+    finally:
+        for node in reversed(w.nodes):
+            node.stop()
+
+
+def _wait(what: str, check: Callable[[], Any], timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def _member(gm: ProviderHandle, name: str) -> Any:
+    return gm.connection().GetInstance(
+        pywbem.CIMInstanceName("GM_GroupMember", keybindings={"Name": name})
+    )
+
+
+_TYPES = {bool: "boolean", int: "uint32", str: "string"}
+
+
+def _invoke(gm: ProviderHandle, method: str, **params: Any) -> tuple[Any, Any]:
+    """Through cli._client over HTTP as the capacity administrator. (pywbem 1.9 turns every
+    boolean OUT parameter into True: it applies cimvalue() to the text "FALSE".)"""
+    client = CimClient(gm.url, "capacity", USERS["capacity"][1])
+    args = [Param(k, _TYPES[type(v)], v) for k, v in params.items()]
+    return client.invoke(method, args)
+
+
+def _when(cim: str) -> datetime:
+    return datetime.strptime(cim[:14], "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+
+
+def _cron_run(line: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run a crontab line's command as cron does: `sh -c` on the text after the 5 fields."""
+    command = line.split(None, 5)[5].split(" # ")[0]
+    return subprocess.run(
+        ["/bin/sh", "-c", command], capture_output=True, text=True, env=env, timeout=60
+    )
+
+
+def test_seizing_from_a_reachable_partition_is_refused(world: World) -> None:
+    gm = world.start()
+    with pytest.raises(CimError) as err:
+        _invoke(gm, "seizeRights", HostName="hostA1.example.com")
+    assert err.value.code == 1
+    assert "answered the down check" in err.value.description
+    assert "every host of the partition is down" in err.value.description
+    with pytest.raises(CimError) as err:
+        _invoke(gm, "seizeRights", HostName="nosuch.example.com")
+    assert err.value.code == 6
+    assert world.cron_lines() == []
+
+
+def test_partial_outage_seizes_the_reference_count_permanently(world: World) -> None:
+    """Reference §3.2: "2-cell partition consuming 6 rights → 4 seized"; another partition
+    answers, so the seizure is permanent (§3.3) and no cron entry is needed."""
+    gm = world.start()
+    world.hosts(down=["hostA1.example.com"])
+    rv, out = _invoke(gm, "seizeRights", HostName="hostA1.example.com")
+    assert rv == 0 and out["SeizedCores"] == 4 and out["Deferred"] is False
+    assert out.get("Expiration") is None
+    seizures = gm.connection().EnumerateInstances("GM_RightsSeizure")
+    assert [(s["Partition"], s["SeizedCores"], s["State"]) for s in seizures] == [
+        ("npar0", 4, "permanent")
+    ]
+    with pytest.raises(CimError) as err:  # once per hard partition (§3.1)
+        _invoke(gm, "seizeRights", HostName="hostA1.example.com")
+    assert "once per hard partition" in err.value.description
+    assert world.cron_lines() == []
+
+
+def test_complete_outage_scavenges_the_member_and_installs_the_cron_entry(
+    world: World, inbox: tuple[_Inbox, int]
+) -> None:
+    mails, port = inbox
+    gm = world.start(smtp_port=port)
+    world.hosts(down=A_HOSTS)
+    before = datetime.now(UTC)
+    _, out = _invoke(gm, "seizeRights", HostName="hostA1.example.com")
+    assert out["Deferred"] is True and out["SeizedCores"] == 4
+    expiry = _when(out["Expiration"])
+    assert (
+        before.replace(microsecond=0) + timedelta(days=10)
+        <= expiry
+        <= datetime.now(UTC) + timedelta(days=10)
+    )
+    assert _member(gm, "memberA")["Scavenged"] is True
+    lines = world.cron_lines()
+    assert len(lines) == 1 and "node=gm1" in lines[0]
+    assert f"{ROOT}/etc/requests/GiCAP.checkScavengedMember.xml" in lines[0]
+    # cron runs it: wbemexec over the local socket, the member still down.
+    run = _cron_run(lines[0], {"PATH": "/usr/bin:/bin"})
+    assert run.returncode == 0, run.stderr
+    assert '<METHODRESPONSE NAME="checkScavengedMember">' in run.stdout
+    assert "<VALUE>\n1\n</VALUE>" in run.stdout  # Remaining: one scavenged member
+    # the seizure e-mail (reference §3.3: rights "acquired from an inactive group member")
+    _wait("seizure e-mail", lambda: any("inactive group member" in s for s in mails.subjects()))
+    # idempotent: a second deferred seizure keeps one entry
+    _invoke(gm, "seizeRights", HostName="hostA2.example.com")
+    assert len(world.cron_lines()) == 1
+
+
+def test_reconnection_turns_the_seizure_into_a_loan_and_removes_the_entry(world: World) -> None:
+    gm = world.start()
+    world.hosts(down=A_HOSTS)
+    _invoke(gm, "seizeRights", HostName="hostA1.example.com")
+    assert len(world.cron_lines()) == 1
+    world.hosts(up=["hostA3.example.com"])  # a vPar of the other nPar boots
+    _, out = _invoke(gm, "checkScavengedMember")
+    assert list(out["Reconnected"]) == ["memberA"] and out["Remaining"] == 0
+    [seizure] = gm.connection().EnumerateInstances("GM_RightsSeizure")
+    assert seizure["State"] == "loan"
+    assert world.cron_lines() == []
+    assert _member(gm, "memberA")["Scavenged"] is False
+
+
+def test_expiry_reverts_and_the_entry_goes_only_after_the_last_member(
+    world: World, inbox: tuple[_Inbox, int]
+) -> None:
+    mails, port = inbox
+    gm = world.start(smtp_port=port)
+    world.hosts(down=A_HOSTS + B_HOSTS)
+    _invoke(gm, "seizeRights", HostName="hostA1.example.com")
+    world.advance(timedelta(days=5))
+    _invoke(gm, "seizeRights", HostName="hostB1.example.com")
+    assert len(world.cron_lines()) == 1
+    world.advance(timedelta(days=5, hours=1))  # A's loan expired, B's has 4 days left
+    _, out = _invoke(gm, "checkScavengedMember")
+    assert list(out["Reverted"]) == ["memberA"] and out["Remaining"] == 1
+    assert len(world.cron_lines()) == 1  # memberB still has rights seized pending
+    states = {
+        s["Member"]: s["State"] for s in gm.connection().EnumerateInstances("GM_RightsSeizure")
+    }
+    assert states == {"memberA": "reverted", "memberB": "pending"}
+    world.advance(timedelta(days=5))
+    _, out = _invoke(gm, "checkScavengedMember")
+    assert list(out["Reverted"]) == ["memberB"] and out["Remaining"] == 0
+    assert world.cron_lines() == []
+    _, out = _invoke(gm, "checkScavengedMember")  # idempotent
+    assert out["Remaining"] == 0 and world.cron_lines() == []
+    _wait("revert e-mails", lambda: sum("expired and reverted" in s for s in mails.subjects()) == 2)
+
+
+def test_seed003_ticap_race_activation_needs_temporary_capacity(world: World) -> None:
+    """Seed 003: the rebalance takes the seized rights for memberC (burning TiCAP) before the
+    failover activation; without TiCAP it fails, with TiCAP it succeeds, and the group's
+    TiCAP consumption stays the same (2 cores)."""
+    gm = world.start()
+    group = lambda: gm.connection().EnumerateInstances("GM_CapacityGroup")[0]  # noqa: E731
+    assert group()["CoresUsingTemporaryCapacity"] == 2
+    world.hosts(down=["hostA1.example.com"])
+    _invoke(gm, "seizeRights", HostName="hostA1.example.com")  # 4 seized, permanent
+    _wait("rebalance", lambda: _member(gm, "memberC")["CoresUsingTemporaryCapacity"] == 0)
+    assert group()["AvailableCoreRights"] == 2
+    with pytest.raises(CimError) as err:
+        _invoke(gm, "activateCores", HostName="hostB1.example.com", Count=4)
+    assert err.value.description.endswith(
+        "iCAP authorization denied for partition npar0.\nError: Insufficient usage rights or "
+        "temporary capacity for 4 additional cores."
+    )
+    rv, out = _invoke(
+        gm,
+        "activateCores",
+        HostName="hostB1.example.com",
+        Count=4,
+        UseTemporaryCapacity=True,
+    )
+    assert rv == 0 and out["ActiveCores"] == 8 and out["UsageRights"] == 10
+    assert group()["CoresUsingTemporaryCapacity"] == 2
+    assert _member(gm, "memberB")["CoresUsingTemporaryCapacity"] == 2
+
+
+def test_standby_refuses_check_scavenged_member_as_cron_sees_it(world: World) -> None:
+    """Seed 003, byte for byte: the cron mail of `wbemexec GiCAP.checkScavengedMember.xml`
+    run against a standby Group Manager."""
+    world.start("gm1")
+    standby = world.start("gm2", start_as="standby", lease_ttl=6.0, renew_interval=1.0)
+    run = subprocess.run(
+        [
+            str(ROOT / ".venv/bin/wbemexec"),
+            str(ROOT / "etc/requests/GiCAP.checkScavengedMember.xml"),
+        ],
+        capture_output=True,
+        text=True,
+        env=standby.env(),
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert '<METHODRESPONSE NAME="checkScavengedMember">' in run.stdout
+    assert f'<ERROR CODE="1" {SEED_003}' in run.stdout
+
+
+def test_new_active_reinstalls_the_entry_after_takeover(world: World) -> None:
+    gm1 = world.start("gm1", lease_ttl=6.0, renew_interval=1.0)
+    gm2 = world.start("gm2", start_as="standby", lease_ttl=6.0, renew_interval=1.0)
+    world.hosts(down=A_HOSTS)
+    _invoke(gm1, "seizeRights", HostName="hostA1.example.com")
+    assert [("node=gm1" in x) for x in world.cron_lines()] == [True]
+    gm2.connection().InvokeMethod("takeControl", "GM_GroupManager", Force=True)
+    _wait("gm2's entry", lambda: any("node=gm2" in x for x in world.cron_lines()))
+    _wait("gm1 drops its entry", lambda: not any("node=gm1" in x for x in world.cron_lines()))
+    assert len(world.cron_lines()) == 1
