@@ -1,7 +1,8 @@
 """Helpers for transport tests: a raw HTTP client on asyncio streams, and small apps.
 
-Every test starts its own server on 127.0.0.1 port 0 inside `asyncio.run`, speaks raw bytes
-to it (so malformed requests can be sent), and closes it; no test touches another host.
+Every test starts its own server on 127.0.0.1 port 0 (inside `asyncio.run`, or in a thread
+for blocking clients), speaks raw bytes to it (so malformed requests can be sent), and closes
+it; no test touches another host.
 """
 
 from __future__ import annotations
@@ -9,11 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from provider.http.messages import HttpRequest, HttpResponse
+from provider.http.auth import Authenticator
+from provider.http.limits import TransportLimits
+from provider.http.messages import Application, HttpRequest, HttpResponse
+from provider.http.server import HttpServer, TCPListener, serve
 
 READ_TIMEOUT = 3.0
 
@@ -149,3 +154,37 @@ async def chunks(parts: list[bytes]) -> AsyncIterator[bytes]:
     for part in parts:
         await asyncio.sleep(0)
         yield part
+
+
+@contextlib.contextmanager
+def server_in_thread(
+    app: Application,
+    *,
+    authenticator: Authenticator | None = None,
+    limits: TransportLimits | None = None,
+) -> Iterator[int]:
+    """A server on its own event loop in a thread, for blocking clients; yields its port."""
+    ready = threading.Event()
+    holder: list[tuple[HttpServer, asyncio.AbstractEventLoop]] = []
+
+    async def main() -> None:
+        server = await serve(
+            app,
+            [TCPListener()],
+            authenticator=authenticator,
+            require_auth=authenticator is not None,
+            limits=limits,
+        )
+        holder.append((server, asyncio.get_running_loop()))
+        ready.set()
+        await server.wait_closed()
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    thread.start()
+    assert ready.wait(5), "server did not start"
+    server, loop = holder[0]
+    try:
+        yield server.ports[0]
+    finally:
+        asyncio.run_coroutine_threadsafe(server.close(grace=0.5), loop).result(5)
+        thread.join(5)

@@ -4,10 +4,8 @@ else", and the server survives any byte sequence."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,8 +32,7 @@ from provider.http.parser import (
     parse_head,
     strip_extension_prefixes,
 )
-from provider.http.server import HttpServer, TCPListener, serve
-from tests.http.helpers import Recorder, post
+from tests.http.helpers import Recorder, post, server_in_thread
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -189,31 +186,13 @@ def test_users_file_errors_name_the_line(tmp_path: Path, text: str, message: str
 
 
 @pytest.fixture(scope="module")
-def background_server() -> Iterator[tuple[int, Recorder]]:
+def background_server() -> Iterator[int]:
     """One server in a thread for the byte-level fuzz, with short timeouts."""
-    recorder = Recorder()
-    ready = threading.Event()
-    holder: dict[str, object] = {}
     limits = TransportLimits(
         header_timeout=0.5, body_timeout=0.5, keepalive_timeout=0.5, linger_timeout=0.2
     )
-
-    async def main() -> None:
-        server = await serve(recorder, [TCPListener()], require_auth=False, limits=limits)
-        holder["server"] = server
-        holder["loop"] = asyncio.get_running_loop()
-        ready.set()
-        await server.wait_closed()
-
-    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
-    thread.start()
-    assert ready.wait(5)
-    server = holder["server"]
-    loop = holder["loop"]
-    assert isinstance(server, HttpServer) and isinstance(loop, asyncio.AbstractEventLoop)
-    yield server.ports[0], recorder
-    asyncio.run_coroutine_threadsafe(server.close(grace=0.5), loop).result(5)
-    thread.join(5)
+    with server_in_thread(Recorder(), limits=limits) as port:
+        yield port
 
 
 def exchange(port: int, data: bytes) -> bytes:
@@ -240,10 +219,8 @@ def exchange(port: int, data: bytes) -> bytes:
         ),
     )
 )
-def test_fuzz_server_survives_any_bytes(
-    background_server: tuple[int, Recorder], data: bytes
-) -> None:
-    port, _ = background_server
+def test_fuzz_server_survives_any_bytes(background_server: int, data: bytes) -> None:
+    port = background_server
     received = exchange(port, data)
     assert received == b"" or received.startswith(b"HTTP/1.1 ")
     assert b"500 Internal" not in received

@@ -15,7 +15,7 @@ from provider.http.auth import InMemoryAuthenticator
 from provider.http.limits import TransportLimits
 from provider.http.messages import Application, HttpRequest, HttpResponse
 from provider.http.server import HttpServer, TCPListener, serve
-from tests.http.helpers import RawClient, Recorder, chunks, post
+from tests.http.helpers import RawClient, Recorder, chunks, post, server_in_thread
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -415,3 +415,50 @@ def test_streamed_body_waits_for_a_slow_reader() -> None:
         await client.close()
 
     run_with(scenario, app=streaming)
+
+
+def test_wbemexec_style_request_with_bare_lf_lines_and_empty_host() -> None:
+    # A hand-written request file: LF line ends, `Host: ` empty (wbemexec without -h), and the
+    # historical Content-Length one larger than the XML, filled by wbemexec's extra "\n".
+    xml = b'<?xml version="1.0" encoding="utf-8" ?>\n<CIM/>'
+    raw = (
+        b"POST /cimom HTTP/1.1\nHost: \nContent-Type: application/xml\n"
+        b"CIMOperation: MethodCall\nContent-Length: %d\n\n" % (len(xml) + 1)
+    ) + xml
+
+    async def scenario(server: HttpServer, rec: Recorder) -> None:
+        client = await RawClient.tcp(server.ports[0])
+        await client.send(raw + b"\n")
+        response = await client.response()
+        assert response.status == 200 and response.body == xml + b"\n"
+        await client.send(raw + b"\n")  # and the connection goes on
+        assert (await client.response()).status == 200
+        await client.close()
+
+    [first, _] = run_with(scenario).requests
+    assert first.headers["host"] == "" and first.headers["cimoperation"] == "MethodCall"
+
+
+def test_a_real_http_client_keeps_its_connection_and_sends_basic() -> None:
+    import requests  # pywbem's own HTTP stack
+
+    recorder = Recorder()
+    authenticator = InMemoryAuthenticator({"admin": "secret"})
+    with (
+        server_in_thread(recorder, authenticator=authenticator) as port,
+        requests.Session() as session,
+    ):
+        for _ in range(3):
+            reply = session.post(
+                f"http://127.0.0.1:{port}/cimom",
+                data=b"<x/>",
+                auth=("admin", "secret"),
+                headers={"CIMOperation": "MethodCall"},
+                timeout=5,
+            )
+            assert reply.status_code == 200 and reply.content == b"<x/>"
+        refused = session.post(f"http://127.0.0.1:{port}/cimom", data=b"<x/>", timeout=5)
+        assert refused.status_code == 401
+        assert refused.headers["WWW-Authenticate"] == 'Basic realm="gm-provider"'
+    peers = {r.principal.peer for r in recorder.requests if r.principal}
+    assert len(peers) == 1  # one connection served all three
