@@ -82,10 +82,12 @@ def test_tls_serves_requests_and_refuses_tls_1_1(ca: trustme.CA, tmp_path: Path)
 
 
 def test_tls_client_certificate_required_when_configured(ca: trustme.CA, tmp_path: Path) -> None:
+    recorder = Recorder()
+
     async def main() -> None:
         context = server_context(ca, tmp_path, require_client_cert=True)
         server = await serve(
-            Recorder(),
+            recorder,
             [TLSListener(context)],
             authenticator=InMemoryAuthenticator({"admin": "secret"}),
             require_auth=False,
@@ -102,11 +104,16 @@ def test_tls_client_certificate_required_when_configured(ca: trustme.CA, tmp_pat
             client = await RawClient.tcp(server.ports[0], context=with_cert)
             await client.send(post())
             assert (await client.response()).status == 200
+            await client.send(post(headers=[("Authorization", "Basic YWRtaW46c2VjcmV0")]))
+            assert (await client.response()).headers["x-user"] == "admin"
             await client.close()
         finally:
             await server.close(grace=1.0)
 
     asyncio.run(main())
+    assert recorder.requests[0].principal is None
+    principal = recorder.requests[1].principal
+    assert principal is not None and principal.via is Via.HTTPS
 
 
 def test_unix_socket_identifies_the_peer_by_its_credentials(tmp_path: Path) -> None:
