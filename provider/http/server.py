@@ -176,7 +176,6 @@ class _Connection(asyncio.Protocol):
         self._auth_cache: tuple[str, Principal] | None = None
         self._buf = bytearray()
         self._state = _HEAD
-        self._head: RequestHead | None = None
         self._work: _Work | None = None
         self._body = bytearray()
         self._remaining = 0
@@ -566,6 +565,7 @@ class _Connection(asyncio.Protocol):
         except Exception:
             log.exception("internal error while answering %s", self._peer)
             self._close_transport()
+            return
         finally:
             self._worker = None
         self._idle_since = self._loop.time()
