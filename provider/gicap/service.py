@@ -25,6 +25,7 @@ from provider.drivers.cron import CronSettings, ScavengerCron
 from provider.drivers.notify import Notifier
 from provider.drivers.probe import Prober, ProbeSettings, probe_hosts
 from provider.errors import ConfigError, NotActive
+from provider.paths import checkout_root
 from provider.roles import Role
 from provider.services import Services
 
@@ -99,7 +100,10 @@ def gicap_settings(
             raise config.error("gicap", key, f"gicap.{key} must be a non-empty string.")
         return value
 
-    crontab = text("crontab", "user")
+    # In a source checkout (`make run`, tests) the default is a crontab file under the state
+    # directory, so that trying the product never edits the user's real crontab.
+    default_tab = "user" if checkout_root() is None else str(Path(config.state_dir) / "crontab")
+    crontab = text("crontab", default_tab)
     schedule = text("cron_schedule", "*/30 * * * *")
     if len(schedule.split()) != 5:
         raise config.error("gicap", "cron_schedule", "gicap.cron_schedule needs 5 cron fields.")
@@ -218,8 +222,20 @@ class CapacityService:
     async def sync_cron(self, state: CapacityState) -> None:
         """Seed 003: the entry stays while any member of any group has rights seized from it
         pending; installed by the first deferred seizure; removed after the last."""
-        wanted = bool(state.pending())
-        result = await asyncio.to_thread(self.cron.sync, wanted)
+        await self._sync_cron(bool(state.pending()))
+
+    async def _sync_cron(self, wanted: bool) -> None:
+        # The seizure is committed whatever happens here: a crontab that cannot be written
+        # is reported (log and e-mail), never turned into a failure of the method.
+        try:
+            result = await asyncio.to_thread(self.cron.sync, wanted)
+        except Exception as exc:
+            await self.notifier.notify(
+                "Cannot update the checkScavengedMember cron entry",
+                f"{self.cron.settings.target}: {exc}. Run checkScavengedMember yourself "
+                f"({self.cron.command}) until this is fixed.",
+            )
+            return
         if result != "unchanged":
             log.info("checkScavengedMember cron entry %s (%s)", result, self.cron.settings.target)
 
@@ -308,7 +324,7 @@ class CapacityService:
             if active:
                 await self.sync_cron(state)
             else:
-                await asyncio.to_thread(self.cron.sync, False)
+                await self._sync_cron(False)
         if not active:
             return
         now = self.now()
