@@ -52,6 +52,8 @@ def crash_hook(spec: str | None, state_dir: Path) -> Callable[[Step, str], None]
     if not spec:
         return lambda step, phase: None
     step_name, _, phase_name = spec.partition(":")
+    if phase_name not in ("", "intent", "act", "record"):
+        raise ValueError(f"unknown phase {phase_name!r}")
     wanted = (Step(step_name), phase_name or "record")
 
     def hook(step: Step, phase: str) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,7 +32,7 @@ from provider.cim.provider import (
 )
 from provider.drivers import DriverContext, create_driver
 from provider.errors import InvalidParameter, NotFound
-from provider.jobs import JobJournal, JobRunner, StepContext, crash_hook
+from provider.jobs import JobJournal, JobRunner, Step, StepContext, crash_hook
 from provider.jobs.journal import Job
 from provider.roles import Role
 from provider.services import Services
@@ -256,6 +256,18 @@ def _settings(services: Services) -> tuple[str, float, int]:
     return driver, float(delay), workers
 
 
+def _crash_hook(services: Services, spec: str | None) -> Callable[[Step, str], None]:
+    try:
+        return crash_hook(spec, services.state_dir)
+    except ValueError:
+        steps = ", ".join(s.value for s in Step if s is not Step.UNLOCK)
+        raise services.config.error(
+            "simulator",
+            "crash_at",
+            f'simulator.crash_at: "<step>[:intent|act|record]", steps: {steps}.',
+        ) from None
+
+
 def install(registry: ProviderRegistry, services: Services) -> None:
     store, roles, config = services.store, services.roles, services.config
     driver_name, rediscovery_delay, workers = _settings(services)
@@ -282,7 +294,7 @@ def install(registry: ProviderRegistry, services: Services) -> None:
         driver=driver,
         rediscovery_delay=rediscovery_delay,
         clock=lambda: services.clock().timestamp(),
-        crash=crash_hook(crash_spec, services.state_dir),
+        crash=_crash_hook(services, crash_spec),
     )
     holder: list[JobRunner] = []
     service = VcemService(store, roles, journal, lambda: holder[0].wake() if holder else None)
