@@ -339,3 +339,40 @@ def test_new_active_reinstalls_the_entry_after_takeover(world: World) -> None:
     _wait("gm2's entry", lambda: any("node=gm2" in x for x in world.cron_lines()))
     _wait("gm1 drops its entry", lambda: not any("node=gm1" in x for x in world.cron_lines()))
     assert len(world.cron_lines()) == 1
+
+
+def _icapmanage(gm: ProviderHandle, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(ROOT / ".venv/bin/icapmanage"), *args],
+        capture_output=True,
+        text=True,
+        env=gm.env(),
+        timeout=60,
+    )
+
+
+def test_icapmanage_verbs_over_the_local_socket(world: World) -> None:
+    gm = world.start()
+    world.hosts(down=["hostA1.example.com"])
+    run = _icapmanage(gm, "-x", "hostA1.example.com")
+    assert run.returncode == 0, run.stderr
+    assert (
+        run.stdout
+        == "4 core usage rights were seized from the hard partition of hostA1.example.com.\n"
+    )
+    run = _icapmanage(gm, "-x", "hostB1.example.com")
+    assert run.returncode == 1
+    assert run.stderr.startswith("icapmanage command failed.\nERROR: Cannot seize usage rights")
+    assert _icapmanage(gm, "-a", "-g", "two").stdout == "Group two created.\n"
+    run = _icapmanage(gm, "-a", "-m", "memberD:hostD1.example.com", "-g", "two")
+    assert run.stdout == "Member memberD added to group two.\n"  # ref §2.6's text
+    run = _icapmanage(gm, "-s", "-g", "two", "-v")
+    assert "Member memberD (complex complexD)" in run.stdout
+    assert _icapmanage(gm, "-r", "-g", "two").returncode == 1  # not empty
+    assert _icapmanage(gm, "-r", "-m", "memberD").stdout == "Member memberD removed.\n"
+    assert _icapmanage(gm, "-r", "-g", "two").stdout == "Group two removed.\n"
+    # the rebalance gave 2 of the 4 seized rights to memberC: -z cannot restore all 4 (§3.4)
+    _wait("rebalance", lambda: _member(gm, "memberC")["CoresUsingTemporaryCapacity"] == 0)
+    run = _icapmanage(gm, "-z", "hostA1.example.com")
+    assert run.returncode == 1 and "group Group1 holds 2 free" in run.stderr
+    assert _icapmanage(gm, "-C", "codeword").returncode == 2

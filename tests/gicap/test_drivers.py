@@ -1,0 +1,113 @@
+"""Probes, the cron entry and the inventory's error lines, without a server."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from provider.drivers.cron import CronSettings, ScavengerCron
+from provider.drivers.probe import StaticProber, TcpProber, probe_hosts
+from provider.errors import ConfigError
+from provider.gicap.inventory import parse_capacity_inventory
+
+
+def test_probes_run_concurrently_under_one_timeout() -> None:
+    prober = StaticProber(default_up=False, table={"up.example.com": True}, simulate_timeout=True)
+    hosts = ["up.example.com"] + [f"dead{i}.example.com" for i in range(500)]
+    started = time.monotonic()
+    answered = asyncio.run(probe_hosts(prober, hosts, 0.3))
+    elapsed = time.monotonic() - started
+    assert answered["up.example.com"] is True
+    assert sum(answered.values()) == 1
+    assert elapsed < 1.5, elapsed  # about one timeout, not 500 of them
+
+
+def test_tcp_probe_answers_only_when_a_connection_is_accepted() -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    closed_port = closed.getsockname()[1]
+    closed.close()
+    try:
+        answered = asyncio.run(
+            probe_hosts(TcpProber(5989), [f"127.0.0.1:{port}", f"127.0.0.1:{closed_port}"], 1.0)
+        )
+    finally:
+        listener.close()
+    assert answered == {f"127.0.0.1:{port}": True, f"127.0.0.1:{closed_port}": False}
+
+
+def test_cron_entry_is_idempotent_and_keeps_other_lines(tmp_path: Path) -> None:
+    tab = tmp_path / "crontab"
+    tab.write_text("0 3 * * * /usr/bin/backup # someone else's\n")
+    settings = CronSettings(
+        target=str(tab),
+        wbemexec=Path("/venv/bin/wbemexec"),
+        request_file=Path("/etc/requests/GiCAP.checkScavengedMember.xml"),
+    )
+    cron = ScavengerCron(settings, "gm1")
+    assert cron.sync(True) == "installed"
+    assert cron.sync(True) == "unchanged"
+    lines = tab.read_text().splitlines()
+    assert lines[0] == "0 3 * * * /usr/bin/backup # someone else's"
+    assert lines[1] == (
+        "*/30 * * * * /venv/bin/wbemexec /etc/requests/GiCAP.checkScavengedMember.xml"
+        " # gm-provider checkScavengedMember node=gm1"
+    )
+    other = ScavengerCron(settings, "gm2")
+    assert other.sync(False) == "unchanged" and cron.installed()
+    assert cron.sync(False) == "removed"
+    assert cron.sync(False) == "unchanged"
+    assert tab.read_text().splitlines() == ["0 3 * * * /usr/bin/backup # someone else's"]
+
+
+GOOD = """\
+[gicap]
+sharing_rights = 64
+
+[gicap.groups.g1]
+
+[gicap.complexes.a]
+usage_rights = 4
+group = "g1"
+
+[gicap.complexes.a.npars.npar0]
+hosts = ["a0.example.com"]
+cells = [{ name = "c0", cores = 4 }]
+intended_active = 2
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "words"),
+    [
+        (GOOD.replace("= 2", "= 9"), 13, "intended_active must be between"),
+        (GOOD.replace('group = "g1"', 'group = "nope"'), 8, "no group 'nope'"),
+        (GOOD.replace("[gicap.groups.g1]", '[gicap.groups."bad/name"]'), 4, "contains '/'"),
+        (GOOD.replace("usage_rights = 4", "usage_rights = -1"), 7, "whole number >= 0"),
+        (GOOD.replace("sharing_rights = 64", "sharing_rights = 64\nbogus = 1"), 3, "unknown key"),
+    ],
+)
+def test_inventory_errors_name_file_and_line(text: str, line: int, words: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_capacity_inventory(text, Path("inv.toml"))
+    assert err.value.description.startswith(f"inv.toml:{line}: ")
+    assert words in err.value.description
+
+
+def test_names_longer_than_127_characters_are_refused() -> None:
+    text = (
+        GOOD.replace("intended_active = 9", "intended_active = 2")
+        .replace("[gicap.groups.g1]", f"[gicap.groups.{'g' * 128}]")
+        .replace('group = "g1"', f'group = "{"g" * 128}"')
+    )
+    with pytest.raises(ConfigError) as err:
+        parse_capacity_inventory(text, Path("inv.toml"))
+    assert "at most 127" in err.value.description
