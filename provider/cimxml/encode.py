@@ -30,11 +30,13 @@ we serve needs (reference 2.3, 5.2, 6.4, 9):
 Enumerations stream: `iter_imethod_response` yields ~64 KiB chunks, consuming the instances
 lazily, so 16,000 instances never sit in memory as one string.
 
-Measured on the 2-core development machine (Python 3.11, pywbem 1.9.1;
-tests/cimxml/test_speed.py prints them): one GM-sized instance (15 properties: strings, a
-string array, uint16/uint32/uint64, booleans, a datetime) serialises in ~13 µs; a complete
-GetInstance response of it in ~15 µs; pywbem's `tocimxmlstr()` takes ~150 µs for the same
-instance. EnumerateInstances of 16,000 such instances streams at ~17 µs per instance.
+Measured with tests/cimxml/test_speed.py (best of 5, 2-core development machine, Python 3.11,
+pywbem 1.9.1; ~1.6x higher while other jobs load the machine): one GM-sized instance (15
+properties: strings, a string array, uint16/uint32/uint64, booleans, a datetime, a NULL)
+serialises in ~20 µs and a complete GetInstance response in ~21 µs; pywbem's
+`tocimxmlstr()` takes ~300 µs for the same instance. A 16,000-instance EnumerateInstances
+streams in 64 KiB chunks at ~25-60 µs per instance (VALUE.NAMEDINSTANCE), the spread being
+garbage collection and machine load.
 """
 
 from __future__ import annotations
