@@ -270,6 +270,11 @@ def typed_value(value: Any, cimtype: str, is_array: bool, what: str) -> Any:
             raise TypeMismatch(f"{what} must be a reference.")
         if isinstance(value, str) and cimtype != "string":
             value = value.strip()
+            if cimtype == "boolean":
+                # pywbem's cimvalue() turns any non-empty text into True ("FALSE" too).
+                if value.lower() not in ("true", "false"):
+                    raise InvalidParameter(f"{what} must be TRUE or FALSE, not {value!r}.")
+                return value.lower() == "true"
         if cimtype == "datetime" and not isinstance(value, CIMDateTime):
             return CIMDateTime(value)
         return cimvalue(value, cimtype)
