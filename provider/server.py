@@ -215,12 +215,15 @@ async def _serve(config: Config) -> int:
     repository = load_repository(schema_dir())
     install_interop(registry, repository.namespaces, socket.gethostname(), __version__)
     install_manager(registry, services)
+    # The lease loop runs while the domains install: seeding a data-centre inventory takes
+    # seconds, longer than a short lease, and installing must not cost us the lease.
+    lease_task = asyncio.create_task(roles.run(), name="lease")
     export_handler: ExportHandler | None = None
     for module in _load_domains():
         install = getattr(module, "install", None)
         if install is None:  # a domain package that provides no CIM classes yet
             continue
-        handler = install(registry, services)
+        handler = await asyncio.to_thread(install, registry, services)
         if handler is not None:
             export_handler = handler
     privileges = config.section("privileges")
@@ -247,7 +250,7 @@ async def _serve(config: Config) -> int:
         require_auth=config.server.require_auth,
         limits=limits,
     )
-    tasks = [asyncio.create_task(roles.run(), name="lease")]
+    tasks = [lease_task]
     tasks += [asyncio.create_task(job(), name=job.__name__) for job in services.background]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

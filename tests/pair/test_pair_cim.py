@@ -70,7 +70,7 @@ def _wait_role(gm: ProviderHandle, role: str, timeout: float) -> float:
 
 def _dummy(param: pywbem.CIMParameter) -> Any:
     values = {"string": "enc01", "boolean": False, "uint32": 1, "uint64": 1}
-    value = values[param.type]
+    value = pywbem.cimvalue(values[param.type], param.type)
     return [value] if param.is_array else value
 
 
@@ -82,7 +82,7 @@ def _inputs(method: pywbem.CIMMethod) -> dict[str, Any]:
             continue
         if name == "Action":
             params[name] = "start"
-        elif name in ("HostName", "IPAddress"):
+        elif method.name == "failoverProfile" and name in ("HostName", "IPAddress"):
             continue  # failoverProfile takes one way of naming the source
         else:
             params[name] = _dummy(param)
@@ -140,7 +140,7 @@ def test_take_control_swaps_roles_and_fences_the_old_active(
     # write is rejected (fenced) and it answers as a standby.
     with pytest.raises(pywbem.CIMError) as err:
         active.connection().InvokeMethod(
-            "setSpare", "GM_GroupManager", EnclosureName="enc01", BayName="4", IsSpare=True
+            "setSpare", "GM_GroupManager", EnclosureName="enc01", BayName="12", IsSpare=False
         )
     assert err.value.status_description.startswith(NOT_ACTIVE)
     assert _wait_role(active, "standby", 3.0) < 3.0
@@ -170,7 +170,7 @@ def test_kill_9_of_the_active_with_automatic_takeover(tmp_path: Path, store_url:
         _wait_role(b, "standby", 5)
         conn = a.connection()
         rv, _ = conn.InvokeMethod(
-            "setSpare", "GM_GroupManager", EnclosureName="enc01", BayName="4", IsSpare=True
+            "setSpare", "GM_GroupManager", EnclosureName="enc01", BayName="12", IsSpare=False
         )
         assert rv == 0
         a.kill()
@@ -181,9 +181,9 @@ def test_kill_9_of_the_active_with_automatic_takeover(tmp_path: Path, store_url:
         took = time.monotonic() - killed
         assert took <= ttl + renew + 0.5, f"takeover took {took:.2f}s"
         bay = b.connection().GetInstance(
-            pywbem.CIMInstanceName("GM_DeviceBay", {"EnclosureName": "enc01", "BayName": "4"})
+            pywbem.CIMInstanceName("GM_DeviceBay", {"EnclosureName": "enc01", "BayName": "12"})
         )
-        assert bay["IsSpare"] is True  # the committed write survived the crash
+        assert bay["IsSpare"] is False  # the committed write survived the crash
     finally:
         b.stop()
         a.stop()
