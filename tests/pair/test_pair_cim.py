@@ -155,7 +155,7 @@ def test_step_down_then_the_standby_takes_control_without_force(
     active, standby = pair
     rv, _ = active.connection().InvokeMethod("stepDown", "GM_GroupManager")
     assert rv == 0 and _role(active) == "standby"
-    rv, out = standby.connection().InvokeMethod("takeControl", "GM_GroupManager", Force=False)
+    rv, _ = standby.connection().InvokeMethod("takeControl", "GM_GroupManager", Force=False)
     assert rv == 0 and _role(standby) == "active"
 
 
