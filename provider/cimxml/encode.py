@@ -565,7 +565,10 @@ def _error(code: int, description: str) -> str:
     text = description if description.startswith("CIM_ERR_") else f"{name}: {description}"
     if not description:
         text = name
-    return f'<ERROR CODE="{int(code)}" DESCRIPTION="{_esc(text)}"></ERROR>'
+    # The one empty element we write self-closing: OpenPegasus does, so wbemexec prints it on
+    # one line exactly as the seed 003 cron mail shows, and wbemcli 1.6.3 parses it (its
+    # self-closing failures are PROPERTY, PROPERTY.ARRAY, PARAMETER and IRETURNVALUE).
+    return f'<ERROR CODE="{int(code)}" DESCRIPTION="{_esc(text)}"/>'
 
 
 def encode_error(

@@ -132,7 +132,8 @@ def all_responses() -> list[bytes]:
     return out
 
 
-SELF_CLOSING = re.compile(rb"<[^>]*/>")
+# ERROR is the one exception, as in OpenPegasus and the seed 003 output.
+SELF_CLOSING = re.compile(rb"<(?!ERROR )[^>]*/>")
 
 
 @pytest.mark.parametrize("body", all_responses())
@@ -166,13 +167,13 @@ def test_standby_refuses_checkScavengedMember_with_seed_text() -> None:
     )
     assert SEED_DESCRIPTION in body
     assert b'<METHODRESPONSE NAME="checkScavengedMember"><ERROR CODE="1" ' in body
-    assert body.endswith(b"></ERROR></METHODRESPONSE></SIMPLERSP></MESSAGE></CIM>\n")
+    assert body.endswith(b"/></METHODRESPONSE></SIMPLERSP></MESSAGE></CIM>\n")
 
 
 def test_error_description_prefix() -> None:
     body = encode_error("1", "GetInstance", intrinsic=True, code=6, description="No such bay")
     assert b'<IMETHODRESPONSE NAME="GetInstance"><ERROR CODE="6" ' in body
-    assert b'DESCRIPTION="CIM_ERR_NOT_FOUND: No such bay"></ERROR>' in body
+    assert b'DESCRIPTION="CIM_ERR_NOT_FOUND: No such bay"/>' in body
     body = encode_error("1", "G", intrinsic=True, code=7, description="CIM_ERR_NOT_SUPPORTED: x")
     assert b'DESCRIPTION="CIM_ERR_NOT_SUPPORTED: x"' in body
 
