@@ -833,7 +833,10 @@ def test_method_request_files_are_static_calls_matching_the_mof(name: str) -> No
     assert (root.get("CIMVERSION"), root.get("DTDVERSION")) == ("2.0", "2.0")
     message = root.find("MESSAGE")
     assert message is not None and message.get("PROTOCOLVERSION") == "1.0"
-    assert (message.get("ID") or "").isdigit()
+    # Numeric IDs, except the cron file: seed 003's mail shows its response echoing ID="".
+    expected_id = "" if name == "GiCAP.checkScavengedMember.xml" else None
+    msg_id = message.get("ID")
+    assert msg_id == expected_id if expected_id is not None else (msg_id or "").isdigit()
     call = message.find("SIMPLEREQ/METHODCALL")
     assert call is not None and call.get("NAME") == method
     assert [
