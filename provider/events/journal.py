@@ -1,0 +1,181 @@
+"""The decision log: every indication's decision, kept so an administrator can see why a
+failover did or did not happen (GM_EventDecision). Blocking; call from worker threads.
+
+The active records in the store (`events_decisions`, a fenced write like every change) and
+keeps the newest `retention` rows. A standby changes nothing in the store (SPEC "Only the
+active Group Manager changes anything"), so its decisions — "not-active" for failover events,
+alerts — live in a bounded in-memory list of this process and are shown next to the stored
+ones with the node's name; they also feed its own de-duplication.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from provider.errors import Fenced, NotActive
+from provider.store import Tx
+
+from .decide import Outcome, Past
+
+__all__ = ["Decision", "DecisionLog"]
+
+_COLUMNS = (
+    "id, at, node, sender, indication_class, indication_id, event_id, severity, system_named,"
+    " system_key, enclosure, bay, domain_group, rule, mode, decision, job_id, reason, notified"
+)
+_PREFIX = "GM:EventDecision:"
+
+
+@dataclass(frozen=True)
+class Decision:
+    at: datetime
+    node: str
+    sender: str
+    indication_class: str
+    indication_id: str
+    event_id: str
+    severity: str
+    system_named: str
+    system_key: str
+    enclosure: str | None
+    bay: str | None
+    domain_group: str | None
+    rule: str | None
+    mode: str | None
+    outcome: Outcome
+    job_id: int | None
+    reason: str
+    notified: bool
+    instance_id: str = ""  # set once recorded
+
+    def past(self) -> Past:
+        return Past(self.at, self.outcome, self.rule or "", self.job_id)
+
+
+def _decision(row: Any) -> Decision:
+    return Decision(
+        at=datetime.fromtimestamp(float(row[1]), UTC),
+        node=str(row[2]),
+        sender=str(row[3]),
+        indication_class=str(row[4]),
+        indication_id=str(row[5]),
+        event_id=str(row[6]),
+        severity=str(row[7]),
+        system_named=str(row[8]),
+        system_key=str(row[9]),
+        enclosure=row[10],
+        bay=row[11],
+        domain_group=row[12],
+        rule=row[13],
+        mode=row[14],
+        outcome=Outcome(str(row[15])),
+        job_id=None if row[16] is None else int(row[16]),
+        reason=str(row[17]),
+        notified=bool(row[18]),
+        instance_id=f"{_PREFIX}{int(row[0])}",
+    )
+
+
+class DecisionLog:
+    def __init__(self, store: Any, roles: Any, node: str, retention: int) -> None:
+        self.store = store
+        self.roles = roles
+        self.node = node
+        self.retention = retention
+        self._local: deque[Decision] = deque(maxlen=retention)
+        self._local_seq = 0
+        self._lock = threading.Lock()
+
+    def history(self, system_key: str, since: datetime) -> list[Past]:
+        with self.store.read() as tx:
+            rows = tx.fetchall(
+                f"SELECT {_COLUMNS} FROM events_decisions WHERE system_key = %(k)s"
+                " AND at > %(t)s ORDER BY id DESC LIMIT 100",
+                {"k": system_key, "t": since.timestamp()},
+            )
+        past = [_decision(r).past() for r in rows]
+        with self._lock:
+            past += [d.past() for d in self._local if d.system_key == system_key and d.at > since]
+        return past
+
+    def record(self, decision: Decision) -> Decision:
+        """Store the decision (active), or keep it in memory (standby, or superseded now)."""
+        try:
+            with self.roles.fenced("record event decisions") as tx:
+                return self._insert(tx, decision)
+        except (NotActive, Fenced):
+            return self._remember(decision)
+
+    def _insert(self, tx: Tx, d: Decision) -> Decision:
+        new_id = tx.scalar(
+            "INSERT INTO events_decisions (at, node, sender, indication_class, indication_id,"
+            " event_id, severity, system_named, system_key, enclosure, bay, domain_group, rule,"
+            " mode, decision, job_id, reason, notified) VALUES (%(at)s, %(node)s, %(sender)s,"
+            " %(cls)s, %(iid)s, %(eid)s, %(sev)s, %(named)s, %(key)s, %(enc)s, %(bay)s,"
+            " %(grp)s, %(rule)s, %(mode)s, %(dec)s, %(job)s, %(reason)s, %(notified)s)"
+            " RETURNING id",
+            {
+                "at": d.at.timestamp(),
+                "node": d.node,
+                "sender": d.sender,
+                "cls": d.indication_class,
+                "iid": d.indication_id,
+                "eid": d.event_id,
+                "sev": d.severity,
+                "named": d.system_named,
+                "key": d.system_key,
+                "enc": d.enclosure,
+                "bay": d.bay,
+                "grp": d.domain_group,
+                "rule": d.rule,
+                "mode": d.mode,
+                "dec": d.outcome.value,
+                "job": d.job_id,
+                "reason": d.reason,
+                "notified": d.notified,
+            },
+        )
+        # Bounded retention: the newest `retention` decisions stay (ids only grow).
+        tx.execute(
+            "DELETE FROM events_decisions WHERE id <= %(last)s", {"last": new_id - self.retention}
+        )
+        return replace(d, instance_id=f"{_PREFIX}{int(new_id)}")
+
+    def _remember(self, d: Decision) -> Decision:
+        with self._lock:
+            self._local_seq += 1
+            kept = replace(d, instance_id=f"{_PREFIX}{self.node}-{self._local_seq}")
+            self._local.append(kept)
+        return kept
+
+    def recent(self) -> Iterator[Decision]:
+        """Newest first: this node's in-memory decisions, then the stored ones."""
+        with self._lock:
+            local = list(reversed(self._local))
+        yield from local
+        with self.store.read() as tx:
+            rows = tx.fetchall(
+                f"SELECT {_COLUMNS} FROM events_decisions ORDER BY id DESC LIMIT %(n)s",
+                {"n": self.retention},
+            )
+        for row in rows:
+            yield _decision(row)
+
+    def get(self, instance_id: str) -> Decision | None:
+        number = instance_id.removeprefix(_PREFIX)
+        if not instance_id.startswith(_PREFIX):
+            return None
+        if number.isdigit():
+            with self.store.read() as tx:
+                row = tx.fetchone(
+                    f"SELECT {_COLUMNS} FROM events_decisions WHERE id = %(id)s",
+                    {"id": int(number)},
+                )
+            return None if row is None else _decision(row)
+        with self._lock:
+            return next((d for d in self._local if d.instance_id == instance_id), None)

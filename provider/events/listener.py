@@ -1,0 +1,299 @@
+"""The indication listener: the `ExportHandler` that `provider.app` calls for every DSP0200
+export request (`CIMExport: MethodRequest`, `ExportIndication`), after the transport has
+authenticated the sender and `provider.cimxml.headers` has checked the export headers.
+
+One indication, in order (the I/O around the pure `decide`):
+
+1. the export method must be ExportIndication with one NewIndication instance, else a CIM
+   error inside the EXPMETHODRESPONSE (CIM_ERR_NOT_SUPPORTED / CIM_ERR_INVALID_PARAMETER, as
+   pywbem's WBEMListener answers);
+2. the names the indication gives its system are resolved to a bay through the inventory's
+   discovery data, with the same lookups failoverProfile uses for HostName / IPAddress;
+3. `decide()` with the system's recent decisions and the time;
+4. a failover goes through the failoverProfile method of the CIM layer — privilege check
+   with the sender's principal, role gate, the VCEM service's fenced submission — so there
+   is no back door around the role gate (DESIGN "One way in"); seed 000: "HP SIM Automatic
+   Event Handling directly initiates failover via the CLI and sends an alert to the
+   administrator that this action has been taken";
+5. the decision is recorded (journal.DecisionLog), then the administrator is told by log
+   and e-mail (provider.drivers.notify) in the background: the sender of the indication does
+   not wait for the mail server.
+
+Decisions of one process are serialised (an asyncio lock), so two copies of one event that
+arrive together cannot both pass the first-occurrence check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pywbem import CIMInstance
+
+from provider.cim.provider import OperationContext, ProviderRegistry
+from provider.cimxml.messages import ExportCall
+from provider.drivers.notify import Notifier
+from provider.errors import (
+    CIMClientError,
+    Fenced,
+    InvalidParameter,
+    NotActive,
+    NotSupported,
+    ServerError,
+)
+from provider.http.messages import Principal
+from provider.privileges import TableAuthorizer
+from provider.roles import Role
+from provider.vcem import repository as repo
+
+from .decide import Outcome, Plan, System, decide, unknown_key
+from .journal import Decision, DecisionLog
+from .rules import Event, RuleSet, event_from_instance, system_names
+
+__all__ = ["EventListener", "FailoverPath", "resolve_system"]
+
+log = logging.getLogger("gm.events")
+
+NS = "root/cimv2"
+_MANAGER = "GM_GroupManager"
+
+
+@dataclass
+class FailoverPath:
+    """Starts a failover exactly as an InvokeMethod of GM_GroupManager.failoverProfile does
+    (provider.cim.operations.CimOperations.extrinsic): the registered MethodSpec, its
+    privilege (`failoverProfile`, checked for the principal that sent the indication: the
+    CLI of HP SIM's custom tool runs with VCEM administrator rights, seed 000 "The highest
+    level of VCEM administrator privilege is needed to initiate failover"), the role gate,
+    then its handler, which submits the job in a fenced transaction."""
+
+    registry: ProviderRegistry
+    authorizer: TableAuthorizer
+    roles: Any  # provider.roles.RoleManager
+    host: str
+
+    async def start(self, principal: Principal | None, system: System) -> int:
+        spec = self.registry.method(NS, _MANAGER, "failoverProfile")
+        if spec is None:
+            raise NotSupported("failoverProfile has no provider here (is provider.vcem installed?)")
+        self.authorizer.check(principal, spec.action_name, None)
+        if spec.changes_state:
+            self.roles.require_active(spec.what)
+        # The custom tool "passes either the host name or IP address of the system that
+        # posted the failover event" (reference §5.2): so do we.
+        params = {"IPAddress" if system.by_ip else "HostName": system.named}
+        ctx = OperationContext(principal, NS, self.host)
+        try:
+            outcome = await spec.handler(ctx, params)
+        except Fenced as exc:
+            raise NotActive(spec.what or spec.name) from exc
+        return int(outcome.out["JobID"])
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def resolve_system(store: Any, names: list[str]) -> System | None:
+    """The first name that the discovery data knows, as failoverProfile would resolve it
+    (host name → bay_by_host, IP address → bay_by_ip); None when none does. Blocking."""
+    with store.read() as tx:
+        for name in names:
+            by_ip = _is_ip(name)
+            row = repo.bay_by_ip(tx, name) if by_ip else repo.bay_by_host(tx, name)
+            if row is None:
+                continue
+            group = repo.group(tx, row.group)
+            return System(
+                named=name,
+                by_ip=by_ip,
+                enclosure=row.enclosure,
+                bay=row.bay,
+                group=row.group,
+                host=row.host,
+                ips=row.ips,
+                automatic_failover_disabled=group is not None and group.auto_failover_disabled,
+            )
+    return None
+
+
+class EventListener:
+    def __init__(
+        self,
+        *,
+        rules: RuleSet,
+        journal: DecisionLog,
+        store: Any,
+        roles: Any,
+        failover: FailoverPath,
+        notifier: Notifier,
+        clock: Callable[[], datetime],
+        node: str,
+    ) -> None:
+        self.rules = rules
+        self.journal = journal
+        self.store = store
+        self.roles = roles
+        self.failover = failover
+        self.notifier = notifier
+        self.clock = clock
+        self.node = node
+        self._lock = asyncio.Lock()
+        self._mail: set[asyncio.Task[None]] = set()
+
+    async def __call__(self, call: ExportCall, principal: Principal | None) -> None:
+        indication = _new_indication(call)
+        event = event_from_instance(indication)
+        async with self._lock:
+            decision, system = await self._decide(event, principal)
+        line = _log_line(decision)
+        if decision.notified:
+            subject, body = notice(decision, event, system)
+            self._spawn(self.notifier.notify(subject, body))
+        else:
+            log.info("%s", line)
+
+    async def _decide(
+        self, event: Event, principal: Principal | None
+    ) -> tuple[Decision, System | None]:
+        now = self.clock()
+        names = system_names(event, self.rules.system_properties)
+        system = await asyncio.to_thread(resolve_system, self.store, names)
+        key = system.key if system is not None else unknown_key(names)
+        since = now - timedelta(minutes=self.rules.max_cooldown_minutes())
+        history = await asyncio.to_thread(self.journal.history, key, since)
+        active = self.roles.role is Role.ACTIVE
+        plan = decide(self.rules, event, names, system, history, now, active)
+        outcome, reason, job_id = plan.outcome, plan.reason, None
+        if plan.outcome is Outcome.FAILOVER:
+            assert system is not None and plan.rule is not None
+            outcome, reason, job_id = await self._fail_over(plan, system, principal)
+        decision = Decision(
+            at=now,
+            node=self.node,
+            sender=principal.user if principal is not None else "anonymous",
+            indication_class=event.classname,
+            indication_id=event.text("IndicationIdentifier"),
+            event_id=event.text("EventID") or event.text("MessageID"),
+            severity=event.text("PerceivedSeverity"),
+            system_named=", ".join(names),
+            system_key=key,
+            enclosure=system.enclosure if system is not None else None,
+            bay=system.bay if system is not None else None,
+            domain_group=system.group if system is not None else None,
+            rule=plan.rule.name if plan.rule is not None else None,
+            mode=plan.rule.mode.value if plan.rule is not None else None,
+            outcome=outcome,
+            job_id=job_id,
+            reason=reason,
+            notified=outcome.notifies,
+        )
+        return await asyncio.to_thread(self.journal.record, decision), system
+
+    async def _fail_over(
+        self, plan: Plan, system: System, principal: Principal | None
+    ) -> tuple[Outcome, str, int | None]:
+        assert plan.rule is not None
+        try:
+            job_id = await self.failover.start(principal, system)
+        except NotActive as exc:
+            # Lost the role between the check and the gate: a standby never acts.
+            return Outcome.NOT_ACTIVE, exc.description.replace("\n", " ").strip(), None
+        except (CIMClientError, ServerError) as exc:
+            return Outcome.FAILOVER_REFUSED, f"failoverProfile refused: {exc.description}", None
+        return (
+            Outcome.FAILOVER_STARTED,
+            f"failover job {job_id} started for {system.label} by rule {plan.rule.name}",
+            job_id,
+        )
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._mail.add(task)
+        task.add_done_callback(self._mail.discard)
+
+
+def _new_indication(call: ExportCall) -> CIMInstance:
+    """DSP0200 ExportIndication takes one parameter, NewIndication, an instance."""
+    if call.method.lower() != "exportindication":
+        raise NotSupported(
+            f"Export method {call.method} is not supported; this listener accepts ExportIndication."
+        )
+    params = {name.lower(): value for name, value in call.params.items()}
+    extra = sorted(name for name in call.params if name.lower() != "newindication")
+    indication = params.get("newindication")
+    if extra or not isinstance(indication, CIMInstance):
+        raise InvalidParameter(
+            "ExportIndication takes exactly one parameter, NewIndication, holding the "
+            f"indication instance; got {', '.join(sorted(call.params)) or 'none'}."
+        )
+    return indication
+
+
+def _log_line(d: Decision) -> str:
+    rule = f" rule {d.rule}" if d.rule else ""
+    job = f" job {d.job_id}" if d.job_id is not None else ""
+    return (
+        f"event {d.indication_class} from {d.sender} about {d.system_named or '(no system)'}:"
+        f" {d.outcome.value}{rule}{job}: {d.reason}"
+    )
+
+
+_SUBJECTS = {
+    Outcome.FAILOVER_STARTED: "Automatic failover: job {job} started for {system}",
+    Outcome.ALERTED: "Failover event on {system}: verify, then fail over if needed",
+    Outcome.UNKNOWN_SYSTEM: "Failover event for an unknown system: {system}",
+    Outcome.KILL_SWITCH: "Automatic failover is disabled: no failover for {system}",
+    Outcome.NOT_ACTIVE: "Standby Group Manager {node}: no failover for {system}",
+    Outcome.FAILOVER_REFUSED: "Automatic failover refused for {system}",
+}
+
+
+def notice(d: Decision, event: Event, system: System | None) -> tuple[str, str]:
+    """The subject and body of the mail (and log line) for a notified decision: the event,
+    the system, the job number (reference §5.4: "failover job N started for enc:bay because
+    event E")."""
+    where = system.label if system is not None else (d.system_named or "(no name given)")
+    subject = _SUBJECTS[d.outcome].format(job=d.job_id, system=where, node=d.node)
+    described = event.text("Description") or event.text("Message")
+    lines = [
+        f"Event:     {d.indication_class}"
+        + (f" EventID {d.event_id}" if d.event_id else "")
+        + (f" PerceivedSeverity {d.severity}" if d.severity else ""),
+    ]
+    if described:
+        lines.append(f"           {described}")
+    lines += [
+        f"Received:  {d.at:%Y-%m-%d %H:%M:%S} UTC from {d.sender} by Group Manager {d.node}",
+        f"System:    {where}",
+        f"Rule:      {d.rule} (mode {d.mode})",
+        f"Decision:  {d.outcome.value}: {d.reason}",
+        f"Record:    GM_EventDecision InstanceID={d.instance_id}",
+    ]
+    if d.job_id is not None:
+        lines.append(
+            f"Job:       {d.job_id} (GM_ConcreteJob InstanceID=GM:ConcreteJob:{d.job_id}; "
+            f"vcemcli -show job -jobid {d.job_id})"
+        )
+    if d.outcome is Outcome.ALERTED and system is not None:
+        # Mode 2 of seed 000: "After verifying the problem, the administrator initiates
+        # failover via the UI or CLI."
+        lines.append(
+            "After verifying the problem, fail over with: vcemcli -failover "
+            f"-enclosurename {system.enclosure} -bayname {system.bay}"
+        )
+    if d.outcome is Outcome.UNKNOWN_SYSTEM:
+        lines.append(
+            "No failover was started. Check the host name / IP discovery data of the "
+            "inventory, or fail over by enclosure and bay."
+        )
+    return subject, "\n".join(lines)
