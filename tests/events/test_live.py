@@ -41,7 +41,10 @@ def test_alert_mode_event_mails_and_starts_nothing(world: World) -> None:
 def test_failover_mode_event_starts_one_job_and_mails_its_number(world: World) -> None:
     jobs = world.job_ids()
     # AlertingManagedElement as a WBEM path of the system, as CIM_AlertIndication sends it.
-    element = 'root/cimv2:CIM_ComputerSystem.CreationClassName="CIM_ComputerSystem",Name="web01.example.com"'
+    element = (
+        'root/cimv2:CIM_ComputerSystem.CreationClassName="CIM_ComputerSystem",'
+        'Name="web01.example.com"'
+    )
     event = indication(
         EventID="1001",
         PerceivedSeverity=5,
