@@ -25,7 +25,6 @@ from pywbem import (
     CIMInstance,
     CIMInstanceName,
     CIMMethod,
-    CIMProperty,
     cimvalue,
 )
 
@@ -39,6 +38,7 @@ from provider.cim.provider import (
     Row,
 )
 from provider.cim.repository import ClassRepository, PropertyType
+from provider.cimxml.encode import InstanceTemplate
 from provider.cimxml.messages import (
     ClassesResult,
     ClassNamesResult,
@@ -54,6 +54,8 @@ from provider.cimxml.messages import (
     OutParam,
     PullInstancesResult,
     PullPathsResult,
+    RenderedInstance,
+    RenderedName,
     VoidResult,
 )
 from provider.errors import (
@@ -283,12 +285,13 @@ def typed_value(value: Any, cimtype: str, is_array: bool, what: str) -> Any:
 
 
 class _Shaper:
-    """Turns provider rows of one class into typed CIM instances (cached declarations)."""
+    """Turns provider rows of one class into rendered CIM-XML (see `InstanceTemplate`)."""
 
     def __init__(self, types: dict[str, PropertyType], keys: tuple[str, ...], classname: str):
         self.types = types
         self.keys = keys
         self.classname = classname
+        self._templates: dict[frozenset[str] | None, InstanceTemplate] = {}
 
     def keybindings(self, row: Row) -> dict[str, Any]:
         bindings: dict[str, Any] = {}
@@ -298,26 +301,29 @@ class _Shaper:
             bindings[key] = typed_value(lowered.get(key.lower()), ptype.cimtype, False, key)
         return bindings
 
+    def template(self, wanted: frozenset[str] | None) -> InstanceTemplate:
+        template = self._templates.get(wanted)
+        if template is None:
+            props = [
+                (t.name, t.cimtype, t.is_array, t.reference_class)
+                for lname, t in self.types.items()
+                if wanted is None or lname in wanted
+            ]
+            keys = [(k, self.types[k.lower()].cimtype) for k in self.keys]
+            template = InstanceTemplate(self.classname, props, keys)
+            if len(self._templates) < 64:  # PropertyLists vary; keep the cache bounded
+                self._templates[wanted] = template
+        return template
+
     def instance(
-        self, row: Row, namespace: str, host: str | None, wanted: set[str] | None
-    ) -> CIMInstance:
-        path = CIMInstanceName(
-            self.classname, keybindings=self.keybindings(row), namespace=namespace, host=host
-        )
-        props: dict[str, CIMProperty] = {}
+        self, row: Row, namespace: str, host: str | None, wanted: frozenset[str] | None
+    ) -> RenderedInstance:
         lowered = {k.lower(): v for k, v in row.items()}
-        for lname, ptype in self.types.items():
-            if wanted is not None and lname not in wanted:
-                continue
-            value = typed_value(lowered.get(lname), ptype.cimtype, ptype.is_array, ptype.name)
-            props[ptype.name] = CIMProperty(
-                ptype.name,
-                value,
-                type=ptype.cimtype,
-                is_array=ptype.is_array,
-                reference_class=ptype.reference_class,
-            )
-        return CIMInstance(self.classname, properties=props, path=path)
+        return self.template(wanted).instance(lowered, namespace, host)
+
+    def name(self, row: Row, namespace: str, host: str | None) -> RenderedName:
+        lowered = {k.lower(): v for k, v in row.items()}
+        return self.template(None).name(lowered, namespace, host)
 
 
 @dataclass
@@ -455,14 +461,14 @@ class CimOperations:
         deep: bool,
         property_list: Sequence[str] | None,
         host: str | None,
-    ) -> Iterator[CIMInstance]:
+    ) -> Iterator[RenderedInstance]:
         ns = ctx.namespace
         classes = (
             self.repository.subclasses_and_self(ns, classname)
             if deep
             else [self.repository.resolved(ns, classname, missing=InvalidClass).classname]
         )
-        wanted = {p.lower() for p in property_list} if property_list is not None else None
+        wanted = _wanted(property_list)
         for name in classes:
             provider = self._provider(ns, name)
             if provider is None:
@@ -471,7 +477,9 @@ class CimOperations:
             for row in provider.enumerate(ctx, name):
                 yield shaper.instance(row, ns, host, wanted)
 
-    def _paths(self, ctx: OperationContext, classname: str, host: str | None) -> Iterator[Any]:
+    def _paths(
+        self, ctx: OperationContext, classname: str, host: str | None
+    ) -> Iterator[RenderedName]:
         ns = ctx.namespace
         for name in self.repository.subclasses_and_self(ns, classname):
             provider = self._provider(ns, name)
@@ -479,9 +487,7 @@ class CimOperations:
                 continue
             shaper = self.shaper(ns, name)
             for row in provider.enumerate(ctx, name):
-                yield CIMInstanceName(
-                    shaper.classname, keybindings=shaper.keybindings(row), namespace=ns, host=host
-                )
+                yield shaper.name(row, ns, host)
 
     def _get_row(self, ctx: OperationContext, path: CIMInstanceName) -> tuple[_Shaper, Row]:
         ns = ctx.namespace
@@ -563,8 +569,7 @@ class CimOperations:
     def _op_GetInstance(self, ctx: OperationContext, p: dict[str, Any]) -> IntrinsicResult:
         path = self._require(p, "InstanceName", "GetInstance")
         shaper, row = self._get_row(ctx, path)
-        wanted = {x.lower() for x in p["PropertyList"]} if p["PropertyList"] is not None else None
-        return InstanceResult(shaper.instance(row, ctx.namespace, None, wanted))
+        return InstanceResult(shaper.instance(row, ctx.namespace, None, _wanted(p["PropertyList"])))
 
     def _op_EnumerateInstances(self, ctx: OperationContext, p: dict[str, Any]) -> IntrinsicResult:
         name = self._require(p, "ClassName", "EnumerateInstances")
@@ -770,6 +775,10 @@ class CimOperations:
             # already; the client hears what a standby says (SPEC 4.2).
             raise NotActive(spec.what or spec.name) from exc
         return _method_response(decl, spec, outcome.return_value, outcome.out)
+
+
+def _wanted(property_list: Sequence[str] | None) -> frozenset[str] | None:
+    return frozenset(p.lower() for p in property_list) if property_list is not None else None
 
 
 def _describe_path(path: CIMInstanceName) -> str:

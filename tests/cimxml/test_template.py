@@ -1,0 +1,78 @@
+"""InstanceTemplate renders rows exactly as the general encoder renders the same instance."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pywbem import CIMDateTime, CIMInstance, CIMInstanceName, CIMProperty, Uint16, Uint64
+
+from provider.cimxml.encode import InstanceTemplate, encode_instance, encode_instance_name
+
+PROPS = [
+    ("Name", "string", False, None),
+    ("Count", "uint16", False, None),
+    ("Big", "uint64", False, None),
+    ("On", "boolean", False, None),
+    ("Ips", "string", True, None),
+    ("When", "datetime", False, None),
+    ("Job", "reference", False, "GM_ConcreteJob"),
+]
+TEMPLATE = InstanceTemplate("GM_Test", PROPS, [("Name", "string")])
+
+texts = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=20)
+rows = st.fixed_dictionaries(
+    {
+        "name": texts.filter(bool),
+        "count": st.none() | st.integers(0, 65535),
+        "big": st.none() | st.integers(0, 2**64 - 1),
+        "on": st.none() | st.booleans(),
+        "ips": st.none() | st.lists(texts, max_size=3),
+        "when": st.none()
+        | st.datetimes(timezones=st.just(dt.UTC), min_value=dt.datetime(1970, 1, 2)),
+        "job": st.none() | st.integers(1, 999),
+    }
+)
+
+
+def _pywbem_instance(row: dict[str, object]) -> CIMInstance:
+    job = row["job"]
+    ref = (
+        CIMInstanceName("GM_ConcreteJob", {"InstanceID": f"GM:ConcreteJob:{job}"})
+        if job is not None
+        else None
+    )
+    values = {
+        "Name": row["name"],
+        "Count": None if row["count"] is None else Uint16(row["count"]),
+        "Big": None if row["big"] is None else Uint64(row["big"]),
+        "On": row["on"],
+        "Ips": row["ips"],
+        "When": None if row["when"] is None else CIMDateTime(row["when"]),
+        "Job": ref,
+    }
+    props = {
+        name: CIMProperty(
+            name, values[name], type=cimtype, is_array=is_array, reference_class=refclass
+        )
+        for name, cimtype, is_array, refclass in PROPS
+    }
+    return CIMInstance("GM_Test", properties=props)
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows)
+def test_template_matches_the_general_encoder(row: dict[str, object]) -> None:
+    job = row["job"]
+    plain = dict(row)
+    plain["job"] = (
+        CIMInstanceName("GM_ConcreteJob", {"InstanceID": f"GM:ConcreteJob:{job}"})
+        if job is not None
+        else None
+    )
+    rendered = TEMPLATE.instance(plain, "root/cimv2", None)
+    assert rendered.xml == encode_instance(_pywbem_instance(row))
+    assert rendered.name.xml == encode_instance_name(
+        CIMInstanceName("GM_Test", {"Name": row["name"]})
+    )
