@@ -125,3 +125,14 @@ def test_rule_windows_use_the_rule_sets_time_zone() -> None:
     # Monday 08:30 in Tokyo is Sunday 23:30 UTC.
     assert rule.in_window(rules.local(datetime(2023, 12, 31, 23, 30, tzinfo=UTC)))
     assert not rule.in_window(rules.local(datetime(2024, 1, 1, 8, 30, tzinfo=UTC)))
+
+
+def test_a_bad_rules_file_stops_the_server_start_naming_its_line(tmp_path: Path) -> None:
+    from tests.harness import configure
+
+    rules = tmp_path / "events.toml"
+    rules.write_text('cooldown_minutes = 5\n\n[rule.x]\nmode = "automatic"\n', encoding="utf-8")
+    handle = configure(tmp_path, config={"events": {"rules": str(rules)}})
+    with pytest.raises(RuntimeError) as err:
+        handle.start(timeout=20)
+    assert f'{rules}:4: rule x: mode must be "alert" or "failover".' in str(err.value)
