@@ -12,7 +12,8 @@ the administrator or fails the server over itself and says so.
 
 Configuration, `[events]` in gm-provider.toml:
 
-    rules = "etc/events.toml"     # the rules file (default: events.toml in the product's etc/)
+    rules = "etc/events.toml"     # the rules file (default: events.toml in the product's etc/;
+                                  # when that does not exist either: no rules)
 
 Notifications use `[notify]` (provider.drivers.notify). `install(registry, services)` is
 what the server calls; it returns the listener, which the application uses for export
@@ -62,10 +63,16 @@ def install(registry: ProviderRegistry, services: Services) -> ExportHandler:
     from .cim import install_cim
     from .journal import DecisionLog
     from .listener import EventListener, FailoverPath
-    from .rules import load_rules
+    from .rules import load_rules, parse_rules
 
     config = services.config
-    rules = load_rules(rules_path(services))
+    path = rules_path(services)
+    if "rules" not in config.section("events") and not path.exists():
+        # An installation without the example file and without [events]: no rules, so every
+        # indication is recorded as no-rule. A rules file that is configured must exist.
+        rules = parse_rules("", path)
+    else:
+        rules = load_rules(path)
     privileges = config.section("privileges")
     try:
         # The same table the CIM layer checks methods with (provider.server), so a failover

@@ -155,12 +155,12 @@ class EventListener:
         event = event_from_instance(indication)
         async with self._lock:
             decision, system = await self._decide(event, principal)
-        line = _log_line(decision)
         if decision.notified:
+            # The notifier logs it as well as mailing it.
             subject, body = notice(decision, event, system)
             self._spawn(self.notifier.notify(subject, body))
         else:
-            log.info("%s", line)
+            log.info("%s", _log_line(decision))
 
     async def _decide(
         self, event: Event, principal: Principal | None
