@@ -291,6 +291,7 @@ class _Shaper:
         self.types = types
         self.keys = keys
         self.classname = classname
+        self.declared = frozenset(t.name for t in types.values())
         self._templates: dict[frozenset[str] | None, InstanceTemplate] = {}
 
     def keybindings(self, row: Row) -> dict[str, Any]:
@@ -315,15 +316,20 @@ class _Shaper:
                 self._templates[wanted] = template
         return template
 
+    def _checked(self, row: Row) -> Row:
+        # Providers key rows by the MOF's names; anything else would silently show as NULL.
+        if row.keys() <= self.declared:
+            return row
+        undeclared = sorted(set(row) - self.declared)
+        raise ValueError(f"{self.classname} row has undeclared properties {undeclared}")
+
     def instance(
         self, row: Row, namespace: str, host: str | None, wanted: frozenset[str] | None
     ) -> RenderedInstance:
-        lowered = {k.lower(): v for k, v in row.items()}
-        return self.template(wanted).instance(lowered, namespace, host)
+        return self.template(wanted).instance(self._checked(row), namespace, host)
 
     def name(self, row: Row, namespace: str, host: str | None) -> RenderedName:
-        lowered = {k.lower(): v for k, v in row.items()}
-        return self.template(None).name(lowered, namespace, host)
+        return self.template(None).name(self._checked(row), namespace, host)
 
 
 @dataclass

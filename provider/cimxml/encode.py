@@ -135,7 +135,10 @@ def _esc(text: str) -> str:
 
 
 def _text_string(value: Any) -> str:
-    return _esc(str(value))
+    text = value if type(value) is str else str(value)
+    if _NEEDS_ESCAPE.search(text) is None:
+        return text
+    return text.translate(_ESCAPES)
 
 
 def _text_boolean(value: Any) -> str:
@@ -342,6 +345,9 @@ _KEY_VALUETYPE = {
 class InstanceTemplate:
     """Serialises rows (property name -> plain Python value) of one class straight to XML.
 
+    Rows are keyed by the declared property names, exactly as in the MOF (`check_row` says
+    which key is not declared).
+
     The declaration (names, CIM types, arrays, reference classes, keys) is fixed once per
     class, so a row costs a formatted string per property instead of the ~100 µs of building
     and then walking a pywbem CIMInstance. Values are trusted to fit their declared type (the
@@ -359,9 +365,10 @@ class InstanceTemplate:
         self._instance_open = f'<INSTANCE CLASSNAME="{cls}">'
         self._name_open = f'<INSTANCENAME CLASSNAME="{cls}">'
         self._props = [self._compile(*p) for p in properties]
+        self.declared = frozenset(p[0] for p in properties) | frozenset(k for k, _ in keys)
         self._keys = [
             (
-                name.lower(),
+                name,
                 f'<KEYBINDING NAME="{_esc(name)}"><KEYVALUE VALUETYPE='
                 f'"{_KEY_VALUETYPE.get(cimtype, "numeric")}" TYPE="{cimtype}">',
                 _TEMPLATE_TEXT[cimtype],
@@ -377,30 +384,30 @@ class InstanceTemplate:
         if cimtype == "reference":
             ref = f' REFERENCECLASS="{_esc(reference_class)}"' if reference_class else ""
             return (
-                name.lower(),
+                name,
                 "ref",
                 f'<PROPERTY.REFERENCE NAME="{n}"{ref}>',
-                ("</PROPERTY.REFERENCE>"),
+                "</PROPERTY.REFERENCE>",
                 None,
             )
         fmt = _TEMPLATE_TEXT[cimtype]
         if is_array:
             return (
-                name.lower(),
+                name,
                 "array",
                 f'<PROPERTY.ARRAY NAME="{n}" TYPE="{cimtype}">',
-                ("</PROPERTY.ARRAY>"),
+                "</PROPERTY.ARRAY>",
                 fmt,
             )
-        return name.lower(), "scalar", f'<PROPERTY NAME="{n}" TYPE="{cimtype}">', "</PROPERTY>", fmt
+        return name, "scalar", f'<PROPERTY NAME="{n}" TYPE="{cimtype}">', "</PROPERTY>", fmt
 
     def name(self, row: Mapping[str, Any], namespace: str, host: str | None) -> RenderedName:
-        """The path of the row; `row` keyed by lower-case property names."""
+        """The path of the row."""
         parts = [self._name_open]
-        for lname, open_tag, fmt in self._keys:
-            value = row.get(lname)
+        for key, open_tag, fmt in self._keys:
+            value = row.get(key)
             if value is None:
-                raise ValueError(f"{self.classname} row has no key {lname}")
+                raise ValueError(f"{self.classname} row has no key {key}")
             parts.append(f"{open_tag}{fmt(value)}</KEYVALUE></KEYBINDING>")
         parts.append("</INSTANCENAME>")
         return RenderedName(self.classname, "".join(parts), namespace, host)
@@ -408,11 +415,11 @@ class InstanceTemplate:
     def instance(
         self, row: Mapping[str, Any], namespace: str, host: str | None
     ) -> RenderedInstance:
-        """Path and INSTANCE of the row; `row` keyed by lower-case property names."""
+        """Path and INSTANCE of the row."""
         parts = [self._instance_open]
         append = parts.append
-        for lname, kind, open_tag, close_tag, fmt in self._props:
-            value = row.get(lname)
+        for pname, kind, open_tag, close_tag, fmt in self._props:
+            value = row.get(pname)
             if value is None:
                 append(open_tag + close_tag)
             elif kind == "scalar":

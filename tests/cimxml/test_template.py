@@ -71,7 +71,8 @@ def test_template_matches_the_general_encoder(row: dict[str, object]) -> None:
         if job is not None
         else None
     )
-    rendered = TEMPLATE.instance(plain, "root/cimv2", None)
+    exact = {p[0]: plain[p[0].lower()] for p in PROPS}
+    rendered = TEMPLATE.instance(exact, "root/cimv2", None)
     assert rendered.xml == encode_instance(_pywbem_instance(row))
     assert rendered.name.xml == encode_instance_name(
         CIMInstanceName("GM_Test", {"Name": row["name"]})
