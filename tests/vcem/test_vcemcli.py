@@ -71,3 +71,26 @@ def test_usage_errors() -> None:
     from cli.vcemcli import main
 
     assert main(["-failover", "-enclosurename"]) == EXIT_USAGE
+
+
+def test_wbemexec_request_file_starts_a_job_that_vcemcli_shows(tmp_path: Path) -> None:
+    """The cron/script way in: post etc/requests/failoverProfile.xml over the local socket,
+    read the job number from the reply, then follow the job with vcemcli."""
+    with provider_process(tmp_path, config=config()) as gm:
+        run = subprocess.run(
+            [sys.executable, "-m", "cli.wbemexec", str(ROOT / "etc/requests/failoverProfile.xml")],
+            cwd=ROOT,
+            env=gm.env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert run.returncode == 0, run.stderr
+        lines = run.stdout.splitlines()
+        assert lines[lines.index('<RETURNVALUE PARAMTYPE="uint32">') + 2] == "4096"
+        job_id = lines[lines.index('<PARAMVALUE NAME="JobID" PARAMTYPE="uint32">') + 2]
+        waited = vcemcli(gm, "-show", "job", "-jobid", job_id, "--wait")
+        assert waited.returncode == 0, waited.stdout + waited.stderr
+        shown = vcemcli(gm, "-show", "job", "-jobid", job_id)
+        assert "Job State: Completed" in shown.stdout
+        assert "enc01 bay 3" in shown.stdout
