@@ -81,12 +81,13 @@ class FailoverPath:
         spec = self.registry.method(NS, _MANAGER, "failoverProfile")
         if spec is None:
             raise NotSupported("failoverProfile has no provider here (is provider.vcem installed?)")
-        self.authorizer.check(principal, spec.action_name, None)
-        if spec.changes_state:
-            self.roles.require_active(spec.what)
         # The custom tool "passes either the host name or IP address of the system that
         # posted the failover event" (reference §5.2): so do we.
         params = {"IPAddress" if system.by_ip else "HostName": system.named}
+        scope = params.get(spec.scope_param) if spec.scope_param else None
+        self.authorizer.check(principal, spec.action_name, scope)
+        if spec.changes_state:
+            self.roles.require_active(spec.what)
         ctx = OperationContext(principal, NS, self.host)
         try:
             outcome = await spec.handler(ctx, params)
