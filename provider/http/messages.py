@@ -30,6 +30,9 @@ class Principal:
     uid: int | None = None  # Unix socket only
     groups: tuple[str, ...] = ()  # Unix socket only: the peer's group names
     role: str | None = None  # the role the users file grants this user; None: not listed
+    # The VC Domain Groups the role is held for (the users file's `groups=`); None: all of
+    # them, as for a user without a group binding (reference vcem-domain.md §4.3).
+    domain_groups: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
