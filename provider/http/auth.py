@@ -6,13 +6,19 @@ the in-memory table the tests use and with the users file of a real installation
 Users file (one user a line, `#` starts a comment; the format of /etc/shadow, whose tools and
 habits administrators already have):
 
-    # name:role:password-hash
+    # name:role:password-hash[:groups=dg1,dg2]
     admin:administrator:scrypt$16384$8$1$<salt, base64>$<hash, base64>
     operator:operator:scrypt$16384$8$1$...
+    webops:operator:scrypt$16384$8$1$...:groups=dg-web,dg-db
+
+The optional fourth field binds the role to some VC Domain Groups only, as VCEM binds a SIM
+user to a role "for a specific VC Domain Group" (reference vcem-domain.md §4.3); it is handed on
+in `Principal.domain_groups` (None when absent: every group). Files written before the field
+existed are read unchanged.
 
 Passwords are stored as salted scrypt hashes (RFC 7914, `hashlib.scrypt`): a memory-hard
 function, so a stolen file resists offline guessing. The role column is handed on in
-`Principal.role`; what each role may do is decided by `provider.roles`, not here.
+`Principal.role`; what each role may do is decided by `provider.privileges`, not here.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ __all__ = [
     "hash_password",
     "load_users_file",
     "parse_basic_authorization",
+    "parse_domain_groups",
     "principal_for_peer",
     "verify_password",
 ]
@@ -120,7 +127,13 @@ def parse_basic_authorization(value: str) -> tuple[str, str] | None:
     return (user, password) if sep and user else None
 
 
-def principal_for_peer(uid: int, gid: int, *, role: str | None = None) -> Principal:
+def principal_for_peer(
+    uid: int,
+    gid: int,
+    *,
+    role: str | None = None,
+    domain_groups: tuple[str, ...] | None = None,
+) -> Principal:
     """The Unix-socket principal: the local account name and its group names.
 
     An account unknown to the password database (a container's bare uid) is named `uid=N`.
@@ -138,7 +151,13 @@ def principal_for_peer(uid: int, gid: int, *, role: str | None = None) -> Princi
         except KeyError:
             names.append(str(group_id))
     return Principal(
-        user=user, via=Via.UNIX, peer=f"uid={uid}", uid=uid, groups=tuple(names), role=role
+        user=user,
+        via=Via.UNIX,
+        peer=f"uid={uid}",
+        uid=uid,
+        groups=tuple(names),
+        role=role,
+        domain_groups=domain_groups,
     )
 
 
@@ -149,11 +168,30 @@ class UserRecord:
     name: str
     role: str
     password_hash: str
+    domain_groups: tuple[str, ...] | None = None  # None: the role holds for every group
+
+
+_GROUPS_PREFIX = "groups="
 
 
 def format_users_line(record: UserRecord) -> str:
     """The users-file line for a record (without newline)."""
-    return f"{record.name}:{record.role}:{record.password_hash}"
+    line = f"{record.name}:{record.role}:{record.password_hash}"
+    if record.domain_groups is not None:
+        line += f":{_GROUPS_PREFIX}{','.join(record.domain_groups)}"
+    return line
+
+
+def parse_domain_groups(text: str) -> tuple[str, ...]:
+    """`dg-web,dg-db` as a tuple; ValueError for an empty list, empty or repeated names."""
+    names = tuple(name.strip() for name in text.split(","))
+    if not names or not all(names):
+        raise ValueError("a domain group list needs names separated by commas, none empty")
+    if len(set(names)) != len(names):
+        raise ValueError("a domain group is listed twice")
+    if any(":" in name for name in names):
+        raise ValueError("a domain group name cannot contain ':'")
+    return names
 
 
 def load_users_file(path: Path) -> dict[str, UserRecord]:
@@ -168,14 +206,22 @@ def load_users_file(path: Path) -> dict[str, UserRecord]:
         if not line or line.startswith("#"):
             continue
         fields = line.split(":")
-        if len(fields) != 3 or not all(fields):
-            raise ConfigError(f"{path}:{number}: expected name:role:scrypt-hash")
-        name, role, password_hash = fields
+        if len(fields) not in (3, 4) or not all(fields):
+            raise ConfigError(f"{path}:{number}: expected name:role:scrypt-hash[:groups=...]")
+        name, role, password_hash = fields[:3]
+        domain_groups: tuple[str, ...] | None = None
+        if len(fields) == 4:
+            if not fields[3].startswith(_GROUPS_PREFIX):
+                raise ConfigError(f"{path}:{number}: the fourth field must be groups=dg1,dg2")
+            try:
+                domain_groups = parse_domain_groups(fields[3][len(_GROUPS_PREFIX) :])
+            except ValueError as exc:
+                raise ConfigError(f"{path}:{number}: {exc}") from None
         if not password_hash.startswith("scrypt$") or password_hash.count("$") != 5:
             raise ConfigError(f"{path}:{number}: the password of {name!r} is not a scrypt hash")
         if name in users:
             raise ConfigError(f"{path}:{number}: user {name!r} is listed twice")
-        users[name] = UserRecord(name, role, password_hash)
+        users[name] = UserRecord(name, role, password_hash, domain_groups)
     return users
 
 
@@ -251,10 +297,18 @@ class FileAuthenticator:
             return None
         if not verify_password(password, record.password_hash):
             return None
-        return Principal(user=user, via=Via.HTTP, peer="", role=record.role)
+        return Principal(
+            user=user,
+            via=Via.HTTP,
+            peer="",
+            role=record.role,
+            domain_groups=record.domain_groups,
+        )
 
     def identify_peer(self, uid: int, gid: int) -> Principal | None:
         self._reload_if_changed()
         principal = principal_for_peer(uid, gid)
         record = self._users.get(principal.user)
-        return principal if record is None else principal_for_peer(uid, gid, role=record.role)
+        if record is None:
+            return principal
+        return principal_for_peer(uid, gid, role=record.role, domain_groups=record.domain_groups)
