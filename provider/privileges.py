@@ -9,6 +9,14 @@ Failover needs the administrator by default because seed 000 says "The highest l
 administrator privilege is needed to initiate failover"; later VCEM editions lowered that to
 the limited operator (reference §4.1, WP-NEW-5), so the table is configurable
 (`[privileges]` in the configuration: `failoverProfile = "limited-operator"`).
+
+Per-domain-group scope (reference §4.1 "Scope: Group", §4.3 "bind it to a VCEM role for a
+specific VC Domain Group"): a principal with `domain_groups` holds its role only inside those
+groups. Reads stay global (the read-only role's scope is the whole CMS). An action that changes
+state is allowed to a scoped principal only when the entry point names the domain group it
+acts on (`scope`) and that group is one of the principal's; an action with no group (taking
+control of the pair, capacity rights) is refused to it, failing closed rather than letting a
+group-bound operator act everywhere.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from enum import IntEnum
 from provider.errors import AccessDenied
 from provider.http.messages import Principal
 
-__all__ = ["DEFAULT_ACTIONS", "Role", "TableAuthorizer", "parse_role"]
+__all__ = ["DEFAULT_ACTIONS", "GROUP_SCOPED_ROLES", "Role", "TableAuthorizer", "parse_role"]
 
 
 class Role(IntEnum):
@@ -46,6 +54,13 @@ def parse_role(name: str) -> Role:
         return _NAMES[name.strip().lower()]
     except KeyError:
         raise ValueError(f"unknown role {name!r}; roles are {', '.join(_NAMES)}") from None
+
+
+# The roles VCEM grants per VC Domain Group (reference §4.1, the "Group" rows); the others
+# hold for the whole installation, so the users file may bind only these to groups.
+GROUP_SCOPED_ROLES = frozenset(
+    {Role.LIMITED_OPERATOR, Role.OPERATOR, Role.GROUP_ADMINISTRATOR},
+)
 
 
 def role_name(role: Role) -> str:
@@ -105,11 +120,25 @@ class TableAuthorizer:
             return Role.READ_ONLY
 
     def check(self, principal: Principal | None, action: str, scope: str | None) -> None:
+        """Raise AccessDenied unless `principal` may run `action` on domain group `scope`
+        (None: the entry point acts on no particular group)."""
         need = self.required(action)
         have = self.role_of(principal)
+        who = principal.user if principal is not None else "an anonymous client"
         if not allows(have, need):
-            who = principal.user if principal is not None else "an anonymous client"
             raise AccessDenied(
                 f"{action} needs the {role_name(need)} role; {who} has {role_name(have)}. "
                 "Ask an administrator to grant the role (gm-provider user add/role)."
+            )
+        groups = principal.domain_groups if principal is not None else None
+        if groups is None or need is Role.READ_ONLY:
+            return
+        held = f"{who} has {role_name(have)} only for domain group(s) {', '.join(groups)}"
+        if scope is None:
+            raise AccessDenied(
+                f"{action} needs the {role_name(need)} role for every domain group; {held}."
+            )
+        if scope not in groups:
+            raise AccessDenied(
+                f"{action} on domain group {scope} needs the {role_name(need)} role there; {held}."
             )
