@@ -2,11 +2,14 @@
 
     gm-provider init [--config F] [--tls]     state directory, admin user, store, (certificate)
     gm-provider serve [--config F]            serve CIM-XML until SIGTERM/SIGINT
-    gm-provider user add NAME --role ROLE     add a user (password from --password or a prompt)
+    gm-provider user add NAME --role ROLE [--groups DG1,DG2]
+                                              add a user (password from --password or a prompt);
+                                              --groups: the role holds in those domain groups only
     gm-provider user passwd NAME              change a password
-    gm-provider user role NAME ROLE           change a role
+    gm-provider user role NAME ROLE [--groups DG1,DG2]
+                                              change a role (and its groups; none: all groups)
     gm-provider user del NAME                 remove a user
-    gm-provider user list                     names and roles
+    gm-provider user list                     names, roles and groups
 
 Exit codes: 0 success, 1 a runtime failure (the message says what), 2 a usage or
 configuration error (the message names the file and line).
@@ -23,9 +26,15 @@ from pathlib import Path
 
 from provider.config import Config, load_config
 from provider.errors import ConfigError, GMError
-from provider.http.auth import UserRecord, format_users_line, hash_password, load_users_file
+from provider.http.auth import (
+    UserRecord,
+    format_users_line,
+    hash_password,
+    load_users_file,
+    parse_domain_groups,
+)
 from provider.paths import default_config_path
-from provider.privileges import parse_role
+from provider.privileges import GROUP_SCOPED_ROLES, parse_role
 
 __all__ = ["main"]
 
@@ -37,7 +46,10 @@ def users_path(config: Config) -> Path:
 
 
 def _write_users(path: Path, users: dict[str, UserRecord]) -> None:
-    header = "# gm-provider users: name:role:scrypt-hash (managed by `gm-provider user`)\n"
+    header = (
+        "# gm-provider users: name:role:scrypt-hash[:groups=dg1,dg2] "
+        "(managed by `gm-provider user`)\n"
+    )
     body = "".join(format_users_line(u) + "\n" for u in users.values())
     tmp = path.with_suffix(".tmp")
     tmp.write_text(header + body, encoding="utf-8")
@@ -84,7 +96,8 @@ def _user_command(config: Config, args: argparse.Namespace) -> int:
     users = load_users_file(path) if path.exists() else {}
     if args.action == "list":
         for record in users.values():
-            print(f"{record.name}\t{record.role}")
+            scope = "all groups" if record.domain_groups is None else ",".join(record.domain_groups)
+            print(f"{record.name}\t{record.role}\t{scope}")
         return 0
     name = args.name
     if args.action == "del":
@@ -97,8 +110,8 @@ def _user_command(config: Config, args: argparse.Namespace) -> int:
         if name not in users:
             print(f"gm-provider: no user {name!r} in {path}", file=sys.stderr)
             return 1
-        parse_role(args.role)
-        users[name] = UserRecord(name, args.role, users[name].password_hash)
+        groups = _role_groups(args.role, args.groups)
+        users[name] = UserRecord(name, args.role, users[name].password_hash, groups)
         _write_users(path, users)
         return 0
     if args.action == "add" and name in users:
@@ -110,12 +123,27 @@ def _user_command(config: Config, args: argparse.Namespace) -> int:
         print(f"gm-provider: no user {name!r} in {path}", file=sys.stderr)
         return 1
     password = args.password or os.environ.get("GM_PASSWORD") or _prompt_password()
-    role = args.role if args.action == "add" else users[name].role
-    parse_role(role)
-    users[name] = UserRecord(name, role, hash_password(password))
+    if args.action == "add":
+        role, groups = args.role, _role_groups(args.role, args.groups)
+    else:
+        role, groups = users[name].role, users[name].domain_groups
+    users[name] = UserRecord(name, role, hash_password(password), groups)
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_users(path, users)
     return 0
+
+
+def _role_groups(role: str, groups: str | None) -> tuple[str, ...] | None:
+    """Check a role name and its optional `--groups` list (ValueError: a usage error)."""
+    parsed = parse_role(role)
+    if groups is None:
+        return None
+    if parsed not in GROUP_SCOPED_ROLES:
+        raise ValueError(
+            f"the {role} role holds for every domain group; --groups applies to "
+            "limited-operator, operator and group-administrator"
+        )
+    return parse_domain_groups(groups)
 
 
 def _prompt_password() -> str:
@@ -144,6 +172,7 @@ def _parser() -> argparse.ArgumentParser:
     add = users.add_parser("add")
     add.add_argument("name")
     add.add_argument("--role", required=True)
+    add.add_argument("--groups", help="domain groups the role is held for (default: all)")
     add.add_argument("--password")
     pw = users.add_parser("passwd")
     pw.add_argument("name")
@@ -151,6 +180,7 @@ def _parser() -> argparse.ArgumentParser:
     role = users.add_parser("role")
     role.add_argument("name")
     role.add_argument("role")
+    role.add_argument("--groups", help="domain groups the role is held for (default: all)")
     delete = users.add_parser("del")
     delete.add_argument("name")
     users.add_parser("list")
