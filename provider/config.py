@@ -12,15 +12,14 @@ checkout root in the `make run` case), except `store.url` and sockets which may 
 
 from __future__ import annotations
 
-import re
 import socket
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from provider.errors import ConfigError
 from provider.paths import default_socket_path, default_state_dir
+from provider.tomlfile import TomlReader, load_toml, locate
 
 __all__ = ["Config", "RolesConfig", "SecurityConfig", "ServerConfig", "load_config"]
 
@@ -79,75 +78,25 @@ class Config:
         return self.sections.get(name, {})
 
     def error(self, section: str, key: str | None, message: str) -> ConfigError:
-        return ConfigError(f"{self.path}:{_line_of(self.text, section, key)}: {message}")
-
-
-def _line_of(text: str, section: str, key: str | None) -> int:
-    """The line of `key` inside `[section]` (or of the table header), 1-based; 1 if unknown."""
-    lines = text.splitlines()
-    header = re.compile(r"^\s*\[+\s*" + re.escape(section) + r"\s*\]+")
-    start = next((i for i, line in enumerate(lines) if header.match(line)), None)
-    if start is None:
-        return 1
-    if key is None:
-        return start + 1
-    key_re = re.compile(r"^\s*" + re.escape(key) + r"\s*=")
-    for i in range(start + 1, len(lines)):
-        if lines[i].lstrip().startswith("["):
-            break
-        if key_re.match(lines[i]):
-            return i + 1
-    return start + 1
+        return ConfigError(f"{self.path}:{locate(self.text, [section], key)}: {message}")
 
 
 _CORE = {"node", "server", "store", "roles", "security"}
 
 
-class _Reader:
+class _Reader(TomlReader):
+    """Sections of the configuration: `where` is always one section name."""
+
     def __init__(self, path: Path, text: str, data: dict[str, Any]) -> None:
-        self.path = path
-        self.text = text
+        super().__init__(path, text)
         self.data = data
 
-    def fail(self, section: str, key: str | None, message: str) -> ConfigError:
-        return ConfigError(f"{self.path}:{_line_of(self.text, section, key)}: {message}")
-
-    def table(self, section: str, known: set[str]) -> dict[str, Any]:
-        value = self.data.get(section, {})
-        if not isinstance(value, dict):
-            raise self.fail(section, None, f"[{section}] must be a table.")
-        for key in value:
-            if key not in known:
-                raise self.fail(
-                    section,
-                    key,
-                    f"unknown setting {section}.{key}; known: {', '.join(sorted(known))}.",
-                )
-        return value
-
-    def get(self, section: str, table: dict[str, Any], key: str, kind: type, default: Any) -> Any:
-        if key not in table:
-            return default
-        value = table[key]
-        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value, ok = float(value), True
-        if not ok:
-            raise self.fail(
-                section, key, f"{section}.{key} must be a {kind.__name__}, not {value!r}."
-            )
-        return value
+    def section(self, name: str, known: set[str]) -> dict[str, Any]:
+        return self.table([name], self.data.get(name, {}), known)
 
 
 def load_config(path: Path) -> Config:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the configuration: {exc.strerror}.") from exc
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
+    text, data = load_toml(path, "the configuration")
     r = _Reader(path, text, data)
     base = path.resolve().parent.parent
 
@@ -157,72 +106,72 @@ def load_config(path: Path) -> Config:
         p = Path(value.replace("{state}", str(state)))
         return p if p.is_absolute() else base / p
 
-    node = r.table("node", {"name", "state_dir"})
-    node_name = r.get("node", node, "name", str, "") or socket.gethostname()
-    state_value = r.get("node", node, "state_dir", str, "")
+    node = r.section("node", {"name", "state_dir"})
+    node_name = r.get(["node"], node, "name", str, "") or socket.gethostname()
+    state_value = r.get(["node"], node, "state_dir", str, "")
     state_dir = rel(state_value, default_state_dir()) or default_state_dir()
 
-    srv = r.table(
+    srv = r.section(
         "server",
         {f.name for f in ServerConfig.__dataclass_fields__.values()},
     )
     d = ServerConfig()
-    http_port = r.get("server", srv, "http_port", int, d.http_port)
+    http_port = r.get(["server"], srv, "http_port", int, d.http_port)
     for key, port in (("http_port", http_port), ("https_port", srv.get("https_port"))):
         if port is not None and not (isinstance(port, int) and 0 <= port <= 65535):
-            raise r.fail("server", key, f"server.{key} must be a port number 0-65535.")
-    socket_value = r.get("server", srv, "unix_socket", str, None)
+            raise r.fail(["server"], key, f"server.{key} must be a port number 0-65535.")
+    socket_value = r.get(["server"], srv, "unix_socket", str, None)
     server = ServerConfig(
-        http_host=r.get("server", srv, "http_host", str, d.http_host),
+        http_host=r.get(["server"], srv, "http_host", str, d.http_host),
         http_port=http_port,
-        http_enabled=r.get("server", srv, "http_enabled", bool, d.http_enabled),
-        https_host=r.get("server", srv, "https_host", str, d.https_host),
-        https_port=r.get("server", srv, "https_port", int, d.https_port),
-        certificate=rel(r.get("server", srv, "certificate", str, ""), state_dir),
-        private_key=rel(r.get("server", srv, "private_key", str, ""), state_dir),
-        client_ca=rel(r.get("server", srv, "client_ca", str, ""), state_dir),
+        http_enabled=r.get(["server"], srv, "http_enabled", bool, d.http_enabled),
+        https_host=r.get(["server"], srv, "https_host", str, d.https_host),
+        https_port=r.get(["server"], srv, "https_port", int, d.https_port),
+        certificate=rel(r.get(["server"], srv, "certificate", str, ""), state_dir),
+        private_key=rel(r.get(["server"], srv, "private_key", str, ""), state_dir),
+        client_ca=rel(r.get(["server"], srv, "client_ca", str, ""), state_dir),
         unix_socket=(
             default_socket_path() if socket_value is None else rel(socket_value, state_dir)
         ),
-        require_auth=r.get("server", srv, "require_auth", bool, d.require_auth),
-        max_body_bytes=r.get("server", srv, "max_body_bytes", int, d.max_body_bytes),
-        max_connections=r.get("server", srv, "max_connections", int, d.max_connections),
-        request_timeout=r.get("server", srv, "request_timeout", float, d.request_timeout),
-        idle_timeout=r.get("server", srv, "idle_timeout", float, d.idle_timeout),
+        require_auth=r.get(["server"], srv, "require_auth", bool, d.require_auth),
+        max_body_bytes=r.get(["server"], srv, "max_body_bytes", int, d.max_body_bytes),
+        max_connections=r.get(["server"], srv, "max_connections", int, d.max_connections),
+        request_timeout=r.get(["server"], srv, "request_timeout", float, d.request_timeout),
+        idle_timeout=r.get(["server"], srv, "idle_timeout", float, d.idle_timeout),
     )
     if server.certificate is not None and server.private_key is None:
-        raise r.fail("server", "certificate", "server.certificate needs server.private_key.")
+        raise r.fail(["server"], "certificate", "server.certificate needs server.private_key.")
 
-    store = r.table("store", {"url"})
-    url = r.get("store", store, "url", str, "sqlite:///{state}/gm.db")
+    store = r.section("store", {"url"})
+    url = r.get(["store"], store, "url", str, "sqlite:///{state}/gm.db")
     url = url.replace("{state}", str(state_dir))
     if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
-        raise r.fail("store", "url", "store.url must start with sqlite:/// or postgresql://.")
+        raise r.fail(["store"], "url", "store.url must start with sqlite:/// or postgresql://.")
 
-    ro = r.table("roles", {"start_as", "automatic_takeover", "lease_ttl", "renew_interval"})
+    ro = r.section("roles", {"start_as", "automatic_takeover", "lease_ttl", "renew_interval"})
     rd = RolesConfig()
     roles = RolesConfig(
-        start_as=r.get("roles", ro, "start_as", str, rd.start_as),
-        automatic_takeover=r.get("roles", ro, "automatic_takeover", bool, rd.automatic_takeover),
-        lease_ttl=r.get("roles", ro, "lease_ttl", float, rd.lease_ttl),
-        renew_interval=r.get("roles", ro, "renew_interval", float, rd.renew_interval),
+        start_as=r.get(["roles"], ro, "start_as", str, rd.start_as),
+        automatic_takeover=r.get(["roles"], ro, "automatic_takeover", bool, rd.automatic_takeover),
+        lease_ttl=r.get(["roles"], ro, "lease_ttl", float, rd.lease_ttl),
+        renew_interval=r.get(["roles"], ro, "renew_interval", float, rd.renew_interval),
     )
     if roles.start_as not in ("active", "standby"):
-        raise r.fail("roles", "start_as", 'roles.start_as must be "active" or "standby".')
+        raise r.fail(["roles"], "start_as", 'roles.start_as must be "active" or "standby".')
 
-    se = r.table("security", {"users_file", "admin_groups", "local_role", "audit_log"})
+    se = r.section("security", {"users_file", "admin_groups", "local_role", "audit_log"})
     sd = SecurityConfig()
-    groups = r.get("security", se, "admin_groups", list, list(sd.admin_groups))
+    groups = r.get(["security"], se, "admin_groups", list, list(sd.admin_groups))
     security = SecurityConfig(
-        users_file=rel(r.get("security", se, "users_file", str, ""), state_dir),
+        users_file=rel(r.get(["security"], se, "users_file", str, ""), state_dir),
         admin_groups=tuple(str(g) for g in groups),
-        local_role=r.get("security", se, "local_role", str, sd.local_role),
-        audit_log=rel(r.get("security", se, "audit_log", str, ""), state_dir),
+        local_role=r.get(["security"], se, "local_role", str, sd.local_role),
+        audit_log=rel(r.get(["security"], se, "audit_log", str, ""), state_dir),
     )
     sections = {k: v for k, v in data.items() if k not in _CORE and isinstance(v, dict)}
     for key, value in data.items():
         if key not in _CORE and not isinstance(value, dict | list):
-            raise r.fail(key, None, f"top-level setting {key} belongs in a [section].")
+            raise r.fail([], key, f"top-level setting {key} belongs in a [section].")
     return Config(
         path=path,
         text=text,

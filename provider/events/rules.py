@@ -18,7 +18,6 @@ from __future__ import annotations
 import enum
 import fnmatch
 import re
-import tomllib
 import zoneinfo
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,8 +27,7 @@ from typing import Any
 
 from pywbem import CIMInstance, CIMInstanceName
 
-from provider.errors import ConfigError
-from provider.vcem.inventory import locate
+from provider.tomlfile import TomlReader, load_toml, locate, parse_toml
 
 __all__ = [
     "DEFAULT_SYSTEM_PROPERTIES",
@@ -238,15 +236,7 @@ class RuleSet:
 # -- parsing ---------------------------------------------------------------------------------
 
 
-class _Reader:
-    def __init__(self, path: Path, text: str) -> None:
-        self.path = path
-        self.text = text
-
-    def fail(self, where: Sequence[str], key: str | None, message: str) -> ConfigError:
-        line = _top_level_line(self.text, key) if not where else locate(self.text, where, key)
-        return ConfigError(f"{self.path}:{line}: {message}")
-
+class _Reader(TomlReader):
     def strings(self, where: Sequence[str], table: Mapping[str, Any], key: str) -> tuple[str, ...]:
         value = table.get(key, [])
         if isinstance(value, str):
@@ -264,32 +254,13 @@ class _Reader:
         return value
 
 
-def _top_level_line(text: str, key: str | None) -> int:
-    """The line of a top-level key (before the first table header); 1 if not found."""
-    if key is None:
-        return 1
-    pattern = re.compile(r"^\s*(?:" + re.escape(key) + r'|"' + re.escape(key) + r'")\s*[=.]')
-    for number, line in enumerate(text.splitlines(), start=1):
-        if line.lstrip().startswith("["):
-            break
-        if pattern.match(line):
-            return number
-    return 1
-
-
 def load_rules(path: Path) -> RuleSet:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the event rules: {exc.strerror}.") from exc
+    text, _ = load_toml(path, "the event rules")
     return parse_rules(text, path)
 
 
 def parse_rules(text: str, path: Path) -> RuleSet:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
+    data = parse_toml(text, path)
     r = _Reader(path, text)
     for key in data:
         if key not in _TOP_KEYS:

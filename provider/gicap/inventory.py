@@ -29,72 +29,20 @@ seeds the store on the first start; afterwards the store is the truth.
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from provider.errors import ConfigError
+from provider.tomlfile import TomlReader, load_toml, parse_toml
 
 from .model import CapacityState, Cell, Complex, Group, Partition, name_problem
 
 __all__ = ["load_capacity_inventory", "parse_capacity_inventory"]
 
-_HEADER = re.compile(r"^\s*\[\[?\s*(?P<path>[^\]]+?)\s*\]\]?\s*(?:#.*)?$")
 _HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$")
 
 
-def _dotted(path: str) -> tuple[str, ...]:
-    return tuple(part.strip().strip('"') for part in path.split("."))
-
-
-def locate(text: str, where: Sequence[str], key: str | None = None) -> int:
-    """1-based line of table `where` (or `key` in it); the nearest enclosing table's header
-    otherwise; 1 when nothing matches."""
-    lines = text.splitlines()
-    headers = [
-        (n, _dotted(m.group("path")))
-        for n, line in enumerate(lines)
-        if (m := _HEADER.match(line)) is not None
-    ]
-    for length in range(len(where), 0, -1):
-        found = [n for n, p in headers if p == tuple(where[:length])]
-        if not found:
-            continue
-        start = found[0]
-        rest = [*where[length:], *([key] if key else [])]
-        if not rest:
-            return start + 1
-        pattern = re.compile(r'^\s*"?' + re.escape(rest[0]) + r'"?\s*[=.]')
-        for i in range(start + 1, len(lines)):
-            if _HEADER.match(lines[i]):
-                break
-            if pattern.match(lines[i]):
-                return i + 1
-        return start + 1
-    return 1
-
-
-class _Reader:
-    def __init__(self, path: Path, text: str) -> None:
-        self.path, self.text = path, text
-
-    def fail(self, where: Sequence[str], key: str | None, message: str) -> ConfigError:
-        return ConfigError(f"{self.path}:{locate(self.text, where, key)}: {message}")
-
-    def table(self, where: Sequence[str], value: Any, known: set[str]) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise self.fail(where, None, f"[{'.'.join(where)}] must be a table.")
-        for key in value:
-            if key not in known:
-                raise self.fail(
-                    where,
-                    key,
-                    f"unknown key {key!r} in [{'.'.join(where)}]; known keys: "
-                    f"{', '.join(sorted(known))}.",
-                )
-        return value
-
+class _Reader(TomlReader):
     def integer(self, where: Sequence[str], t: Mapping[str, Any], key: str, default: int) -> int:
         value = t.get(key, default)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -125,18 +73,12 @@ class _Reader:
 
 
 def load_capacity_inventory(path: Path) -> CapacityState:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the inventory: {exc.strerror}.") from exc
+    text, _ = load_toml(path, "the inventory")
     return parse_capacity_inventory(text, path)
 
 
 def parse_capacity_inventory(text: str, path: Path) -> CapacityState:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
+    data = parse_toml(text, path)
     r = _Reader(path, text)
     top = r.table(["gicap"], data.get("gicap", {}), {"sharing_rights", "groups", "complexes"})
     state = CapacityState(sharing_rights=r.integer(["gicap"], top, "sharing_rights", 0))

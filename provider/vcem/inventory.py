@@ -22,13 +22,12 @@ from __future__ import annotations
 import enum
 import ipaddress
 import re
-import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from provider.errors import ConfigError
+from provider.tomlfile import TomlReader, load_toml, locate, parse_toml
 
 __all__ = [
     "Bay",
@@ -157,119 +156,10 @@ def normalise_ip(text: str) -> str:
     return str(ipaddress.ip_address(text.strip()))
 
 
-# -- locating keys in the text --------------------------------------------------------------
-
-_HEADER = re.compile(r"^\s*\[\[?(?P<path>[^\]]+)\]\]?\s*(?:#.*)?$")
-_KEY_PART = re.compile(
-    r'\s*(?:"(?P<dq>(?:[^"\\]|\\.)*)"|\'(?P<sq>[^\']*)\'|(?P<bare>[A-Za-z0-9_-]+))\s*'
-)
-
-
-def _split_dotted(text: str) -> tuple[str, ...] | None:
-    parts: list[str] = []
-    pos = 0
-    while pos <= len(text):
-        match = _KEY_PART.match(text, pos)
-        if match is None:
-            return None
-        parts.append(match.group("dq") or match.group("sq") or match.group("bare") or "")
-        pos = match.end()
-        if pos == len(text):
-            return tuple(parts)
-        if text[pos] != ".":
-            return None
-        pos += 1
-    return tuple(parts)
-
-
-def locate(text: str, path: Sequence[str], key: str | None = None) -> int:
-    """The 1-based line of table `path` (or of `key` inside it) in TOML `text`.
-
-    Falls back to the longest enclosing table that has a header, then to line 1, so an error
-    always names a line even for dotted keys or inline tables."""
-    lines = text.splitlines()
-    headers: list[tuple[int, tuple[str, ...]]] = []
-    for number, line in enumerate(lines):
-        match = _HEADER.match(line)
-        if match is not None:
-            dotted = _split_dotted(match.group("path").strip())
-            if dotted is not None:
-                headers.append((number, dotted))
-    wanted = tuple(path)
-    for length in range(len(wanted), 0, -1):
-        prefix = wanted[:length]
-        found = [n for n, p in headers if p == prefix]
-        if not found:
-            continue
-        start = found[0]
-        names = [*wanted[length:], key] if key is not None else list(wanted[length:])
-        if not names:
-            return start + 1
-        target = names[0]
-        pattern = re.compile(
-            r"^\s*(?:" + re.escape(target) + r'|"' + re.escape(target) + r'")\s*[=.]'
-        )
-        for i in range(start + 1, len(lines)):
-            if _HEADER.match(lines[i]):
-                break
-            if pattern.match(lines[i]):
-                return i + 1
-        return start + 1
-    return 1
-
-
 # -- parsing -------------------------------------------------------------------------------
 
 
-class _Reader:
-    """Typed access to the parsed tables, with errors that name file and line."""
-
-    def __init__(self, path: Path, text: str) -> None:
-        self.path = path
-        self.text = text
-
-    def fail(self, where: Sequence[str], key: str | None, message: str) -> ConfigError:
-        return ConfigError(f"{self.path}:{locate(self.text, where, key)}: {message}")
-
-    def table(
-        self, where: Sequence[str], value: Any, known: set[str] | None = None
-    ) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise self.fail(where, None, f"[{'.'.join(where)}] must be a table.")
-        if known is not None:
-            for key in value:
-                if key not in known:
-                    raise self.fail(
-                        where,
-                        key,
-                        f"unknown key {key!r} in [{'.'.join(where)}]; "
-                        f"known keys: {', '.join(sorted(known))}.",
-                    )
-        return value
-
-    def get(
-        self, where: Sequence[str], table: Mapping[str, Any], key: str, kind: type, default: Any
-    ) -> Any:
-        if key not in table:
-            return default
-        value = table[key]
-        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-            raise self.fail(
-                where, key, f"{'.'.join(where)}.{key} must be a {_kind_name(kind)}, not {value!r}."
-            )
-        return value
-
-    def strings(self, where: Sequence[str], table: Mapping[str, Any], key: str) -> tuple[str, ...]:
-        value = self.get(where, table, key, list, [])
-        if not all(isinstance(v, str) for v in value):
-            raise self.fail(where, key, f"{'.'.join(where)}.{key} must be a list of strings.")
-        return tuple(value)
-
-
-def _kind_name(kind: type) -> str:
-    return {str: "string", bool: "boolean (true/false)", list: "list", dict: "table"}.get(
-        kind, kind.__name__
-    )
+_Reader = TomlReader
 
 
 _GROUP_KEYS = {"description", "spare_requires_same_generation", "automatic_failover_disabled"}
@@ -292,18 +182,12 @@ _WWN = re.compile(r"^[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){7}$")
 
 def load_inventory(path: Path) -> Inventory:
     """Read and validate the `[vcem]` part of the inventory file at `path`."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the inventory: {exc.strerror}.") from exc
+    text, _ = load_toml(path, "the inventory")
     return parse_inventory(text, path)
 
 
 def parse_inventory(text: str, path: Path) -> Inventory:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
+    data = parse_toml(text, path)
     r = _Reader(path, text)
     vcem = r.table(["vcem"], data.get("vcem", {}), {"groups", "domains", "enclosures", "profiles"})
     groups = _groups(r, r.table(["vcem", "groups"], vcem.get("groups", {})))

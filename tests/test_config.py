@@ -1,0 +1,69 @@
+"""Configuration: defaults, and errors that name the file and the line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from provider.config import load_config
+from provider.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    etc = tmp_path / "etc"
+    etc.mkdir(exist_ok=True)
+    path = etc / "gm-provider.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_the_example_configuration_loads() -> None:
+    config = load_config(ROOT / "etc" / "gm-provider.toml")
+    assert config.node_name == "gm1"
+    assert config.server.http_port == 5988 and config.server.require_auth
+    assert config.store_url.startswith("sqlite:///") and config.store_url.endswith("/gm.db")
+    assert config.roles.start_as == "active"
+
+
+def test_defaults_and_paths_relative_to_the_checkout(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, '[node]\nname = "n1"\nstate_dir = "var"\n'))
+    assert config.state_dir == tmp_path / "var"
+    assert config.store_url == f"sqlite:///{tmp_path}/var/gm.db"
+    assert config.server.certificate is None
+    assert config.roles.automatic_takeover is False
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "words"),
+    [
+        ('[server]\nhttp_port = "x"\n', 2, "server.http_port must be a whole number"),
+        ("[server]\n\nbogus = 1\n", 3, "unknown key 'bogus' in [server]"),
+        ('[roles]\nstart_as = "leader"\n', 2, 'roles.start_as must be "active" or "standby"'),
+        ('[store]\nurl = "mysql://x"\n', 2, "store.url must start with sqlite:/// or postgresql"),
+        ('name = "x"\n', 1, "belongs in a [section]"),
+        ("[server]\nhttp_port = 70000\n", 2, "port number"),
+    ],
+)
+def test_errors_name_file_and_line(tmp_path: Path, text: str, line: int, words: str) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert err.value.description.startswith(f"{path}:{line}: ")
+    assert words in err.value.description
+
+
+def test_syntax_error_names_the_position(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[server\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(path) in err.value.description and "line 1" in err.value.description
+
+
+def test_domain_sections_get_line_precise_errors(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[simulator]\n\ndelay = -1\n")
+    config = load_config(path)
+    assert config.section("simulator") == {"delay": -1}
+    assert config.error("simulator", "delay", "bad").description == f"{path}:3: bad"
