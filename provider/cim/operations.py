@@ -28,6 +28,7 @@ from pywbem import (
     cimvalue,
 )
 
+from provider.audit import AuditLog
 from provider.cim.provider import (
     Authorizer,
     InstanceProvider,
@@ -433,8 +434,10 @@ class CimOperations:
         authorizer: Authorizer,
         host: str,
         contexts: EnumerationContexts | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         self.repository = repository
+        self.audit = audit
         self.registry = registry
         self.gate = gate
         self.authorizer = authorizer
@@ -530,9 +533,35 @@ class CimOperations:
             raise NotSupported(f"Unrecognized or unsupported intrinsic method: {call.method}.")
         op, _ = entry
         self.repository.namespace(call.namespace)
-        p = _typed_intrinsic(op, call.params)
         handler = getattr(self, "_op_" + op)
-        result: IntrinsicResult = handler(ctx, p)
+        if self.audit is None or op not in _WRITE_OPERATIONS:
+            result: IntrinsicResult = handler(ctx, _typed_intrinsic(op, call.params))
+            return result
+        params = list(call.params.items())
+        target = _write_target(call.params)
+        try:
+            result = handler(ctx, _typed_intrinsic(op, call.params))
+        except Exception as exc:
+            self.audit.record(
+                ctx.principal,
+                op,
+                op,
+                namespace=ctx.namespace,
+                target=target,
+                params=params,
+                error=exc,
+            )
+            raise
+        created = result.name if isinstance(result, CreatedResult) else None
+        self.audit.record(
+            ctx.principal,
+            op,
+            op,
+            namespace=ctx.namespace,
+            target=target,
+            params=params,
+            return_value=None if created is None else _describe_target(created),
+        )
         return result
 
     def _require(self, p: Mapping[str, Any], name: str, op: str) -> Any:
@@ -762,12 +791,42 @@ class CimOperations:
         spec = self.registry.method(ctx.namespace, cls.classname, decl.name)
         if spec is None:
             raise NotSupported(f"Method {cls.classname}.{decl.name} has no provider here.")
+        if self.audit is None or not self.audit.wants(spec.action_name, spec.changes_state):
+            return await self._invoke(call, ctx, cls.classname, decl, spec)
+        # Audited from here on: whatever happens next (refused, failed, done) is written.
+        params = [(pv.name, pv.value) for pv in call.params]
+        where = dict(namespace=ctx.namespace, target=_describe_target(target), params=params)
+        try:
+            response = await self._invoke(call, ctx, cls.classname, decl, spec)
+        except Exception as exc:
+            self.audit.record(ctx.principal, "InvokeMethod", decl.name, error=exc, **where)
+            raise
+        job = next((o.value for o in response.out if o.name == "JobID"), None)
+        self.audit.record(
+            ctx.principal,
+            "InvokeMethod",
+            decl.name,
+            return_value=response.return_value,
+            job=job,
+            **where,
+        )
+        return response
+
+    async def _invoke(
+        self,
+        call: ExtrinsicCall,
+        ctx: OperationContext,
+        classname: str,
+        decl: CIMMethod,
+        spec: MethodSpec,
+    ) -> MethodResponse:
+        target = call.target
         static = decl.qualifiers.get("Static")
         if isinstance(target, CIMInstanceName):
             self._get_row(ctx, target)
         elif not (static is not None and static.value):
             raise InvalidParameter(
-                f"{cls.classname}.{decl.name} is not static: invoke it on an instance path."
+                f"{classname}.{decl.name} is not static: invoke it on an instance path."
             )
         params = _typed_method_params(decl, call)
         scope = params.get(spec.scope_param) if spec.scope_param else None
@@ -781,6 +840,26 @@ class CimOperations:
             # already; the client hears what a standby says (SPEC 4.2).
             raise NotActive(spec.what or spec.name) from exc
         return _method_response(decl, spec, outcome.return_value, outcome.out)
+
+
+_WRITE_OPERATIONS = frozenset({"CreateInstance", "ModifyInstance", "DeleteInstance"})
+
+
+def _write_target(params: Mapping[str, Any]) -> str:
+    """What a Create/Modify/DeleteInstance names, for the audit log: the class or the path."""
+    lowered = {k.lower(): v for k, v in params.items()}
+    value = lowered.get("newinstance", lowered.get("modifiedinstance", lowered.get("instancename")))
+    if isinstance(value, CIMInstance):
+        return value.classname if value.path is None else _describe_target(value.path)
+    if isinstance(value, CIMInstanceName):
+        return _describe_target(value)
+    return ""
+
+
+def _describe_target(target: CIMClassName | CIMInstanceName) -> str:
+    if isinstance(target, CIMClassName):
+        return str(target.classname)
+    return f"{target.classname}.{_describe_path(target)}"
 
 
 def _wanted(property_list: Sequence[str] | None) -> frozenset[str] | None:
