@@ -111,6 +111,10 @@ class TableAuthorizer:
     def required(self, action: str) -> Role:
         return self.table.get(action, Role.ADMINISTRATOR)
 
+    def is_read(self, action: str) -> bool:
+        """May a read-only user run it? Then it changes nothing (the audit log skips it)."""
+        return self.required(action) is Role.READ_ONLY
+
     def role_of(self, principal: Principal | None) -> Role:
         if principal is None or principal.role is None:
             return Role.READ_ONLY

@@ -25,6 +25,7 @@ from typing import Any
 
 from provider import __version__
 from provider.app import CimApplication, ExportHandler
+from provider.audit import AuditLog
 from provider.cim.interop import install_interop
 from provider.cim.operations import CimOperations
 from provider.cim.provider import ProviderRegistry
@@ -231,7 +232,13 @@ async def _serve(config: Config) -> int:
         if not isinstance(role, str):
             raise config.error("privileges", action, f"privileges.{action} must be a role name.")
     authorizer = TableAuthorizer({k: str(v) for k, v in privileges.items()})
-    operations = CimOperations(repository, registry, roles, authorizer, socket.gethostname())
+    audit = AuditLog(
+        config.security.audit_log or (config.state_dir / "audit.log"),
+        is_read=authorizer.is_read,
+    )
+    operations = CimOperations(
+        repository, registry, roles, authorizer, socket.gethostname(), audit=audit
+    )
     app = CimApplication(operations, export_handler)
     users = config.security.users_file or (config.state_dir / "users")
     if not users.exists():
@@ -271,6 +278,7 @@ async def _serve(config: Config) -> int:
         await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.to_thread(roles.close)
         store.close()
+        audit.close()
     return 0
 
 
