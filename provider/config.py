@@ -36,8 +36,11 @@ class ServerConfig:
     client_ca: Path | None = None  # when set, clients must present a certificate it signed
     unix_socket: Path | None = None  # None: no Unix socket listener
     require_auth: bool = True  # TCP requests need credentials (the Unix socket never does)
-    max_body_bytes: int = 4 * 1024 * 1024
-    max_connections: int = 512
+    max_body_bytes: int = 4 * 1024 * 1024  # a larger request body: 413
+    max_header_bytes: int = 16 * 1024  # a larger request line + header block: 431
+    max_xml_depth: int = 48  # deeper CIM-XML element nesting: 400 request-not-valid
+    max_xml_elements: int = 20_000  # more CIM-XML elements in one request: likewise
+    max_connections: int = 512  # one more open connection: 503
     request_timeout: float = 30.0  # a request's head and body must arrive within this
     idle_timeout: float = 60.0  # an idle keep-alive connection is closed after this
 
@@ -135,10 +138,24 @@ def load_config(path: Path) -> Config:
         ),
         require_auth=r.get(["server"], srv, "require_auth", bool, d.require_auth),
         max_body_bytes=r.get(["server"], srv, "max_body_bytes", int, d.max_body_bytes),
+        max_header_bytes=r.get(["server"], srv, "max_header_bytes", int, d.max_header_bytes),
+        max_xml_depth=r.get(["server"], srv, "max_xml_depth", int, d.max_xml_depth),
+        max_xml_elements=r.get(["server"], srv, "max_xml_elements", int, d.max_xml_elements),
         max_connections=r.get(["server"], srv, "max_connections", int, d.max_connections),
         request_timeout=r.get(["server"], srv, "request_timeout", float, d.request_timeout),
         idle_timeout=r.get(["server"], srv, "idle_timeout", float, d.idle_timeout),
     )
+    for key in (
+        "max_body_bytes",
+        "max_header_bytes",
+        "max_xml_depth",
+        "max_xml_elements",
+        "max_connections",
+        "request_timeout",
+        "idle_timeout",
+    ):
+        if getattr(server, key) <= 0:
+            raise r.fail(["server"], key, f"server.{key} must be positive.")
     if server.certificate is not None and server.private_key is None:
         raise r.fail(["server"], "certificate", "server.certificate needs server.private_key.")
 
