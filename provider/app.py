@@ -39,7 +39,7 @@ from provider.cimxml.messages import (
     IntrinsicResult,
     NamedInstancesResult,
 )
-from provider.cimxml.parse import parse_request
+from provider.cimxml.parse import DEFAULT_MAX_DEPTH, DEFAULT_MAX_ELEMENTS, parse_request
 from provider.errors import CIMClientError, ProtocolError, ServerError
 from provider.http.messages import HttpRequest, HttpResponse, Principal
 
@@ -61,17 +61,28 @@ def _wire_description(exc: CIMClientError | ServerError) -> tuple[int, str]:
 
 class CimApplication:
     def __init__(
-        self, operations: CimOperations, export_handler: ExportHandler | None = None
+        self,
+        operations: CimOperations,
+        export_handler: ExportHandler | None = None,
+        *,
+        max_xml_depth: int = DEFAULT_MAX_DEPTH,
+        max_xml_elements: int = DEFAULT_MAX_ELEMENTS,
     ) -> None:
         self.operations = operations
         self.export_handler = export_handler
+        # The codec's bounds on a request document (`server.max_xml_depth/_elements`).
+        self.max_xml_depth = max_xml_depth
+        self.max_xml_elements = max_xml_elements
+
+    def _parse(self, body: bytes) -> IntrinsicCall | ExtrinsicCall | ExportCall:
+        return parse_request(body, max_depth=self.max_xml_depth, max_elements=self.max_xml_elements)
 
     async def __call__(self, request: HttpRequest) -> HttpResponse:
         headers = request.headers
         if "cimoperation" not in headers and "cimexport" in headers:
             return await self._export(request)
         hdrs = check_operation_headers(headers)
-        call = parse_request(request.body)
+        call = self._parse(request.body)
         if isinstance(call, ExportCall):
             raise ProtocolError(
                 400,
@@ -128,7 +139,7 @@ class CimApplication:
 
     async def _export(self, request: HttpRequest) -> HttpResponse:
         hdrs = check_export_headers(request.headers)
-        call = parse_request(request.body)
+        call = self._parse(request.body)
         if not isinstance(call, ExportCall):
             raise ProtocolError(
                 400,
