@@ -239,12 +239,18 @@ async def _serve(config: Config) -> int:
     operations = CimOperations(
         repository, registry, roles, authorizer, socket.gethostname(), audit=audit
     )
-    app = CimApplication(operations, export_handler)
+    app = CimApplication(
+        operations,
+        export_handler,
+        max_xml_depth=config.server.max_xml_depth,
+        max_xml_elements=config.server.max_xml_elements,
+    )
     users = config.security.users_file or (config.state_dir / "users")
     if not users.exists():
         raise ConfigError(f"{users}: no users file; run `gm-provider init` first.")
     limits = TransportLimits(
         max_body_bytes=config.server.max_body_bytes,
+        max_header_bytes=config.server.max_header_bytes,
         max_connections=config.server.max_connections,
         header_timeout=config.server.request_timeout,
         body_timeout=config.server.request_timeout,
