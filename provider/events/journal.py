@@ -103,6 +103,29 @@ class DecisionLog:
             past += [d.past() for d in self._local if d.system_key == system_key and d.at > since]
         return past
 
+    def failed_over_naming(self, names: list[str], since: datetime) -> Decision | None:
+        """The newest failover started since `since` for a system the event names: VCEM removes
+        the source's host name and IPs from discovery during the move and rediscovers them on
+        the spare ten minutes later (reference vcem-domain.md §1.6), so a repeat event in that
+        window resolves to no bay; this finds the system it meant."""
+        wanted = {n.lower() for n in names}
+        with self.store.read() as tx:
+            rows = tx.fetchall(
+                f"SELECT {_COLUMNS} FROM events_decisions WHERE decision = %(d)s"
+                " AND at > %(t)s ORDER BY id DESC LIMIT 100",
+                {"d": Outcome.FAILOVER_STARTED.value, "t": since.timestamp()},
+            )
+        candidates = [_decision(r) for r in rows]
+        with self._lock:
+            candidates += [
+                d for d in self._local if d.outcome is Outcome.FAILOVER_STARTED and d.at > since
+            ]
+        for decision in sorted(candidates, key=lambda d: d.at, reverse=True):
+            named = {n.strip().lower() for n in decision.system_named.split(",")}
+            if named & wanted:
+                return decision
+        return None
+
     def record(self, decision: Decision) -> Decision:
         """Store the decision (active), or keep it in memory (standby, or superseded now)."""
         try:

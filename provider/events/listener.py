@@ -127,6 +127,15 @@ def resolve_system(store: Any, names: list[str]) -> System | None:
     return None
 
 
+def _names_of(names: list[str], system: System | None, outcome: Outcome) -> list[str]:
+    """The event's names; for a started failover also every name the system had, so a later
+    event naming it by another name (an IP) finds this decision once discovery dropped it."""
+    if system is None or outcome is not Outcome.FAILOVER_STARTED:
+        return names
+    known = [*names, *([system.host] if system.host else []), *system.ips]
+    return list(dict.fromkeys(known))
+
+
 class EventListener:
     def __init__(
         self,
@@ -169,8 +178,10 @@ class EventListener:
         now = self.clock()
         names = system_names(event, self.rules.system_properties)
         system = await asyncio.to_thread(resolve_system, self.store, names)
-        key = system.key if system is not None else unknown_key(names)
         since = now - timedelta(minutes=self.rules.max_cooldown_minutes())
+        if system is None:
+            system = await asyncio.to_thread(self._failed_over_system, names, since)
+        key = system.key if system is not None else unknown_key(names)
         history = await asyncio.to_thread(self.journal.history, key, since)
         active = self.roles.role is Role.ACTIVE
         plan = decide(self.rules, event, names, system, history, now, active)
@@ -186,7 +197,7 @@ class EventListener:
             indication_id=event.text("IndicationIdentifier"),
             event_id=event.text("EventID") or event.text("MessageID"),
             severity=event.text("PerceivedSeverity"),
-            system_named=", ".join(names),
+            system_named=", ".join(_names_of(names, system, outcome)),
             system_key=key,
             enclosure=system.enclosure if system is not None else None,
             bay=system.bay if system is not None else None,
@@ -199,6 +210,24 @@ class EventListener:
             notified=outcome.notifies,
         )
         return await asyncio.to_thread(self.journal.record, decision), system
+
+    def _failed_over_system(self, names: list[str], since: datetime) -> System | None:
+        """The bay a recent failover moved the named system away from (see
+        `DecisionLog.failed_over_naming`), so the cool-down still applies to it."""
+        earlier = self.journal.failed_over_naming(names, since)
+        if earlier is None or earlier.enclosure is None or earlier.bay is None:
+            return None
+        named = next(n for n in names if n.lower() in earlier.system_named.lower())
+        return System(
+            named=named,
+            by_ip=_is_ip(named),
+            enclosure=earlier.enclosure,
+            bay=earlier.bay,
+            group=earlier.domain_group or "",
+            host=None,
+            ips=(),
+            automatic_failover_disabled=False,
+        )
 
     async def _fail_over(
         self, plan: Plan, system: System, principal: Principal | None

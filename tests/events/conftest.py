@@ -7,6 +7,7 @@ first-occurrence cool-down of one test never silences another."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -71,6 +72,13 @@ class World:
         self, system: str, node: ProviderHandle | None = None
     ) -> list[pywbem.CIMInstance]:
         return [d for d in self.decisions(node) if system in (d["SystemName"] or "")]
+
+    def wait_job(self, job_id: int, timeout: float = 20.0) -> None:
+        path = pywbem.CIMInstanceName("GM_ConcreteJob", {"InstanceID": f"GM:ConcreteJob:{job_id}"})
+        deadline = time.monotonic() + timeout
+        while self.active.connection().GetInstance(path)["JobState"] not in (7, 8, 10):
+            assert time.monotonic() < deadline, f"job {job_id} did not end"
+            time.sleep(0.05)
 
     def job_ids(self) -> set[int]:
         return {

@@ -190,6 +190,10 @@ def test_move_profile_to_a_chosen_bay_and_cancel_a_queued_job(tmp_path: Path) ->
         assert rv == 4096
         queued = failover(conn, HostName="web02.example.com")
         assert invoke(conn, "cancelJob", JobID=queued["InstanceID"].rsplit(":", 1)[1])[0] == 0
+        deadline = time.monotonic() + 10  # the move holds the group (power_on takes 0.5 s)
+        while conn.GetInstance(out["Job"])["JobState"] not in (3, 4):
+            assert time.monotonic() < deadline, "the move job never started"
+            time.sleep(0.02)
         with pytest.raises(pywbem.CIMError) as err:  # a running job cannot be cancelled
             invoke(conn, "cancelJob", JobID=out["JobID"])
         assert err.value.status_code == 1
