@@ -11,7 +11,7 @@ from __future__ import annotations
 from .journal import Job, JobJournal, JobRequest, StepRecord
 from .model import JobState, JobType, Step, StepFailed
 from .runner import JobRunner, crash_hook
-from .steps import StepContext, run_step
+from .steps import StepContext, drive
 
 __all__ = [
     "Job",
@@ -25,5 +25,5 @@ __all__ = [
     "StepFailed",
     "StepRecord",
     "crash_hook",
-    "run_step",
+    "drive",
 ]

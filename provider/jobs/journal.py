@@ -1,18 +1,24 @@
-"""The job tables: submit, claim, adopt, journal (intent → record), finish, cancel, read.
+"""The job tables: submit, claim, adopt, journal (intent → record), end, cancel, read.
 
 Blocking store calls, made from worker threads. Every write is a fenced transaction of the
 active (`RoleManager.fenced(what)`): a superseded node can neither claim nor record.
 The SQL follows reference ha-jobs-style.md B.2: FIFO claim per domain group, the partial
 unique index `gm_jobs_one_running` as the last word, `ON CONFLICT` for replayed intents.
+
+`advance` is the one write of a running job: it claims, records, journals the next intent
+and ends, in whatever combination the step driver (`provider.jobs.steps.drive`) needs, in a
+single transaction. A failover thus commits four times instead of about eighteen; each commit
+is a disk sync (SQLite synchronous=FULL) under the store's single write lock, so that count
+is what bounds orchestration latency and throughput.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from provider.errors import NotFound, Refused
@@ -20,7 +26,7 @@ from provider.store import ConstraintViolation, FencedTx, Tx
 
 from .model import JobState, JobType, Step, percent_complete, steps_for
 
-__all__ = ["Job", "JobJournal", "JobRequest", "StepRecord"]
+__all__ = ["Ending", "Job", "JobJournal", "JobRequest", "StepOutcome", "StepRecord"]
 
 Fenced = Callable[[str], AbstractContextManager[FencedTx]]
 
@@ -78,6 +84,27 @@ class Job:
         if self.state is JobState.COMPLETED:
             return 100
         return percent_complete(self.job_type, len(self.steps_done))
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """A step's outcome to journal, and its effects on the store (same transaction)."""
+
+    step: Step
+    outcome: str  # done | already | skipped
+    detail: str
+    effects: Callable[[FencedTx], None] | None = None
+    job_changes: Mapping[str, Any] = field(default_factory=dict)  # gm_jobs column -> value
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How a job ends: Completed, or Exception at `failed_step` because of `reason`."""
+
+    state: JobState
+    unlock: Callable[[FencedTx], None]  # the group's lock goes in the same transaction
+    failed_step: Step | None = None
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -196,32 +223,18 @@ class JobJournal:
         tx.audit(f"submitted {request.job_type.value} job {job_id} ({request.requested_as})")
         return int(job_id)
 
-    def claim(self) -> list[int]:
-        """Start the oldest queued job of every domain group that has none running.
-
-        FIFO per group (no older queued job of the same group), and the partial unique index
-        refuses a second running job even if this query were wrong (DESIGN)."""
-        try:
-            with self.fenced("run failover and move jobs") as tx:
-                rows = tx.fetchall(
-                    "SELECT j.id FROM gm_jobs j WHERE j.state = 'queued'"
-                    " AND NOT EXISTS (SELECT 1 FROM gm_jobs r WHERE r.domain_group ="
-                    " j.domain_group AND r.state IN ('starting', 'running'))"
-                    " AND NOT EXISTS (SELECT 1 FROM gm_jobs o WHERE o.domain_group ="
-                    " j.domain_group AND o.state = 'queued' AND o.id < j.id)"
-                    " ORDER BY j.id FOR UPDATE SKIP LOCKED"
-                )
-                ids = [int(r[0]) for r in rows]
-                now = self.clock()
-                for job_id in ids:
-                    tx.execute(
-                        "UPDATE gm_jobs SET state = 'starting', epoch = %(epoch)s,"
-                        " started_at = %(now)s, changed_at = %(now)s WHERE id = %(id)s",
-                        {"epoch": tx.epoch, "now": now, "id": job_id},
-                    )
-        except ConstraintViolation:
-            return []  # lost a race for a group; the next round claims what is left
-        return ids
+    def claimable(self) -> list[int]:
+        """The oldest queued job of every domain group that has none running (FIFO per group;
+        groups run concurrently). A read: `advance(..., claim=True)` claims each one in the
+        transaction that also records its first steps, and checks these rules again there."""
+        with self.store.read() as tx:
+            rows = tx.fetchall(
+                "SELECT MIN(j.id) FROM gm_jobs j WHERE j.state = 'queued'"
+                " AND NOT EXISTS (SELECT 1 FROM gm_jobs r WHERE r.domain_group ="
+                " j.domain_group AND r.state IN ('starting', 'running'))"
+                " GROUP BY j.domain_group"
+            )
+        return sorted(int(r[0]) for r in rows)
 
     def adopt(self) -> list[int]:
         """Recovery after a restart or takeover: make every unfinished job ours (B.2 item 5)."""
@@ -238,123 +251,172 @@ class JobJournal:
                 tx.audit(f"adopted jobs {', '.join(map(str, ids))}")
         return ids
 
-    def intent(self, job: Job, step: Step) -> None:
+    def advance(
+        self,
+        job: Job,
+        outcomes: Sequence[StepOutcome] = (),
+        *,
+        claim: bool = False,
+        intent: Step | None = None,
+        ending: Ending | None = None,
+    ) -> Job | None:
+        """Move a job on in one fenced transaction: claim it (if `claim`), record `outcomes`
+        in order, each with its effects on the store, then journal the `intent` of the next
+        device step or apply the `ending` (which unlocks the group). All of it commits
+        together or not at all, so the journal never says more or less than the store did.
+
+        Returns the job as committed; None when `claim` was asked and the job may not start
+        (cancelled meanwhile, or its group has a running or an older queued job). A job that
+        has ended already is returned unchanged (a replay after a lost reply)."""
+        try:
+            with self.fenced("run failover and move jobs") as tx:
+                now = self.clock()
+                if claim and not self._claim(tx, job, now):
+                    return None
+                current = self.get(job.id, tx)
+                if current.state.finished:
+                    return current
+                steps_done = list(current.steps_done)
+                changes: dict[str, Any] = {}
+                for outcome in outcomes:
+                    if self._record(tx, job, outcome, now):
+                        if outcome.effects is not None:
+                            outcome.effects(tx)
+                        steps_done.append(outcome.step.value)
+                        changes.update(outcome.job_changes)
+                    # else: recorded before this attempt, with its effects, by an earlier one
+                if ending is not None:
+                    self._end(tx, job, ending, steps_done, changes, now)
+                else:
+                    if intent is not None:
+                        self._intent(tx, job, intent, now)
+                    last = intent or (outcomes[-1].step if outcomes else None)
+                    sets = {
+                        "state": JobState.RUNNING.value,
+                        "steps_done": json.dumps(steps_done),
+                        "changed_at": now,
+                        **({"current_step": last.value} if last is not None else {}),
+                        **changes,
+                    }
+                    _update_job(tx, job.id, sets)
+                return self.get(job.id, tx)
+        except ConstraintViolation:
+            if claim:
+                return None  # gm_jobs_one_running refused it: the group is busy after all
+            raise
+
+    def _claim(self, tx: FencedTx, job: Job, now: float) -> bool:
+        """Make a queued job ours if the rules of `claimable` still hold (ha-jobs-style.md
+        B.2 item 2). The partial unique index refuses a second running job of the group
+        even if this statement were wrong (DESIGN)."""
+        claimed = tx.execute(
+            "UPDATE gm_jobs SET state = 'starting', epoch = %(epoch)s, started_at = %(now)s,"
+            " changed_at = %(now)s WHERE id = %(id)s AND state = 'queued'"
+            " AND NOT EXISTS (SELECT 1 FROM gm_jobs r WHERE r.domain_group = %(group)s"
+            " AND r.state IN ('starting', 'running'))"
+            " AND NOT EXISTS (SELECT 1 FROM gm_jobs o WHERE o.domain_group = %(group)s"
+            " AND o.state = 'queued' AND o.id < %(id)s)",
+            {"epoch": tx.epoch, "now": now, "id": job.id, "group": job.domain_group},
+        )
+        return claimed == 1
+
+    def _intent(self, tx: FencedTx, job: Job, step: Step, now: float) -> None:
         """Journal the intent to run `step` (again, after a crash: attempts + 1)."""
-        with self.fenced("run failover and move jobs") as tx:
+        tx.execute(
+            "INSERT INTO gm_job_steps (job_id, step, seq, epoch, intent_at)"
+            " VALUES (%(id)s, %(step)s, %(seq)s, %(epoch)s, %(now)s)"
+            " ON CONFLICT (job_id, step) DO UPDATE SET attempts = gm_job_steps.attempts + 1,"
+            " epoch = excluded.epoch, intent_at = excluded.intent_at",
+            {
+                "id": job.id,
+                "step": step.value,
+                "seq": steps_for(job.job_type).index(step),
+                "epoch": tx.epoch,
+                "now": now,
+            },
+        )
+
+    def _record(self, tx: FencedTx, job: Job, outcome: StepOutcome, now: float) -> bool:
+        """Journal a step's outcome: completes the intent row of a device step, or writes
+        intent and outcome at once for a step that touches no device. False if the step had
+        an outcome already (a replay), in which case its effects were applied with it."""
+        written = tx.execute(
+            "INSERT INTO gm_job_steps (job_id, step, seq, epoch, intent_at, outcome, detail,"
+            " recorded_at) VALUES (%(id)s, %(step)s, %(seq)s, %(epoch)s, %(now)s, %(outcome)s,"
+            " %(detail)s, %(now)s) ON CONFLICT (job_id, step) DO UPDATE SET"
+            " outcome = excluded.outcome, detail = excluded.detail,"
+            " recorded_at = excluded.recorded_at WHERE gm_job_steps.outcome IS NULL",
+            {
+                "id": job.id,
+                "step": outcome.step.value,
+                "seq": steps_for(job.job_type).index(outcome.step),
+                "epoch": tx.epoch,
+                "now": now,
+                "outcome": outcome.outcome,
+                "detail": outcome.detail,
+            },
+        )
+        return written == 1
+
+    def _end(
+        self,
+        tx: FencedTx,
+        job: Job,
+        ending: Ending,
+        steps_done: list[str],
+        changes: Mapping[str, Any],
+        now: float,
+    ) -> None:
+        """End the job and unlock its group in the same transaction: the group always
+        unlocks (exit on error, seed 002)."""
+        ending.unlock(tx)
+        failed = ending.failed_step
+        if failed is not None:
             tx.execute(
-                "INSERT INTO gm_job_steps (job_id, step, seq, epoch, intent_at)"
-                " VALUES (%(id)s, %(step)s, %(seq)s, %(epoch)s, %(now)s)"
-                " ON CONFLICT (job_id, step) DO UPDATE SET attempts = gm_job_steps.attempts + 1,"
-                " epoch = excluded.epoch, intent_at = excluded.intent_at",
+                "INSERT INTO gm_job_steps (job_id, step, seq, epoch, intent_at, outcome,"
+                " detail, recorded_at) VALUES (%(id)s, %(step)s, %(seq)s, %(epoch)s, %(now)s,"
+                " 'failed', %(reason)s, %(now)s) ON CONFLICT (job_id, step) DO UPDATE SET"
+                " outcome = 'failed', detail = excluded.detail,"
+                " recorded_at = excluded.recorded_at",
                 {
                     "id": job.id,
-                    "step": step.value,
-                    "seq": steps_for(job.job_type).index(step),
+                    "step": failed.value,
+                    "seq": steps_for(job.job_type).index(failed),
                     "epoch": tx.epoch,
-                    "now": self.clock(),
-                },
-            )
-            tx.execute(
-                "UPDATE gm_jobs SET state = 'running', current_step = %(step)s,"
-                " changed_at = %(now)s WHERE id = %(id)s",
-                {"step": step.value, "now": self.clock(), "id": job.id},
-            )
-
-    def record(
-        self,
-        job: Job,
-        step: Step,
-        outcome: str,
-        detail: str,
-        effects: Callable[[FencedTx], None] | None = None,
-        job_changes: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Journal the outcome of `step` and apply its effects on the store in the same
-        transaction, so a step's record and its consequences commit together or not at all."""
-        with self.fenced("run failover and move jobs") as tx:
-            done = tx.execute(
-                "UPDATE gm_job_steps SET outcome = %(outcome)s, detail = %(detail)s,"
-                " recorded_at = %(now)s WHERE job_id = %(id)s AND step = %(step)s"
-                " AND outcome IS NULL",
-                {
-                    "outcome": outcome,
-                    "detail": detail,
-                    "now": self.clock(),
-                    "id": job.id,
-                    "step": step.value,
-                },
-            )
-            if done == 0:
-                return  # recorded already (a replay): effects applied with it then
-            if effects is not None:
-                effects(tx)
-            steps_done = json.dumps([*self.get(job.id, tx).steps_done, step.value])
-            sets = ["steps_done = %(done)s", "changed_at = %(now)s"]
-            params: dict[str, Any] = {"done": steps_done, "now": self.clock(), "id": job.id}
-            for column, value in (job_changes or {}).items():
-                sets.append(f"{column} = %(c_{column})s")
-                params[f"c_{column}"] = value
-            tx.execute(f"UPDATE gm_jobs SET {', '.join(sets)} WHERE id = %(id)s", params)
-
-    def finish(
-        self,
-        job: Job,
-        state: JobState,
-        unlock: Callable[[FencedTx], None],
-        failed_step: Step | None = None,
-        reason: str = "",
-    ) -> None:
-        """End the job and unlock its group in one transaction: the group always unlocks."""
-        with self.fenced("run failover and move jobs") as tx:
-            now = self.clock()
-            unlock(tx)
-            if failed_step is not None:
-                tx.execute(
-                    "INSERT INTO gm_job_steps (job_id, step, seq, epoch, intent_at, outcome,"
-                    " detail, recorded_at) VALUES (%(id)s, %(step)s, %(seq)s, %(epoch)s, %(now)s,"
-                    " 'failed', %(reason)s, %(now)s) ON CONFLICT (job_id, step) DO UPDATE SET"
-                    " outcome = 'failed', detail = excluded.detail,"
-                    " recorded_at = excluded.recorded_at",
-                    {
-                        "id": job.id,
-                        "step": failed_step.value,
-                        "seq": steps_for(job.job_type).index(failed_step),
-                        "epoch": tx.epoch,
-                        "now": now,
-                        "reason": reason,
-                    },
-                )
-            steps = list(self.get(job.id, tx).steps_done)
-            if state is JobState.COMPLETED:
-                steps.append(Step.UNLOCK.value)
-                tx.execute(
-                    "INSERT INTO gm_job_steps (job_id, step, seq, epoch, intent_at, outcome,"
-                    " recorded_at) VALUES (%(id)s, 'unlock', %(seq)s, %(epoch)s, %(now)s, 'done',"
-                    " %(now)s) ON CONFLICT (job_id, step) DO NOTHING",
-                    {
-                        "id": job.id,
-                        "seq": len(steps_for(job.job_type)) - 1,
-                        "epoch": tx.epoch,
-                        "now": now,
-                    },
-                )
-            tx.execute(
-                "UPDATE gm_jobs SET state = %(state)s, error_step = %(estep)s,"
-                " error_code = %(ecode)s, error_description = %(reason)s,"
-                " steps_done = %(done)s, current_step = %(current)s,"
-                " changed_at = %(now)s, finished_at = %(now)s WHERE id = %(id)s",
-                {
-                    "state": state.value,
-                    "estep": None if failed_step is None else failed_step.value,
-                    "ecode": 0 if failed_step is None else 1,
-                    "reason": reason,
-                    "done": json.dumps(steps),
-                    "current": "" if failed_step is None else failed_step.value,
                     "now": now,
-                    "id": job.id,
+                    "reason": ending.reason,
                 },
             )
-            tx.audit(f"job {job.id} ended {state.value}" + (f": {reason}" if reason else ""))
+        if ending.state is JobState.COMPLETED:
+            steps_done = [*steps_done, Step.UNLOCK.value]
+            tx.execute(
+                "INSERT INTO gm_job_steps (job_id, step, seq, epoch, intent_at, outcome,"
+                " recorded_at) VALUES (%(id)s, 'unlock', %(seq)s, %(epoch)s, %(now)s, 'done',"
+                " %(now)s) ON CONFLICT (job_id, step) DO NOTHING",
+                {
+                    "id": job.id,
+                    "seq": len(steps_for(job.job_type)) - 1,
+                    "epoch": tx.epoch,
+                    "now": now,
+                },
+            )
+        _update_job(
+            tx,
+            job.id,
+            {
+                **changes,
+                "state": ending.state.value,
+                "error_step": None if failed is None else failed.value,
+                "error_code": 0 if failed is None else 1,
+                "error_description": ending.reason,
+                "steps_done": json.dumps(steps_done),
+                "current_step": "" if failed is None else failed.value,
+                "changed_at": now,
+                "finished_at": now,
+            },
+        )
+        reason = f": {ending.reason}" if ending.reason else ""
+        tx.audit(f"job {job.id} ended {ending.state.value}{reason}")
 
     def cancel(self, job_id: int, user: str) -> Job:
         """Terminate a queued job; running and finished jobs cannot be cancelled."""
@@ -381,6 +443,13 @@ class JobJournal:
                 {"now": now},
             )
         return [_job(r) for r in rows]
+
+
+def _update_job(tx: FencedTx, job_id: int, sets: Mapping[str, Any]) -> None:
+    # Column names come from this module and from StepOutcome.job_changes (code, never input).
+    assignments = ", ".join(f"{column} = %(c_{column})s" for column in sets)
+    params = {f"c_{column}": value for column, value in sets.items()}
+    tx.execute(f"UPDATE gm_jobs SET {assignments} WHERE id = %(id)s", {**params, "id": job_id})
 
 
 def _not_cancellable(job: Job) -> str:

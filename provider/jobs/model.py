@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from provider.drivers.base import DeviceState, PowerState
 
 __all__ = [
+    "DEVICE_STEPS",
     "FAILOVER_STEPS",
     "MOVE_STEPS",
     "JobState",
@@ -106,6 +107,15 @@ MOVE_STEPS = (
     Step.SCHEDULE_REDISCOVERY,
     Step.UNLOCK,
 )
+
+
+# The steps that change a device. Only these need an intent journaled (and committed) before
+# they act, and a record after: a crash between the two is the one case where the journal
+# cannot say what happened, so the next attempt must read the device first (ha-jobs-style.md
+# A.7.4). Every other step only reads (the store, or a device) and writes the store, so its
+# record and its effects commit in one transaction or not at all, and replaying it after a
+# crash does nothing twice: it needs no intent of its own (provider.jobs.steps).
+DEVICE_STEPS = frozenset({Step.POWER_OFF_SOURCE, Step.MOVE_PROFILE, Step.POWER_ON_TARGET})
 
 
 def steps_for(job_type: JobType) -> tuple[Step, ...]:

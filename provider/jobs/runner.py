@@ -1,8 +1,10 @@
 """The durable job runner: asyncio tasks over blocking steps, one running job per group.
 
-While this node is active, a loop claims the oldest queued job of every domain group that has
-none running (FIFO per group; groups run concurrently) and runs each as an asyncio task whose
-steps execute in a thread pool (`provider.jobs.steps`). Each time the node becomes active
+While this node is active, a loop finds the oldest queued job of every domain group that has
+none running (FIFO per group; groups run concurrently) and runs each as an asyncio task that
+drives the whole job in one worker thread (`provider.jobs.steps.drive`, which claims the job
+in its first transaction). The loop wakes at once on a submit and at each job's end (the
+group's next job may start), and polls otherwise. Each time the node becomes active
 under a new epoch (start, takeover), it first *adopts* every job left running by any earlier
 epoch and resumes it at the first step without a recorded outcome; that step reads the
 device before acting, so a crash never repeats a power action (SPEC 4.1).
@@ -21,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -34,9 +37,9 @@ from provider.roles import Role, RoleChange
 from provider.store import FencedTx
 from provider.vcem import repository as repo
 
-from .journal import Job, JobJournal
-from .model import JobState, Step, StepFailed, next_step
-from .steps import StepContext, run_step
+from .journal import Ending, Job, JobJournal
+from .model import JobState, Step
+from .steps import StepContext, drive
 
 __all__ = ["JobRunner", "crash_hook"]
 
@@ -83,6 +86,8 @@ class JobRunner:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._recovered_epoch: int | None = None
         self._on_active = on_active  # e.g. seed the inventory, before any job runs
+        self._stopping = threading.Event()  # asked by job threads between transactions
+        self._rediscover_after = 0.0  # monotonic; rediscovery is looked for on the poll only
 
     # -- wiring --------------------------------------------------------------------------
 
@@ -113,6 +118,7 @@ class JobRunner:
                     await asyncio.wait_for(self._wake.wait(), self.poll_interval)
                 self._wake.clear()
         finally:
+            self._stopping.set()
             for task in list(self._tasks.values()):
                 task.cancel()
             self._executor.shutdown(wait=False, cancel_futures=True)
@@ -128,9 +134,14 @@ class JobRunner:
                     log.info("recovering job %d under epoch %d", job_id, epoch)
                     self._spawn(job_id)
                 self._recovered_epoch = epoch
-            for job_id in await self._in_thread(self.journal.claim):
+            # Each job claims itself in its first transaction (provider.jobs.steps.drive).
+            for job_id in await self._in_thread(self.journal.claimable):
                 self._spawn(job_id)
-            await self._rediscover()
+            # Wake-ups come with every submit and every job's end; rediscovery is due minutes
+            # later, so it is looked for at the poll interval, not on each wake-up.
+            if time.monotonic() >= self._rediscover_after:
+                self._rediscover_after = time.monotonic() + self.poll_interval
+                await self._rediscover()
         except (NotActive, Fenced):
             pass  # demoted meanwhile; the role manager has switched to standby
         except StoreError as exc:
@@ -152,50 +163,38 @@ class JobRunner:
     # -- one job -------------------------------------------------------------------------
 
     async def _run_job(self, job_id: int) -> None:
-        step: Step | None = None
+        """The whole job in one worker thread (no hop back to the loop between steps)."""
         while True:
             try:
-                job = await self._in_thread(self.journal.get, job_id)
-                if job.state.finished:
-                    return
-                journal = await self._in_thread(self.journal.journal, job_id)
-                recorded = {s for s, r in journal.items() if r.outcome is not None}
-                step = next_step(job.job_type, recorded)
-                if step is None or step is Step.UNLOCK:
-                    await self._finish(job, JobState.COMPLETED)
-                    return
-                await self._in_thread(run_step, self.context, job, step)
-            except (StepFailed, DeviceError) as exc:
-                reason = exc.reason if isinstance(exc, StepFailed) else exc.description
-                await self._fail(job_id, step, reason)
+                await self._in_thread(drive, self.context, job_id, self._stopping.is_set)
                 return
             except (NotActive, Fenced):
                 log.warning("job %d stops: this node is no longer active", job_id)
                 return
             except StoreError as exc:
-                log.warning("job %d: store error at %s, retrying: %s", job_id, step, exc)
+                log.warning("job %d: store error, retrying: %s", job_id, exc.description)
                 await asyncio.sleep(_RETRY_DELAY)
                 if self.roles.role is not Role.ACTIVE:
                     return
             except Exception as exc:
-                log.exception("job %d failed unexpectedly in %s", job_id, step)
-                await self._fail(job_id, step, f"internal error in gm-provider: {exc!r}")
+                # drive() ends the job itself when a step fails; this is a fault of ours.
+                log.exception("job %d failed unexpectedly", job_id)
+                await self._fail(job_id, f"internal error in gm-provider: {exc!r}")
                 return
 
-    async def _finish(
-        self, job: Job, state: JobState, step: Step | None = None, reason: str = ""
-    ) -> None:
-        def unlock(tx: FencedTx) -> None:
-            repo.set_lock(tx, job.domain_group, None)
+    async def _fail(self, job_id: int, reason: str) -> None:
+        def fail() -> None:
+            job = self.journal.get(job_id)
+            step = Step(job.current_step) if job.current_step else Step.CHECK_DOMAINS
 
-        await self._in_thread(self.journal.finish, job, state, unlock, step, reason)
-        log.info("job %d %s%s", job.id, state.value, f" at {step.value}: {reason}" if step else "")
+            def unlock(tx: FencedTx) -> None:
+                repo.set_lock(tx, job.domain_group, None)
 
-    async def _fail(self, job_id: int, step: Step | None, reason: str) -> None:
+            text = f"Step {step.value} failed: {reason}"
+            self.journal.advance(job, ending=Ending(JobState.EXCEPTION, unlock, step, text))
+
         try:
-            job = await self._in_thread(self.journal.get, job_id)
-            text = f"Step {step.value} failed: {reason}" if step is not None else reason
-            await self._finish(job, JobState.EXCEPTION, step or Step.CHECK_DOMAINS, text)
+            await self._in_thread(fail)
         except (NotActive, Fenced, StoreError) as exc:
             log.warning("job %d: could not record its failure (%s); recovery will", job_id, exc)
 

@@ -1,29 +1,76 @@
-"""The steps of a failover or move job: intent → act → record, each "read, then act".
+"""The steps of a failover or move job, and `drive`, which runs them: intent → act → record.
 
-`run_step` journals the intent (fenced), runs the step's act, which reads the device and acts
-only if needed (decisions in `provider.jobs.model` and `provider.vcem.spares`, both pure),
-then records the outcome together with its effects on the store (fenced, one transaction).
-A crash anywhere in between leaves an intent without an outcome; the next active runs the
-same step again, and because the act reads the device first, nothing is done twice
-(reference ha-jobs-style.md A.7.4, B.2).
+Each step's act reads what it needs (the store, the device) and acts on a device only if the
+device is not yet as wanted (decisions in `provider.jobs.model` and `provider.vcem.spares`,
+both pure); it returns an outcome and the outcome's effects on the store.
+
+Which steps need an intent. Three steps act on a device (`DEVICE_STEPS`: hard power-off,
+profile move, power-on). For those, the order is the one of reference ha-jobs-style.md A.7.4:
+the intent is committed (fenced, so we know we are active) before the device is touched, and
+the outcome is recorded after. A crash in between leaves an intent without an outcome; the
+next attempt journals the intent again (attempts + 1), reads the device, and does only what
+is left: nothing is done twice. The other steps (check domains, lock group, check product,
+pick spare, check target, schedule rediscovery, unlock) change nothing but the store, and
+their outcome and effects commit in one transaction, so a crash either kept all of it or
+none of it; replaying such a step is harmless. An intent row of their own would say nothing
+the record does not, and would cost a disk sync.
+
+So `drive` runs a job as a chain of transactions (`JobJournal.advance`), each of which
+records the device step just done, the no-device steps after it, and the intent of the next
+device step (or ends the job and unlocks the group):
+
+    T1  claim, check_domains, lock_group, check_product, intent power_off_source
+        → act: hard power-off
+    T2  record power_off_source, pick_spare (or check_target), intent move_profile
+        → act: unassign source, assign target
+    T3  record move_profile, intent power_on_target
+        → act: power on
+    T4  record power_on_target, schedule_rediscovery, unlock, Completed
+
+Claiming the job in T1 also means a queued job is only read from (never written to) until
+it is claimed; a crash before T1 commits leaves it queued, as submitted.
+
+The acts of no-device steps run just before their transaction, outside it (a device is
+never waited for inside a write transaction, and the simulator's reads are transactions of
+their own): they see the store as it was before the steps of the same transaction are
+recorded. That is correct because none of them reads what an earlier step of its
+transaction writes: check_product and pick_spare read the profile's bay, the group's
+spares and the devices, not the group's lock or the source's recorded power; check_target
+reads the target's row, not the source's; schedule_rediscovery reads only the clock and the
+job, whose changes (the target chosen by pick_spare) are passed on in memory.
+
+The device is kept apart from the journal even though the simulator stores both in one
+database: the simulator stands for real hardware, whose action can never share our
+transaction, so its state change stays a commit of its own and the crash tests exercise the
+path real drivers depend on (a crash after the device acted, before the record).
+
+Crash-test points (`[simulator] crash_at`, see `provider.jobs.runner`): for a device step,
+"intent" is after the transaction with its intent committed, "act" after the device acted,
+"record" after the transaction with its outcome committed; for a no-device step, "intent"
+is before its act, "act" after it (nothing of it committed yet), "record" after the
+transaction with its outcome committed.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from provider.drivers.base import BayRef, DeviceState, HardwareDriver, PowerState
+from provider.errors import DeviceError, Fenced, NotActive, StoreError
 from provider.store import FencedTx
 from provider.vcem import repository as repo
 from provider.vcem.inventory import PRODUCTS
 from provider.vcem.spares import Candidate, NoSpare, SourceServer, choose_spare
 
-from .journal import Job, JobJournal
+from .journal import Ending, Job, JobJournal, StepOutcome
 from .model import (
+    DEVICE_STEPS,
+    JobState,
     JobType,
     MoveAction,
     Step,
@@ -31,9 +78,13 @@ from .model import (
     move_actions,
     needs_power_off,
     needs_power_on,
+    next_step,
+    steps_for,
 )
 
-__all__ = ["StepContext", "StepResult", "run_step"]
+__all__ = ["StepContext", "StepResult", "drive"]
+
+log = logging.getLogger("gm.jobs")
 
 
 @dataclass(frozen=True)
@@ -54,13 +105,116 @@ class StepContext:
     crash: Callable[[Step, str], None] = lambda step, phase: None  # crash-test hook
 
 
-def run_step(ctx: StepContext, job: Job, step: Step) -> None:
-    ctx.journal.intent(job, step)
-    ctx.crash(step, "intent")
-    result = _ACTS[step](ctx, job)
-    ctx.crash(step, "act")
-    ctx.journal.record(job, step, result.outcome, result.detail, result.effects, result.job_changes)
-    ctx.crash(step, "record")
+def drive(ctx: StepContext, job_id: int, stopping: Callable[[], bool] = lambda: False) -> None:
+    """Run job `job_id` from where its journal says it is to its end, in this thread.
+
+    Raises NotActive / Fenced when this node is no longer active (the new active adopts the
+    job) and StoreError when the store failed (the caller retries: the journal says where
+    to go on). Every other failure ends the job in Exception with the step and the reason.
+    `stopping()` is asked between transactions (the process is shutting down)."""
+    job = ctx.journal.get(job_id)
+    if job.state.finished:
+        return
+    order = steps_for(job.job_type)
+    recorded = {s for s, r in ctx.journal.journal(job_id).items() if r.outcome is not None}
+    first = next_step(job.job_type, recorded)
+    at = len(order) - 1 if first is None else order.index(first)
+    claim = job.state is JobState.QUEUED
+    intent_journaled = False  # by our own last transaction, for order[at]
+    while not stopping():
+        outcomes: list[StepOutcome] = []
+        step = order[at]
+        if step in DEVICE_STEPS:
+            if not intent_journaled:
+                # Resuming (restart, takeover, store error): journal the intent under our
+                # epoch before touching the device; the fence proves we are still active.
+                job = _advanced(ctx.journal.advance(job, intent=step))
+                ctx.crash(step, "intent")
+            try:
+                result = _ACTS[step](ctx, job)
+            except (NotActive, Fenced, StoreError):
+                raise
+            except Exception as exc:
+                _end_in_exception(ctx, job, step, exc)
+                return
+            ctx.crash(step, "act")
+            outcomes.append(_outcome(step, result))
+            at += 1
+        # The steps that touch no device, up to the next device step or the end, go into the
+        # transaction that records the device step before them (or claims the job).
+        failure: tuple[Step, Exception] | None = None
+        while order[at] is not Step.UNLOCK and order[at] not in DEVICE_STEPS:
+            step = order[at]
+            ctx.crash(step, "intent")
+            try:
+                result = _ACTS[step](ctx, job)
+            except (NotActive, Fenced, StoreError):
+                raise  # the device outcome in `outcomes` is found again by the next attempt
+            except Exception as exc:
+                failure = (step, exc)
+                break
+            ctx.crash(step, "act")
+            outcomes.append(_outcome(step, result))
+            # A later step of this transaction may use what this one decided (the target).
+            job = replace(job, **result.job_changes)
+            at += 1
+        if failure is not None:
+            ending: Ending | None = _exception(job, *failure)
+            intent: Step | None = None
+        elif order[at] is Step.UNLOCK:
+            ending, intent = Ending(JobState.COMPLETED, _unlock(job)), None
+        else:
+            ending, intent = None, order[at]
+        advanced = ctx.journal.advance(job, outcomes, claim=claim, intent=intent, ending=ending)
+        if advanced is None:
+            return  # not claimable after all (cancelled, or its group is busy): nothing done
+        job, claim, intent_journaled = advanced, False, True
+        for outcome in outcomes:
+            ctx.crash(outcome.step, "record")
+        if ending is not None or job.state.finished:
+            _log_end(job)
+            return
+        ctx.crash(order[at], "intent")
+
+
+def _advanced(job: Job | None) -> Job:
+    if job is None:  # only a claim can be refused, and this was not one
+        raise StoreError("the job disappeared from the journal")
+    return job
+
+
+def _outcome(step: Step, result: StepResult) -> StepOutcome:
+    return StepOutcome(step, result.outcome, result.detail, result.effects, result.job_changes)
+
+
+def _unlock(job: Job) -> Callable[[FencedTx], None]:
+    def unlock(tx: FencedTx) -> None:
+        repo.set_lock(tx, job.domain_group, None)
+
+    return unlock
+
+
+def _exception(job: Job, step: Step, exc: Exception) -> Ending:
+    """Exit on error (seed 002): the job ends in Exception with the step and the reason,
+    the group unlocks in the same transaction, and nothing is rolled back."""
+    if isinstance(exc, StepFailed):
+        reason = exc.reason
+    elif isinstance(exc, DeviceError):
+        reason = exc.description
+    else:
+        log.error("job %d failed unexpectedly in %s", job.id, step.value, exc_info=exc)
+        reason = f"internal error in gm-provider: {exc!r}"
+    return Ending(JobState.EXCEPTION, _unlock(job), step, f"Step {step.value} failed: {reason}")
+
+
+def _end_in_exception(ctx: StepContext, job: Job, step: Step, exc: Exception) -> None:
+    ended = _advanced(ctx.journal.advance(job, ending=_exception(job, step, exc)))
+    _log_end(ended)
+
+
+def _log_end(job: Job) -> None:
+    where = f" at {job.error_step}: {job.error_description}" if job.error_step else ""
+    log.info("job %d %s%s", job.id, job.state.value, where)
 
 
 def _source(job: Job) -> BayRef | None:
