@@ -1,0 +1,144 @@
+"""Roles with per-domain-group scope: the users file's `groups=` field, the authorizer's
+rule (a group-bound role acts only on its groups; reads stay global; no group fails closed)
+and `gm-provider user --groups`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from provider.errors import AccessDenied, ConfigError
+from provider.http.auth import (
+    FileAuthenticator,
+    UserRecord,
+    format_users_line,
+    hash_password,
+    load_users_file,
+)
+from provider.http.messages import Principal, Via
+from provider.privileges import TableAuthorizer
+from tests.harness import ROOT
+
+
+def _principal(role: str, groups: tuple[str, ...] | None = None) -> Principal:
+    return Principal(
+        user="webops", via=Via.HTTP, peer="127.0.0.1:1", role=role, domain_groups=groups
+    )
+
+
+def test_scoped_operator_acts_in_its_groups_only() -> None:
+    authorizer = TableAuthorizer({"manageEventRules": "operator"})
+    webops = _principal("operator", ("dg-web", "dg-db"))
+    authorizer.check(webops, "manageEventRules", "dg-web")
+    authorizer.check(webops, "manageEventRules", "dg-db")
+    with pytest.raises(AccessDenied) as err:
+        authorizer.check(webops, "manageEventRules", "dg-app")
+    text = err.value.description
+    assert "dg-app" in text and "operator role" in text and "dg-web, dg-db" in text
+
+
+def test_scoped_role_without_a_group_fails_closed_but_reads_stay_global() -> None:
+    authorizer = TableAuthorizer({"moveProfile": "limited-operator"})
+    webops = _principal("group-administrator", ("dg-web",))
+    with pytest.raises(AccessDenied, match="for every domain group"):
+        authorizer.check(webops, "moveProfile", None)
+    authorizer.check(webops, "getRole", None)  # read-only actions: no scope needed
+    authorizer.check(webops, "getRole", "dg-other")
+
+
+def test_scope_never_raises_a_role() -> None:
+    authorizer = TableAuthorizer()
+    limited = _principal("limited-operator", ("dg-web",))
+    with pytest.raises(AccessDenied, match="needs the group-administrator role"):
+        authorizer.check(limited, "setMaintenance", "dg-web")
+
+
+def test_unscoped_principal_is_unchanged_by_scope() -> None:
+    authorizer = TableAuthorizer()
+    operator = _principal("operator")
+    authorizer.check(operator, "setSpare", "dg-anything")
+    authorizer.check(operator, "setSpare", None)
+
+
+def test_users_file_groups_field_round_trips_and_old_lines_still_load(tmp_path: Path) -> None:
+    hashed = hash_password("pw", n=2**4, r=1)
+    scoped = UserRecord("webops", "operator", hashed, ("dg-web", "dg-db"))
+    line = format_users_line(scoped)
+    assert line.endswith(":groups=dg-web,dg-db")
+    path = tmp_path / "users"
+    path.write_text(f"admin:administrator:{hashed}\n{line}\n", encoding="utf-8")
+    users = load_users_file(path)
+    assert users["admin"].domain_groups is None
+    assert users["webops"] == scoped
+    principal = FileAuthenticator(path).verify_basic("webops", "pw")
+    assert principal is not None and principal.domain_groups == ("dg-web", "dg-db")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (":scope=dg-web", "fourth field must be groups="),
+        (":groups=", "none empty"),
+        (":groups=dg-web,,dg-db", "none empty"),
+        (":groups=dg-web,dg-web", "listed twice"),
+        (":groups=a:b", "expected name:role"),
+    ],
+)
+def test_users_file_bad_groups_name_the_line(tmp_path: Path, extra: str, message: str) -> None:
+    hashed = hash_password("pw", n=2**4, r=1)
+    path = tmp_path / "users"
+    path.write_text(f"# users\nwebops:operator:{hashed}{extra}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_users_file(path)
+    assert f"{path}:2:" in err.value.description and message in err.value.description
+
+
+def _gm(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "provider", "--config", str(config), "user", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_user_cli_binds_group_roles_and_refuses_groups_for_global_roles(tmp_path: Path) -> None:
+    config = tmp_path / "etc" / "gm-provider.toml"
+    config.parent.mkdir()
+    users = tmp_path / "users"
+    config.write_text(
+        f'[node]\nstate_dir = "{tmp_path / "state"}"\n[security]\nusers_file = "{users}"\n',
+        encoding="utf-8",
+    )
+    assert (
+        _gm(
+            config,
+            "add",
+            "webops",
+            "--role",
+            "operator",
+            "--groups",
+            "dg-web,dg-db",
+            "--password",
+            "pw",
+        ).returncode
+        == 0
+    )
+    refused = _gm(
+        config, "add", "boss", "--role", "administrator", "--groups", "dg-web", "--password", "pw"
+    )
+    assert refused.returncode == 2 and "holds for every domain group" in refused.stderr
+    assert _gm(config, "passwd", "webops", "--password", "pw2").returncode == 0
+    assert load_users_file(users)["webops"].domain_groups == ("dg-web", "dg-db")
+    assert _gm(config, "role", "webops", "limited-operator", "--groups", "dg-db").returncode == 0
+    assert load_users_file(users)["webops"].domain_groups == ("dg-db",)
+    listed = _gm(config, "list")
+    assert listed.stdout.splitlines() == ["webops\tlimited-operator\tdg-db"]
+    assert _gm(config, "role", "webops", "operator").returncode == 0
+    assert load_users_file(users)["webops"].domain_groups is None
+    assert _gm(config, "list").stdout.splitlines() == ["webops\toperator\tall groups"]
