@@ -7,18 +7,24 @@ every enclosure), then:
 1. sequential: `--sequential` failovers one after another (each waits for its job), giving
    p50/p99 of submit → Completed as the server recorded it (TimeSubmitted →
    TimeOfLastStateChange) and as the client saw it (InvokeMethod → GetInstance says 7);
-2. burst: one failover in each of the 250 domain groups submitted at once (8 client threads),
+2. with readers: the same, one after another for `--readers-duration` seconds, while
+   `--readers` closed-loop keep-alive connections of a second process (bench/loadgen.py)
+   enumerate every GM_DeviceBay (all 16,000) as fast as the server answers; prints both the
+   failover figures and the readers' rate and latency;
+3. burst: one failover in each of the 250 domain groups submitted at once (8 client threads),
    giving the wall time until the last job completed and the per-job p50/p99 under load.
 
 SPEC 5 asks for "failover orchestration overhead in milliseconds". Figures, not assertions.
 
-    python bench/failover.py [--bays 16000] [--sequential 200] [--threads 8] [--workers 16]
+    python bench/failover.py [--bays 16000] [--sequential 200] [--readers 8]
+                             [--readers-duration 15] [--threads 8] [--workers 16]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.inventory_gen import write_inventory  # noqa: E402
+from bench.loadgen import build_post, run_load  # noqa: E402
 from tests.harness import USERS, configure  # noqa: E402
 
 BAYS_PER_ENCLOSURE = 16
@@ -61,7 +68,7 @@ def job_path(job_id: int) -> pywbem.CIMInstanceName:
 
 def server_ms(job: pywbem.CIMInstance) -> float:
     delta = job["TimeOfLastStateChange"].datetime - job["TimeSubmitted"].datetime
-    return delta.total_seconds() * 1000
+    return float(delta.total_seconds()) * 1000
 
 
 def submit(conn: pywbem.WBEMConnection, host: str) -> int:
@@ -83,15 +90,24 @@ def wait(conn: pywbem.WBEMConnection, job_id: int, timeout: float = 120) -> pywb
         time.sleep(0.001)
 
 
-def sequential(conn: pywbem.WBEMConnection, hosts: list[str]) -> None:
+def sequential(
+    conn: pywbem.WBEMConnection, hosts: list[str], until: float | None = None
+) -> tuple[list[float], list[float]]:
+    """Failovers one after another (each waits for its job), until `hosts` or time runs out."""
     server: list[float] = []
     client: list[float] = []
     for host in hosts:
+        if until is not None and time.monotonic() >= until:
+            break
         t0 = time.perf_counter()
         job = wait(conn, submit(conn, host))
         client.append((time.perf_counter() - t0) * 1000)
         server.append(server_ms(job))
-    print(f"sequential failovers: {len(hosts)}")
+    return server, client
+
+
+def print_sequential(title: str, server: list[float], client: list[float]) -> None:
+    print(f"{title}: {len(server)}")
     print(
         f"  submit -> Completed, server-recorded: p50 {pct(server, 50):.1f} ms, "
         f"p99 {pct(server, 99):.1f} ms, mean {statistics.fmean(server):.1f} ms"
@@ -100,6 +116,50 @@ def sequential(conn: pywbem.WBEMConnection, hosts: list[str]) -> None:
         f"  submit -> Completed, client-observed: p50 {pct(client, 50):.1f} ms, "
         f"p99 {pct(client, 99):.1f} ms"
     )
+
+
+ENUMERATE_BAYS = (
+    b'<?xml version="1.0" encoding="utf-8" ?>\n'
+    b'<CIM CIMVERSION="2.0" DTDVERSION="2.0"><MESSAGE ID="1001" PROTOCOLVERSION="1.0">'
+    b'<SIMPLEREQ><IMETHODCALL NAME="EnumerateInstances"><LOCALNAMESPACEPATH>'
+    b'<NAMESPACE NAME="root"/><NAMESPACE NAME="cimv2"/></LOCALNAMESPACEPATH>'
+    b'<IPARAMVALUE NAME="ClassName"><CLASSNAME NAME="GM_DeviceBay"/></IPARAMVALUE>'
+    b"</IMETHODCALL></SIMPLEREQ></MESSAGE></CIM>\n"
+)
+
+
+def readers_child(port: int, connections: int, duration: float) -> int:
+    """The readers' process: closed-loop EnumerateInstances of GM_DeviceBay."""
+    request = build_post(
+        "/cimom",
+        ENUMERATE_BAYS,
+        {
+            "CIMOperation": "MethodCall",
+            "CIMMethod": "EnumerateInstances",
+            "CIMObject": "root%2Fcimv2",
+        },
+        user="reader",
+        password=USERS["reader"][1],
+    )
+    result = run_load(request, port=port, connections=connections, duration=duration, warmup=0)
+    print(result.line(), flush=True)
+    return 0
+
+
+def with_readers(
+    conn: pywbem.WBEMConnection, port: int, hosts: list[str], readers: int, duration: float
+) -> None:
+    """Sequential failovers while a second process keeps `readers` enumerations going."""
+    command = [sys.executable, __file__, "--readers-child", str(port), str(readers)]
+    command.append(str(duration))
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as child:
+        # Let every reader have a request in flight before the first failover.
+        time.sleep(min(2.0, duration / 4))
+        server, client = sequential(conn, hosts, until=time.monotonic() + duration * 0.75)
+        out, _ = child.communicate(timeout=duration + 120)
+    title = f"sequential failovers while {readers} readers enumerate all GM_DeviceBay"
+    print_sequential(title, server, client)
+    print(f"  readers (EnumerateInstances GM_DeviceBay): {out.strip()}")
 
 
 def burst(gm_url: str, user: tuple[str, str], hosts: list[str], threads: int) -> None:
@@ -113,8 +173,8 @@ def burst(gm_url: str, user: tuple[str, str], hosts: list[str], threads: int) ->
                for j in part]  # fmt: skip
     submitted = time.perf_counter() - t0
     with ThreadPoolExecutor(threads) as pool:
-        chunks = [ids[i::threads] for i in range(threads)]
-        jobs = [j for part in pool.map(lambda js: [wait(conn(), j) for j in js], chunks)
+        id_chunks = [ids[i::threads] for i in range(threads)]
+        jobs = [j for part in pool.map(lambda js: [wait(conn(), j) for j in js], id_chunks)
                 for j in part]  # fmt: skip
     wall = time.perf_counter() - t0
     per_job = [server_ms(j) for j in jobs]
@@ -132,9 +192,14 @@ def burst(gm_url: str, user: tuple[str, str], hosts: list[str], threads: int) ->
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["--readers-child"]:
+        port, connections, duration = sys.argv[2:5]
+        return readers_child(int(port), int(connections), float(duration))
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--bays", type=int, default=16000)
     parser.add_argument("--sequential", type=int, default=200)
+    parser.add_argument("--readers", type=int, default=8, help="0: no run with readers")
+    parser.add_argument("--readers-duration", type=float, default=15.0)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--workers", type=int, default=16, help="[vcem] job_workers")
     args = parser.parse_args()
@@ -162,9 +227,13 @@ def main() -> int:
         try:
             conn = gm.connection(timeout=120)
             # A group has 4 spares (bay 16 of each enclosure): the burst fails over each
-            # group's second server, the sequential run up to three others per group.
+            # group's second server, the sequential runs up to three others per group.
             order = [groups[g][k] for k in (0, 2, 3) for g in sorted(groups)]
-            sequential(conn, order[: args.sequential])
+            first = order[: args.sequential]
+            print_sequential("sequential failovers", *sequential(conn, first))
+            if args.readers:
+                rest = order[args.sequential :]
+                with_readers(conn, gm.port, rest, args.readers, args.readers_duration)
             admin = ("admin", USERS["admin"][1])
             burst(gm.url, admin, [groups[g][1] for g in sorted(groups)], args.threads)
         finally:
