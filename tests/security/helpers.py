@@ -64,6 +64,8 @@ class Reply:
 
 
 def parse_reply(raw: bytes) -> Reply:
+    if not raw:
+        raise ConnectionError("the server closed the connection without an answer")
     head, _, body = raw.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     headers = {}
