@@ -1,13 +1,15 @@
 """The durable job runner: asyncio tasks over blocking steps, one running job per group.
 
 While this node is active, a loop finds the oldest queued job of every domain group that has
-none running (FIFO per group; groups run concurrently) and runs each as an asyncio task that
-drives the whole job in one worker thread (`provider.jobs.steps.drive`, which claims the job
-in its first transaction). The loop wakes at once on a submit and at each job's end (the
-group's next job may start), and polls otherwise. Each time the node becomes active
-under a new epoch (start, takeover), it first *adopts* every job left running by any earlier
-epoch and resumes it at the first step without a recorded outcome; that step reads the
-device before acting, so a crash never repeats a power action (SPEC 4.1).
+none running (FIFO per group; groups run concurrently) and drives each whole job in one
+worker thread (`provider.jobs.steps.drive`, which claims the job in its first transaction).
+A submit starts its job at once from a worker thread, and a job's thread starts its group's
+next job when it ends: neither waits for the asyncio loop, which may be busy rendering a
+large enumeration. The loop itself does recovery, a fallback poll, and rediscovery. Each
+time the node becomes active under a new epoch (start, takeover), it first *adopts* every
+job left running by any earlier epoch and resumes it at the first step without a recorded
+outcome; that step reads the device before acting, so a crash never repeats a power action
+(SPEC 4.1).
 
 Exit on error (seed 002 "Exit on error"): a step that fails ends the job in Exception with the
 step and the reason, and the same transaction unlocks the group; nothing is rolled back. If
@@ -81,7 +83,8 @@ class JobRunner:
         self.roles = roles
         self.poll_interval = poll_interval
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="gm-jobs")
-        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._running: set[int] = set()  # started jobs, queued in the pool or running
+        self._lock = threading.Lock()  # guards _running
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._recovered_epoch: int | None = None
@@ -92,19 +95,34 @@ class JobRunner:
     # -- wiring --------------------------------------------------------------------------
 
     def wake(self) -> None:
-        """Look for work now (after a submit); callable from any thread."""
-        if self._loop is not None and self._wake is not None:
+        """Look for work now (after a submit); callable from any thread.
+
+        Once this epoch's recovery is done, the claimable jobs are started straight from a
+        worker thread: the event loop may be busy for a long while (it renders whole
+        enumerations between two awaits), and a job need not wait for it."""
+        if self._recovered_epoch is not None and self._recovered_epoch == self._epoch():
+            self._submit(self._start_claimable)
+        elif self._loop is not None and self._wake is not None:
             self._loop.call_soon_threadsafe(self._wake.set)
 
+    def _epoch(self) -> int | None:
+        return int(self.roles.epoch) if self.roles.role is Role.ACTIVE else None
+
     def _on_role_change(self, change: RoleChange) -> None:
-        if change.new is Role.ACTIVE:
-            self.wake()
+        if change.new is Role.ACTIVE and self._loop is not None and self._wake is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)  # recovery first, on the loop
+
+    def _submit(self, fn: Callable[..., object], *args: Any) -> None:
+        if self._stopping.is_set():
+            return
+        with contextlib.suppress(RuntimeError):  # the pool has shut down: we are stopping
+            self._executor.submit(fn, *args)
 
     async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, fn, *args)
 
-    # -- the loop ------------------------------------------------------------------------
+    # -- the loop: recovery, polling, rediscovery ------------------------------------------
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -119,8 +137,6 @@ class JobRunner:
                 self._wake.clear()
         finally:
             self._stopping.set()
-            for task in list(self._tasks.values()):
-                task.cancel()
             self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def _round(self) -> None:
@@ -132,13 +148,11 @@ class JobRunner:
                 # Start or takeover: adopt what earlier epochs left running (B.2 item 5).
                 for job_id in await self._in_thread(self.journal.adopt):
                     log.info("recovering job %d under epoch %d", job_id, epoch)
-                    self._spawn(job_id)
+                    self._start(job_id)
                 self._recovered_epoch = epoch
-            # Each job claims itself in its first transaction (provider.jobs.steps.drive).
-            for job_id in await self._in_thread(self.journal.claimable):
-                self._spawn(job_id)
-            # Wake-ups come with every submit and every job's end; rediscovery is due minutes
-            # later, so it is looked for at the poll interval, not on each wake-up.
+            # The fallback: submits and job ends start the next jobs themselves (wake).
+            await self._in_thread(self._start_claimable)
+            # Rediscovery is due minutes after a job: looked for at the poll interval.
             if time.monotonic() >= self._rediscover_after:
                 self._rediscover_after = time.monotonic() + self.poll_interval
                 await self._rediscover()
@@ -147,43 +161,55 @@ class JobRunner:
         except StoreError as exc:
             log.warning("job runner: store error, retrying: %s", exc.description)
 
-    def _spawn(self, job_id: int) -> None:
-        if job_id in self._tasks:
+    # -- starting jobs (any thread) --------------------------------------------------------
+
+    def _start_claimable(self) -> None:
+        """Start the oldest queued job of every group that has none running. Each job
+        claims itself in its first transaction (provider.jobs.steps.drive)."""
+        if self.roles.role is not Role.ACTIVE:
             return
-        task = asyncio.create_task(self._run_job(job_id), name=f"job-{job_id}")
-        self._tasks[job_id] = task
+        try:
+            for job_id in self.journal.claimable():
+                self._start(job_id)
+        except StoreError as exc:
+            log.warning("job runner: store error, the next poll retries: %s", exc.description)
 
-        def done(_: asyncio.Task[None]) -> None:
-            self._tasks.pop(job_id, None)
-            if self._wake is not None:
-                self._wake.set()  # the group may have a queued job waiting
-
-        task.add_done_callback(done)
-
-    # -- one job -------------------------------------------------------------------------
-
-    async def _run_job(self, job_id: int) -> None:
-        """The whole job in one worker thread (no hop back to the loop between steps)."""
-        while True:
-            try:
-                await self._in_thread(drive, self.context, job_id, self._stopping.is_set)
+    def _start(self, job_id: int) -> None:
+        with self._lock:
+            if job_id in self._running:
                 return
-            except (NotActive, Fenced):
-                log.warning("job %d stops: this node is no longer active", job_id)
-                return
-            except StoreError as exc:
-                log.warning("job %d: store error, retrying: %s", job_id, exc.description)
-                await asyncio.sleep(_RETRY_DELAY)
-                if self.roles.role is not Role.ACTIVE:
+            self._running.add(job_id)
+        self._submit(self._run_job, job_id)
+
+    # -- one job (a worker thread) ---------------------------------------------------------
+
+    def _run_job(self, job_id: int) -> None:
+        """The whole job in this worker thread, then the group's next job (if any)."""
+        try:
+            while not self._stopping.is_set():
+                try:
+                    drive(self.context, job_id, self._stopping.is_set)
+                    break
+                except (NotActive, Fenced):
+                    log.warning("job %d stops: this node is no longer active", job_id)
                     return
-            except Exception as exc:
-                # drive() ends the job itself when a step fails; this is a fault of ours.
-                log.exception("job %d failed unexpectedly", job_id)
-                await self._fail(job_id, f"internal error in gm-provider: {exc!r}")
-                return
+                except StoreError as exc:
+                    log.warning("job %d: store error, retrying: %s", job_id, exc.description)
+                    self._stopping.wait(_RETRY_DELAY)
+                    if self.roles.role is not Role.ACTIVE:
+                        return
+                except Exception as exc:
+                    # drive() ends the job itself when a step fails; this is a fault of ours.
+                    log.exception("job %d failed unexpectedly", job_id)
+                    self._fail(job_id, f"internal error in gm-provider: {exc!r}")
+                    break
+        finally:
+            with self._lock:
+                self._running.discard(job_id)
+        self._start_claimable()  # the group may have a queued job waiting: start it now
 
-    async def _fail(self, job_id: int, reason: str) -> None:
-        def fail() -> None:
+    def _fail(self, job_id: int, reason: str) -> None:
+        try:
             job = self.journal.get(job_id)
             step = Step(job.current_step) if job.current_step else Step.CHECK_DOMAINS
 
@@ -192,9 +218,6 @@ class JobRunner:
 
             text = f"Step {step.value} failed: {reason}"
             self.journal.advance(job, ending=Ending(JobState.EXCEPTION, unlock, step, text))
-
-        try:
-            await self._in_thread(fail)
         except (NotActive, Fenced, StoreError) as exc:
             log.warning("job %d: could not record its failure (%s); recovery will", job_id, exc)
 
