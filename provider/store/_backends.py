@@ -212,33 +212,33 @@ class SqliteConnection:
 
     def begin(self, write: bool) -> None:
         try:
+            # A read transaction is one WAL snapshot; query_only makes a stray write fail
+            # here as it does in PostgreSQL's READ ONLY transaction.
+            self._query_only(not write)
             if write:
                 # IMMEDIATE takes the database's write lock now (waiting up to busy_timeout),
                 # so two writers never both read and then fail to upgrade: writers are
                 # serialised, and everything a writer reads stays true until it commits.
                 self._db.execute("BEGIN IMMEDIATE")
             else:
-                # A read transaction is one WAL snapshot; query_only makes a stray write fail
-                # here as it does in PostgreSQL's READ ONLY transaction.
-                self._db.execute("PRAGMA query_only = ON")
-                self._read_only = True
                 self._db.execute("BEGIN")
         except sqlite3.Error as exc:
-            self._leave_read_only()
             raise self._map(exc) from exc
 
-    def _leave_read_only(self) -> None:
-        if self._read_only:
-            self._read_only = False
-            self._db.execute("PRAGMA query_only = OFF")
+    def _query_only(self, on: bool) -> None:
+        # Setting the pragma, even to the value it has, expires every prepared statement of
+        # the connection: the next read re-prepares its query (~100-150 µs for a join, more
+        # than the read itself). So it changes only when a transaction of the other kind
+        # begins; between transactions the connection keeps the mode of its last one.
+        if self._read_only != on:
+            self._db.execute("PRAGMA query_only = ON" if on else "PRAGMA query_only = OFF")
+            self._read_only = on
 
     def commit(self) -> None:
         try:
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             raise self._map(exc) from exc
-        finally:
-            self._leave_read_only()
 
     def rollback(self) -> None:
         try:
@@ -246,8 +246,6 @@ class SqliteConnection:
                 self._db.execute("ROLLBACK")
         except sqlite3.Error as exc:
             raise self._map(exc) from exc
-        finally:
-            self._leave_read_only()
 
     def run(self, sql: str, params: Mapping[str, Any]) -> tuple[list[Row], int]:
         text = translate(sql, "sqlite")
