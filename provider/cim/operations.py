@@ -213,7 +213,9 @@ def _typed_intrinsic(op: str, params: Mapping[str, Any]) -> dict[str, Any]:
             raise InvalidParameter(f"{op} has no parameter {raw_name}.")
         kind = signature[name][0]
         if value is None:
-            typed[name] = None if kind != _B else signature[name][1]
+            # An empty IPARAMVALUE is NULL: the parameter's default, as if it were absent
+            # (an empty MaxObjectCount of an Open* operation is 0, not "no limit").
+            typed[name] = signature[name][1]
             continue
         typed[name] = _convert_intrinsic(kind, value, name)
     return typed
