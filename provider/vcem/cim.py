@@ -201,9 +201,8 @@ class _Profiles(InstanceProvider):
         self.store = store
 
     def enumerate(self, ctx: OperationContext, classname: str) -> Iterable[Row]:
-        with self.store.read() as tx:
-            rows = repo.list_profiles(tx)
-        for p in rows:
+        # A page at a time, as the bays: bounded memory for 16,000 profiles.
+        for p in repo.iter_profiles(self.store):
             yield {
                 "Name": p.name,
                 "DomainGroup": p.group,
