@@ -877,40 +877,82 @@ def _is_out_only(param: Any) -> bool:
     return q_in is not None and q_in.value is False
 
 
+@dataclass(frozen=True, slots=True)
+class _Parameter:
+    name: str
+    cimtype: str
+    is_array: bool
+    out_only: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Declaration:
+    """A METHOD's parameters in plain dicts, read on every call of it."""
+
+    by_lower: dict[str, _Parameter]
+    inputs: tuple[str, ...]
+    required: tuple[str, ...]
+
+
+# pywbem's case-insensitive dicts and qualifier lookups cost ~40 µs per call of a method;
+# the repository's declarations live as long as the process, so each is read once.
+_DECLARATIONS: dict[int, tuple[CIMMethod, _Declaration]] = {}
+
+
+def _declaration(decl: CIMMethod) -> _Declaration:
+    entry = _DECLARATIONS.get(id(decl))
+    if entry is not None and entry[0] is decl:
+        return entry[1]
+    params = [
+        _Parameter(p.name, p.type, bool(p.is_array), _is_out_only(p))
+        for p in decl.parameters.values()
+    ]
+    declaration = _Declaration(
+        {p.name.lower(): p for p in params},
+        tuple(p.name for p in params if not p.out_only),
+        tuple(
+            p.name
+            for p in decl.parameters.values()
+            if (q := p.qualifiers.get("Required")) is not None and q.value
+        ),
+    )
+    if len(_DECLARATIONS) < 1024:
+        _DECLARATIONS[id(decl)] = (decl, declaration)
+    return declaration
+
+
 def _typed_method_params(decl: CIMMethod, call: ExtrinsicCall) -> dict[str, Any]:
-    declared = {name.lower(): param for name, param in decl.parameters.items()}
+    declaration = _declaration(decl)
     params: dict[str, Any] = {}
     for pv in call.params:
-        param = declared.get(pv.name.lower())
-        if param is None or _is_out_only(param):
-            inputs = [p.name for p in decl.parameters.values() if not _is_out_only(p)]
+        param = declaration.by_lower.get(pv.name.lower())
+        if param is None or param.out_only:
             raise InvalidParameter(
                 f"{decl.name} has no input parameter {pv.name}; its inputs are "
-                f"{', '.join(inputs) or 'none'}."
+                f"{', '.join(declaration.inputs) or 'none'}."
             )
         if param.name in params:
             raise InvalidParameter(f"Parameter {param.name} is given twice.")
         params[param.name] = typed_value(
-            pv.value, param.type, bool(param.is_array), f"Parameter {param.name}"
+            pv.value, param.cimtype, param.is_array, f"Parameter {param.name}"
         )
-    for param in decl.parameters.values():
-        required = param.qualifiers.get("Required")
-        if required is not None and required.value and params.get(param.name) is None:
-            raise InvalidParameter(f"{decl.name} needs the {param.name} parameter.")
+    for name in declaration.required:
+        if params.get(name) is None:
+            raise InvalidParameter(f"{decl.name} needs the {name} parameter.")
     return params
 
 
 def _method_response(
     decl: CIMMethod, spec: MethodSpec, return_value: int, out: Mapping[str, Any]
 ) -> MethodResponse:
-    declared = {name.lower(): param for name, param in decl.parameters.items()}
+    declared = _declaration(decl).by_lower
     params: list[OutParam] = []
     for name, value in out.items():
         param = declared.get(name.lower())
         if param is None:
             raise ValueError(f"{spec.name} returned undeclared out parameter {name}")
-        typed = typed_value(value, param.type, bool(param.is_array), name)
-        params.append(OutParam(param.name, param.type, typed))
+        typed = typed_value(value, param.cimtype, param.is_array, name)
+        params.append(OutParam(param.name, param.cimtype, typed))
     return MethodResponse(
         decl.return_type,
         typed_value(return_value, decl.return_type, False, "ReturnValue"),

@@ -44,6 +44,7 @@ class ClassRepository:
         self._namespaces = {ns.lower(): ns for ns in classes}
         self._types: dict[tuple[str, str], dict[str, PropertyType]] = {}
         self._keys: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._methods: dict[tuple[str, str], dict[str, CIMMethod]] = {}
         for ns, by_name in classes.items():
             for lname, cls in by_name.items():
                 types = {
@@ -130,10 +131,12 @@ class ClassRepository:
 
     def method(self, namespace: str, classname: str, name: str) -> CIMMethod | None:
         cls = self.resolved(namespace, classname)
-        for method in cls.methods.values():
-            if method.name.lower() == name.lower():
-                return method
-        return None
+        # pywbem's case-insensitive dict costs ~15 µs to search per call: index once per class.
+        key = (self.namespace(namespace).lower(), cls.classname.lower())
+        methods = self._methods.get(key)
+        if methods is None:
+            methods = self._methods[key] = {m.name.lower(): m for m in cls.methods.values()}
+        return methods.get(name.lower())
 
     # ---- GetClass / EnumerateClasses ----
 
