@@ -231,6 +231,11 @@ class RoleManager:
         self._notify(change)
 
     def _check_deadline(self) -> None:
+        # Read on every method call (role, the role gate): the common answers need no lock.
+        # Not active, there is no deadline to pass; active and before it, nothing changes.
+        # Only a deadline that looks passed is decided under the lock.
+        if self._machine.role is not Role.ACTIVE or self._clock() < self._deadline:
+            return
         with self._state_lock:
             expired = self._machine.role is Role.ACTIVE and self._clock() >= self._deadline
             change = self._process_locked(Event.LEASE_EXPIRED) if expired else None
