@@ -690,6 +690,11 @@ class _Connection(asyncio.Protocol):
                     self._writelines((b"%x\r\n" % len(chunk), chunk, b"\r\n"))
                     if self._write_paused:
                         await self._drain()
+                    else:
+                        # Let other connections in between chunks: a 16,000-bay enumeration
+                        # to a fast reader would otherwise hold the event loop for its whole
+                        # ~250 ms, and every other request (a failover's submit) would wait.
+                        await asyncio.sleep(0)
         except Exception:
             # The status line is gone already; an unfinished chunked body is how HTTP/1.1 says
             # "this response is broken" (RFC 9112 §8: the message is incomplete).
