@@ -12,6 +12,7 @@ sends no PARAMTYPE and Pegasus-style request files put whitespace around values.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import secrets
 import time
@@ -832,6 +833,8 @@ class CimOperations:
             )
         params = _typed_method_params(decl, call)
         scope = params.get(spec.scope_param) if spec.scope_param else None
+        if scope is None and spec.scope is not None:
+            scope = await asyncio.to_thread(spec.scope, params)
         self.authorizer.check(ctx.principal, spec.action_name, scope)
         if spec.changes_state:
             self.gate.require_active(spec.what)

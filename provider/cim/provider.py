@@ -85,7 +85,8 @@ class MethodSpec:
 
     `what` completes "Only an active Group Manager can <what>." for a standby's refusal;
     `action` is the name the Authorizer knows (default: the method name); `scope_param`
-    names the input parameter whose value scopes the privilege (e.g. a domain group)."""
+    names the input parameter whose value scopes the privilege (e.g. a domain group), and
+    `scope` derives that group when no parameter names it directly."""
 
     name: str
     handler: MethodHandler
@@ -93,6 +94,10 @@ class MethodSpec:
     what: str = ""
     action: str = ""
     scope_param: str | None = None
+    # Finds the domain group the call acts on from its parameters (a bay, host, profile or
+    # job), for principals whose role is bound to groups; None when it names nothing known.
+    # Blocking (reads the store): the CIM layer runs it in a worker thread.
+    scope: Callable[[Mapping[str, Any]], str | None] | None = None
 
     @property
     def action_name(self) -> str:

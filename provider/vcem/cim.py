@@ -369,11 +369,39 @@ def _register(
         await asyncio.to_thread(service.cancel, int(params["JobID"]), ctx.user)
         return MethodOutcome(0)
 
+    def group_of(params: Mapping[str, Any]) -> str | None:
+        """The domain group a call acts on, for users whose role is bound to groups
+        (reference §4.1 "Scope: Group"); None when the parameters name nothing known."""
+        with store.read() as tx:
+            if params.get("JobID") is not None:
+                try:
+                    return journal.get(int(params["JobID"]), tx).domain_group
+                except NotFound:
+                    return None
+            if params.get("ProfileName") is not None:
+                prof = repo.profile(tx, str(params["ProfileName"]))
+                return prof.group if prof is not None else None
+            row = None
+            enclosure = text(params, "EnclosureName")
+            if enclosure is not None and params.get("BayName") is not None:
+                row = repo.bay(tx, enclosure, str(params["BayName"]))
+            elif params.get("HostName") is not None:
+                row = repo.bay_by_host(tx, str(params["HostName"]))
+            elif params.get("IPAddress") is not None:
+                row = repo.bay_by_ip(tx, str(params["IPAddress"]))
+            return row.group if row is not None else None
+
     for spec in (
-        MethodSpec("failoverProfile", failover, True, "fail over a server profile"),
-        MethodSpec("moveProfile", move, True, "move a server profile"),
-        MethodSpec("setSpare", set_spare, True, "change spare designations"),
-        MethodSpec("setMaintenance", set_maintenance, True, "change domain maintenance"),
-        MethodSpec("cancelJob", cancel, True, "cancel a job"),
+        MethodSpec("failoverProfile", failover, True, "fail over a server profile", scope=group_of),
+        MethodSpec("moveProfile", move, True, "move a server profile", scope=group_of),
+        MethodSpec("setSpare", set_spare, True, "change spare designations", scope=group_of),
+        MethodSpec(
+            "setMaintenance",
+            set_maintenance,
+            True,
+            "change domain maintenance",
+            scope_param="DomainGroup",
+        ),
+        MethodSpec("cancelJob", cancel, True, "cancel a job", scope=group_of),
     ):
         registry.add_method(NS, _MANAGER, spec)

@@ -150,11 +150,30 @@ def test_group_bound_operator_acts_only_in_its_group(gm: ProviderHandle) -> None
         )
     assert err.value.status_code == ACCESS_DENIED
     assert "dg-db" in err.value.status_description and "dg-web" in err.value.status_description
-    # A method that names no domain group is refused to a group-bound role (fails closed).
-    # setSpare needs the operator, which webops holds, but names no group: refused.
+    # A method naming a bay (or host, profile, job) is scoped to the bay's group.
+    rv, _ = conn.InvokeMethod(
+        "setSpare", "GM_GroupManager", EnclosureName="enc01", BayName="12", IsSpare=True
+    )
+    assert rv == 0
     with pytest.raises(pywbem.CIMError) as err:
         conn.InvokeMethod(
-            "setSpare", "GM_GroupManager", EnclosureName="enc01", BayName="12", IsSpare=False
+            "setSpare", "GM_GroupManager", EnclosureName="enc04", BayName="8", IsSpare=True
+        )
+    assert err.value.status_code == ACCESS_DENIED and "dg-db" in err.value.status_description
+    with pytest.raises(pywbem.CIMError) as err:
+        conn.InvokeMethod(
+            "moveProfile",
+            "GM_GroupManager",
+            ProfileName="db01-profile",
+            TargetEnclosureName="enc04",
+            TargetBayName="8",
+            PowerOn=False,
+        )
+    assert err.value.status_code == ACCESS_DENIED and "dg-db" in err.value.status_description
+    # A call that names no known group is refused to a group-bound role (fails closed).
+    with pytest.raises(pywbem.CIMError) as err:
+        conn.InvokeMethod(
+            "setSpare", "GM_GroupManager", EnclosureName="enc99", BayName="1", IsSpare=False
         )
     assert err.value.status_code == ACCESS_DENIED
     assert "for every domain group" in err.value.status_description
