@@ -33,13 +33,17 @@ from lxml import etree
 from cli.wbemexec import encode_uri
 from provider.paths import default_socket_path
 
-__all__ = ["CimClient", "CimError", "ClientError", "Param", "keys"]
+__all__ = ["AuthenticationFailed", "CimClient", "CimError", "ClientError", "Param", "keys"]
 
 _INT_TYPES = {"uint8", "uint16", "uint32", "uint64", "sint8", "sint16", "sint32", "sint64"}
 
 
 class ClientError(Exception):
     """The request did not get a CIM-XML answer (connection, HTTP status, bad XML)."""
+
+
+class AuthenticationFailed(ClientError):
+    """HTTP 401: no credentials, or wrong ones."""
 
 
 class CimError(Exception):
@@ -173,12 +177,14 @@ class CimClient:
         password: str | None = None,
         namespace: str = "root/cimv2",
         timeout: float = 60.0,
+        cafile: str | None = None,
     ) -> None:
         self.url = url
         self.user = user
         self.password = password
         self.namespace = namespace
         self.timeout = timeout
+        self.cafile = cafile or os.environ.get("GM_CA_FILE") or None  # HTTPS trust
 
     def _connection(self) -> http.client.HTTPConnection:
         if self.url is None:
@@ -186,7 +192,7 @@ class CimClient:
         parts = urllib.parse.urlsplit(self.url if "://" in self.url else f"http://{self.url}")
         host = parts.hostname or "127.0.0.1"
         if parts.scheme == "https":
-            context = ssl.create_default_context(cafile=os.environ.get("GM_CA_FILE") or None)
+            context = ssl.create_default_context(cafile=self.cafile)
             return http.client.HTTPSConnection(
                 host, parts.port or 5989, timeout=self.timeout, context=context
             )
@@ -215,6 +221,10 @@ class CimClient:
             raise ClientError(f"cannot reach the Group Manager at {self._where()}: {exc}") from exc
         finally:
             conn.close()
+        if response.status == 401:
+            raise AuthenticationFailed(
+                f"{self._where()} refused the credentials (HTTP 401): give a user and password"
+            )
         if response.status != 200:
             detail = urllib.parse.unquote(response.getheader("PGErrorDetail") or "")
             error = response.getheader("CIMError") or ""

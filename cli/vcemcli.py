@@ -27,28 +27,22 @@ are `-hostname` and `-ipaddress`. Exit codes (VCEM's are unknown; §2.5 proposal
     6  --wait: the job ended in Exception or was cancelled
     7  --wait: the job did not end within --timeout
 
-The client speaks CIM-XML (DSP0200/DSP0201) itself, over http.client, because pywbem's
-WBEMConnection cannot use a Unix socket; the reply is parsed with lxml.
+The client is `cli._client.CimClient` (shared with icapmanage): it speaks CIM-XML itself,
+because pywbem's WBEMConnection cannot use a Unix socket.
 """
 
 from __future__ import annotations
 
-import base64
-import http.client
-import socket
-import ssl
 import sys
 import time
 import urllib.parse
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from lxml import etree
+from cli._client import AuthenticationFailed, CimClient, CimError, ClientError, Param, keys
 
-from provider.paths import default_socket_path
-
-__all__ = ["CimClient", "CimError", "UsageError", "main"]
+__all__ = ["UsageError", "main"]
 
 NAMESPACE = "root/cimv2"
 MANAGER = "GM_GroupManager"
@@ -66,174 +60,6 @@ _TERMINAL = (7, 8, 10)
 
 class UsageError(Exception):
     pass
-
-
-class CimError(Exception):
-    def __init__(self, status: int, description: str) -> None:
-        super().__init__(description)
-        self.status = status
-        self.description = description
-
-
-class ClientError(Exception):
-    """Could not talk to the server (connection, HTTP status, malformed reply)."""
-
-    def __init__(self, message: str, exit_code: int = EXIT_CONNECT) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-# -- transport -----------------------------------------------------------------------------
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self.path)
-        self.sock = sock
-
-
-@dataclass
-class CimClient:
-    """One CIM-XML client: a URL (http/https) or the local Unix socket."""
-
-    url: str | None = None
-    user: str | None = None
-    password: str | None = None
-    cafile: str | None = None
-    timeout: float = 30.0
-    _message_id: int = field(default=1000, init=False)
-
-    def _connection(self) -> http.client.HTTPConnection:
-        if self.url is None:
-            return _UnixConnection(str(default_socket_path()), self.timeout)
-        parsed = urllib.parse.urlsplit(self.url)
-        host = parsed.hostname or "127.0.0.1"
-        if parsed.scheme == "https":
-            context = ssl.create_default_context(cafile=self.cafile)
-            return http.client.HTTPSConnection(
-                host, parsed.port or 5989, timeout=self.timeout, context=context
-            )
-        if parsed.scheme != "http":
-            raise UsageError(f"-s needs an http:// or https:// URL, not {self.url!r}")
-        return http.client.HTTPConnection(host, parsed.port or 5988, timeout=self.timeout)
-
-    def _post(self, method: str, cim_object: str, body: bytes) -> etree._Element:
-        headers = {
-            "Content-Type": 'application/xml; charset="utf-8"',
-            "CIMProtocolVersion": "1.0",
-            "CIMOperation": "MethodCall",
-            "CIMMethod": urllib.parse.quote(method),
-            "CIMObject": urllib.parse.quote(cim_object, safe=""),
-        }
-        if self.user is not None:
-            token = base64.b64encode(f"{self.user}:{self.password or ''}".encode()).decode()
-            headers["Authorization"] = f"Basic {token}"
-        conn = self._connection()
-        where = self.url or str(default_socket_path())
-        try:
-            conn.request("POST", "/cimom", body=body, headers=headers)
-            response = conn.getresponse()
-            data = response.read()
-        except OSError as exc:
-            raise ClientError(f"cannot reach the Group Manager at {where}: {exc}") from exc
-        finally:
-            conn.close()
-        if response.status == 401:
-            raise ClientError("authentication failed: give -u user -p password", EXIT_AUTH)
-        if response.status != 200:
-            detail = urllib.parse.unquote(response.getheader("PGErrorDetail") or "")
-            raise ClientError(f"HTTP {response.status} {response.reason}: {detail}".rstrip(": "))
-        try:
-            root = etree.fromstring(data, etree.XMLParser(resolve_entities=False, no_network=True))
-        except etree.XMLSyntaxError as exc:
-            raise ClientError(f"the reply is not CIM-XML: {exc}") from exc
-        error = root.find(".//ERROR")
-        if error is not None:
-            raise CimError(int(error.get("CODE", "1")), error.get("DESCRIPTION", ""))
-        return root
-
-    def _envelope(self, call: etree._Element) -> bytes:
-        self._message_id += 1
-        cim = etree.Element("CIM", CIMVERSION="2.0", DTDVERSION="2.0")
-        message = etree.SubElement(cim, "MESSAGE", ID=str(self._message_id), PROTOCOLVERSION="1.0")
-        etree.SubElement(message, "SIMPLEREQ").append(call)
-        return bytes(etree.tostring(cim, xml_declaration=True, encoding="utf-8"))
-
-    def invoke(self, method: str, params: dict[str, tuple[str, Any]]) -> tuple[int, dict[str, Any]]:
-        """A static GM_GroupManager method; params: name -> (CIM type, value)."""
-        call = etree.Element("METHODCALL", NAME=method)
-        path = etree.SubElement(call, "LOCALCLASSPATH")
-        path.append(_local_namespace())
-        etree.SubElement(path, "CLASSNAME", NAME=MANAGER)
-        for name, (cimtype, value) in params.items():
-            param = etree.SubElement(call, "PARAMVALUE", NAME=name, PARAMTYPE=cimtype)
-            etree.SubElement(param, "VALUE").text = _text(value)
-        root = self._post(method, f"{NAMESPACE}:{MANAGER}", self._envelope(call))
-        response = root.find(".//METHODRESPONSE")
-        if response is None:
-            raise ClientError("the reply has no METHODRESPONSE")
-        out: dict[str, Any] = {}
-        for param in response.findall("PARAMVALUE"):
-            value = param.find("VALUE")
-            key = param.find(".//KEYVALUE")
-            out[param.get("NAME", "")] = (
-                value.text if value is not None else key.text if key is not None else None
-            )
-        returned = response.find("RETURNVALUE/VALUE")
-        return int(returned.text or "0") if returned is not None else 0, out
-
-    def get_job(self, job_id: int) -> dict[str, Any]:
-        call = etree.Element("IMETHODCALL", NAME="GetInstance")
-        call.append(_local_namespace())
-        param = etree.SubElement(call, "IPARAMVALUE", NAME="InstanceName")
-        name = etree.SubElement(param, "INSTANCENAME", CLASSNAME=JOB_CLASS)
-        binding = etree.SubElement(name, "KEYBINDING", NAME="InstanceID")
-        etree.SubElement(binding, "KEYVALUE", VALUETYPE="string").text = f"{JOB_PREFIX}{job_id}"
-        root = self._post("GetInstance", NAMESPACE, self._envelope(call))
-        instance = root.find(".//INSTANCE")
-        if instance is None:
-            raise ClientError("the reply has no INSTANCE")
-        return _properties(instance)
-
-    def jobs(self) -> list[dict[str, Any]]:
-        call = etree.Element("IMETHODCALL", NAME="EnumerateInstances")
-        call.append(_local_namespace())
-        param = etree.SubElement(call, "IPARAMVALUE", NAME="ClassName")
-        etree.SubElement(param, "CLASSNAME", NAME=JOB_CLASS)
-        root = self._post("EnumerateInstances", NAMESPACE, self._envelope(call))
-        return [_properties(i) for i in root.iter("INSTANCE")]
-
-
-def _local_namespace() -> etree._Element:
-    path = etree.Element("LOCALNAMESPACEPATH")
-    for part in NAMESPACE.split("/"):
-        etree.SubElement(path, "NAMESPACE", NAME=part)
-    return path
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    return str(value)
-
-
-def _properties(instance: etree._Element) -> dict[str, Any]:
-    props: dict[str, Any] = {}
-    for prop in instance:
-        name = prop.get("NAME", "")
-        if prop.tag == "PROPERTY":
-            value = prop.find("VALUE")
-            props[name] = None if value is None else (value.text or "")
-        elif prop.tag == "PROPERTY.ARRAY":
-            array = prop.find("VALUE.ARRAY")
-            props[name] = None if array is None else [v.text or "" for v in array]
-    return props
 
 
 # -- command line ----------------------------------------------------------------------------
@@ -333,6 +159,10 @@ def describe_job(job: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def get_job(client: CimClient, job_id: int) -> dict[str, Any]:
+    return client.get_instance(JOB_CLASS, keys(InstanceID=f"{JOB_PREFIX}{job_id}"))
+
+
 def wait_for(
     client: CimClient, job_id: int, timeout: float, out: Callable[[str], None], poll: float = 0.2
 ) -> int:
@@ -340,7 +170,7 @@ def wait_for(
     deadline = time.monotonic() + timeout
     last = ""
     while True:
-        job = client.get_job(job_id)
+        job = get_job(client, job_id)
         line = f"Job {job_id}: {_state(job)}"
         if job.get("CurrentStep") and int(job.get("JobState") or 0) not in _TERMINAL:
             line += f", step {job['CurrentStep']} ({job.get('PercentComplete')}%)"
@@ -358,9 +188,13 @@ def wait_for(
         time.sleep(poll)
 
 
+def _params(params: dict[str, tuple[str, Any]]) -> list[Param]:
+    return [Param(name, cimtype, value) for name, (cimtype, value) in params.items()]
+
+
 def _submitted(client: CimClient, cmd: Command, method: str, params: dict[str, Any],
                what: str, out: Callable[[str], None]) -> int:  # fmt: skip
-    _, result = client.invoke(method, params)
+    _, result = client.invoke(method, _params(params))
     job_id = int(result.get("JobID") or 0)
     # "its job number is returned so you can check the job status" (WP-NEW-6).
     out(f"Job {job_id} submitted: {what}.")
@@ -396,15 +230,15 @@ def run(cmd: Command, client: CimClient, out: Callable[[str], None]) -> int:
         return _submitted(client, cmd, "moveProfile", params, what, out)
     if cmd.verb == "-show job":
         if "-jobid" in cmd.values:
-            out(describe_job(client.get_job(_job_id(cmd.values["-jobid"]))))
+            out(describe_job(get_job(client, _job_id(cmd.values["-jobid"]))))
         else:
-            for job in client.jobs():
+            for job in client.enumerate_instances(JOB_CLASS):
                 out(f"{job.get('JobID'):>6}  {_state(job):<10}  {job.get('PercentComplete'):>3}%  "
                     f"{job.get('DomainGroup')}  {job.get('Name')}")  # fmt: skip
         return EXIT_OK
     if cmd.verb == "-cancel job":
         (job_id,) = cmd.need("-jobid")
-        client.invoke("cancelJob", {"JobID": ("uint32", _job_id(job_id))})
+        client.invoke("cancelJob", [Param("JobID", "uint32", _job_id(job_id))])
         out(f"Job {job_id} cancelled.")
         return EXIT_OK
     if cmd.verb in ("-add spare", "-remove spare"):
@@ -412,8 +246,8 @@ def run(cmd: Command, client: CimClient, out: Callable[[str], None]) -> int:
         spare = cmd.verb == "-add spare"
         client.invoke(
             "setSpare",
-            {"EnclosureName": ("string", enclosure), "BayName": ("string", bay),
-             "IsSpare": ("boolean", spare)},
+            _params({"EnclosureName": ("string", enclosure), "BayName": ("string", bay),
+                     "IsSpare": ("boolean", spare)}),
         )  # fmt: skip
         out(f"Enclosure {enclosure} bay {bay} is {'now' if spare else 'no longer'} a spare.")
         return EXIT_OK
@@ -421,7 +255,7 @@ def run(cmd: Command, client: CimClient, out: Callable[[str], None]) -> int:
               "-cancelvcdmaint": "cancel"}[cmd.verb]  # fmt: skip
     (group,) = cmd.need("-domaingroupname")
     client.invoke(
-        "setMaintenance", {"DomainGroup": ("string", group), "Action": ("string", action)}
+        "setMaintenance", _params({"DomainGroup": ("string", group), "Action": ("string", action)})
     )
     out(f"Maintenance of domain group {group}: {action}.")
     return EXIT_OK
@@ -438,11 +272,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if cmd.verb == "help":
             print(__doc__)
             return EXIT_OK
+        url = cmd.values.get("-s")
+        if url is not None and urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+            raise UsageError(f"-s needs an http:// or https:// URL, not {url!r}")
         client = CimClient(
-            url=cmd.values.get("-s"),
+            url=url,
             user=cmd.values.get("-u"),
             password=cmd.values.get("-p"),
             cafile=cmd.values.get("--cafile"),
+            timeout=30.0,
         )
         return run(cmd, client, out)
     except UsageError as exc:
@@ -450,10 +288,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except CimError as exc:
         print(f"vcemcli: {exc.description}", file=sys.stderr)
-        return _EXIT_BY_CIM_STATUS.get(exc.status, EXIT_REFUSED)
+        return _EXIT_BY_CIM_STATUS.get(exc.code, EXIT_REFUSED)
+    except AuthenticationFailed as exc:
+        print(f"vcemcli: {exc}", file=sys.stderr)
+        return EXIT_AUTH
     except ClientError as exc:
         print(f"vcemcli: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return EXIT_CONNECT
 
 
 if __name__ == "__main__":
