@@ -114,6 +114,17 @@ _OPEN_COMMON: dict[str, tuple[str, Any]] = {
     "ContinueOnError": (_B, False),
     "MaxObjectCount": (_U, 0),
 }
+_REFERENCE_NAMES: dict[str, tuple[str, Any]] = {
+    "ObjectName": (_ON, None),
+    "ResultClass": (_CN, None),
+    "Role": (_S, None),
+}
+_ASSOCIATOR_NAMES = {**_REFERENCE_NAMES, "AssocClass": (_CN, None), "ResultRole": (_S, None)}
+_INSTANCE_DETAIL: dict[str, tuple[str, Any]] = {
+    "IncludeQualifiers": (_B, False),
+    "IncludeClassOrigin": (_B, False),
+    "PropertyList": (_SL, None),
+}
 _SIGNATURES: dict[str, dict[str, tuple[str, Any]]] = {
     "GetClass": {
         "ClassName": (_CN, None),
@@ -153,32 +164,10 @@ _SIGNATURES: dict[str, dict[str, tuple[str, Any]]] = {
         "PropertyList": (_SL, None),
     },
     "DeleteInstance": {"InstanceName": (_IN, None)},
-    "Associators": {
-        "ObjectName": (_ON, None),
-        "AssocClass": (_CN, None),
-        "ResultClass": (_CN, None),
-        "Role": (_S, None),
-        "ResultRole": (_S, None),
-        "IncludeQualifiers": (_B, False),
-        "IncludeClassOrigin": (_B, False),
-        "PropertyList": (_SL, None),
-    },
-    "AssociatorNames": {
-        "ObjectName": (_ON, None),
-        "AssocClass": (_CN, None),
-        "ResultClass": (_CN, None),
-        "Role": (_S, None),
-        "ResultRole": (_S, None),
-    },
-    "References": {
-        "ObjectName": (_ON, None),
-        "ResultClass": (_CN, None),
-        "Role": (_S, None),
-        "IncludeQualifiers": (_B, False),
-        "IncludeClassOrigin": (_B, False),
-        "PropertyList": (_SL, None),
-    },
-    "ReferenceNames": {"ObjectName": (_ON, None), "ResultClass": (_CN, None), "Role": (_S, None)},
+    "Associators": {**_ASSOCIATOR_NAMES, **_INSTANCE_DETAIL},
+    "AssociatorNames": _ASSOCIATOR_NAMES,
+    "References": {**_REFERENCE_NAMES, **_INSTANCE_DETAIL},
+    "ReferenceNames": _REFERENCE_NAMES,
     "OpenEnumerateInstances": {
         "ClassName": (_CN, None),
         "DeepInheritance": (_B, True),
