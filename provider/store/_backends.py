@@ -250,8 +250,9 @@ class SqliteConnection:
     def run(self, sql: str, params: Mapping[str, Any]) -> tuple[list[Row], int]:
         text = translate(sql, "sqlite")
         try:
-            cur = self._db.execute(text, dict(params))
-            rows = [tuple(r) for r in cur.fetchall()] if cur.description else []
+            # sqlite3 rows are tuples already (no row_factory is set on this connection).
+            cur = self._db.execute(text, params if type(params) is dict else dict(params))
+            rows: list[Row] = cur.fetchall() if cur.description else []
             return rows, cur.rowcount
         except sqlite3.Error as exc:
             raise self._map(exc) from exc

@@ -146,6 +146,57 @@ class FencedTx(Tx):
         )
 
 
+class _Read:
+    """One read-only transaction of `Store.read()` (see there)."""
+
+    __slots__ = ("_store", "_tx")
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._tx: Tx | None = None
+
+    def __enter__(self) -> Tx:
+        store = self._store
+        conn = store._connection()
+        local = store._local
+        if getattr(local, "busy", False):
+            raise StoreError(
+                "a transaction is already open on this thread; transactions do not nest"
+            )
+        local.busy = True
+        try:
+            conn.begin(False)
+        except StoreError:
+            local.busy = False
+            store._forget_if_broken(conn)
+            raise
+        tx = self._tx = Tx(conn)
+        return tx
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: object, tb: object) -> None:
+        tx = self._tx
+        assert tx is not None
+        conn = tx._conn
+        store = self._store
+        tx._open = False
+        try:
+            if exc_type is not None:
+                with contextlib.suppress(StoreError):
+                    conn.rollback()
+                if issubclass(exc_type, StoreError):
+                    store._forget_if_broken(conn)
+                return
+            if tx._failed is not None:
+                conn.rollback()
+                raise StoreError(f"transaction rolled back after an error: {tx._failed}")
+            conn.commit()
+        except StoreError:
+            store._forget_if_broken(conn)
+            raise
+        finally:
+            store._local.busy = False
+
+
 class Store:
     """The state store over one backend. Create with `open_store(url)`."""
 
@@ -254,12 +305,15 @@ class Store:
                 writer.release()
             self._local.busy = False
 
-    @contextlib.contextmanager
-    def read(self) -> Iterator[Tx]:
-        """A read-only transaction: one consistent snapshot; writes in it fail."""
-        tx = Tx(self._connection())
-        with self._transaction(False, tx):
-            yield tx
+    def read(self) -> _Read:
+        """A read-only transaction: one consistent snapshot; writes in it fail.
+
+        `with store.read() as tx:` -- the same rules as `_transaction` (no nesting, rollback
+        on an exception, a failed statement fails the block), as a plain context manager:
+        reads sit on every GetInstance and enumeration page, where two generator frames per
+        read were a tenth of the read's cost.
+        """
+        return _Read(self)
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[Tx]:
