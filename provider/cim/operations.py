@@ -181,6 +181,8 @@ _SIGNATURES: dict[str, dict[str, tuple[str, Any]]] = {
     "CloseEnumeration": {"EnumerationContext": (_S, None)},
 }
 _SIGNATURE_BY_LOWER = {k.lower(): (k, v) for k, v in _SIGNATURES.items()}
+# Per operation: lower-case parameter name -> its declared spelling.
+_PARAMETER_BY_LOWER = {op: {k.lower(): k for k in sig} for op, sig in _SIGNATURES.items()}
 
 DEFAULT_OPERATION_TIMEOUT = 60  # seconds an idle enumeration context lives (DSP0200 §5.3.2.29)
 MAX_OPERATION_TIMEOUT = 3600
@@ -195,7 +197,7 @@ def _text(value: Any, name: str) -> str:
 
 def _typed_intrinsic(op: str, params: Mapping[str, Any]) -> dict[str, Any]:
     signature = _SIGNATURES[op]
-    lower = {k.lower(): k for k in signature}
+    lower = _PARAMETER_BY_LOWER[op]
     typed: dict[str, Any] = {name: default for name, (_, default) in signature.items()}
     for raw_name, value in params.items():
         name = lower.get(raw_name.lower())
@@ -285,6 +287,8 @@ class _Shaper:
         self.keys = keys
         self.classname = classname
         self.declared = frozenset(t.name for t in types.values())
+        # (name, lower-case name, CIM type) of each key, in declaration order.
+        self.key_specs = tuple((k, k.lower(), types[k.lower()].cimtype) for k in keys)
         self._templates: dict[frozenset[str] | None, InstanceTemplate] = {}
 
     def keybindings(self, row: Row) -> dict[str, Any]:
@@ -411,6 +415,14 @@ class EnumerationContexts:
 _END = object()
 
 
+class _NoProvider(Exception):
+    """A class exists but no provider serves its instances (`CimOperations._target`)."""
+
+    def __init__(self, classname: str) -> None:
+        super().__init__(classname)
+        self.classname = classname
+
+
 class _ServerLimits(CIMClientError):
     status_code = 27  # CIM_ERR_SERVER_LIMITS_EXCEEDED
 
@@ -436,6 +448,9 @@ class CimOperations:
         self.host = host
         self.contexts = contexts or EnumerationContexts()
         self._shapers: dict[tuple[str, str], _Shaper] = {}
+        # (namespace, class) as a request spells them, lower-cased -> the class's own name,
+        # its instance provider and shaper: one lookup per GetInstance instead of three.
+        self._targets: dict[tuple[str, str], tuple[str, InstanceProvider, _Shaper]] = {}
 
     # ---- helpers ----
 
@@ -490,26 +505,44 @@ class CimOperations:
             for row in provider.enumerate(ctx, name):
                 yield shaper.name(row, ns, host)
 
-    def _get_row(self, ctx: OperationContext, path: CIMInstanceName) -> tuple[_Shaper, Row]:
-        ns = ctx.namespace
-        cls = self.repository.resolved(ns, path.classname, missing=InvalidClass)
-        provider = self._provider(ns, cls.classname)
-        shaper = self.shaper(ns, cls.classname)
+    def _target(self, namespace: str, classname: str) -> tuple[str, InstanceProvider, _Shaper]:
+        """The class a path names (its own spelling), its provider and shaper; NotFound-style
+        errors for a class without instances. Only found targets are remembered: providers
+        are all registered before the server answers its first request."""
+        key = (namespace.lower(), classname.lower())
+        hit = self._targets.get(key)
+        if hit is not None:
+            return hit
+        cls = self.repository.resolved(namespace, classname, missing=InvalidClass)
+        provider = self._provider(namespace, cls.classname)
         if provider is None:
-            raise NotFound(f"No {cls.classname} instance {_describe_path(path)} exists.")
+            raise _NoProvider(cls.classname)
+        hit = self._targets[key] = (cls.classname, provider, self.shaper(namespace, cls.classname))
+        return hit
+
+    def _get_row(self, ctx: OperationContext, path: CIMInstanceName) -> tuple[_Shaper, Row]:
+        try:
+            classname, provider, shaper = self._target(ctx.namespace, path.classname)
+        except _NoProvider as missing:
+            raise NotFound(
+                f"No {missing.classname} instance {_describe_path(path)} exists."
+            ) from None
         keys = self._check_keys(shaper, path)
-        return shaper, provider.get(ctx, cls.classname, keys)
+        return shaper, provider.get(ctx, classname, keys)
 
     def _check_keys(self, shaper: _Shaper, path: CIMInstanceName) -> dict[str, Any]:
         given = {k.lower(): v for k, v in path.keybindings.items()}
         keys: dict[str, Any] = {}
-        for key in shaper.keys:
-            if key.lower() not in given:
+        for key, lower, cimtype in shaper.key_specs:
+            if lower not in given:
                 raise InvalidParameter(
                     f"The path of {shaper.classname} needs key {key}; got {_describe_path(path)}."
                 )
-            ptype = shaper.types[key.lower()]
-            keys[key] = typed_value(given.pop(key.lower()), ptype.cimtype, False, key)
+            value = given.pop(lower)
+            # A string key sent as a string is already what typed_value would return.
+            if cimtype != "string" or type(value) is not str:
+                value = typed_value(value, cimtype, False, key)
+            keys[key] = value
         if given:
             raise InvalidParameter(
                 f"{shaper.classname} has no key named {', '.join(sorted(given))}; "
