@@ -337,7 +337,7 @@ class _Context:
     owner: str
     timeout: int
     expires: float
-    pending: Any = None
+    pending: Any = None  # one item read ahead of the next batch (None: nothing)
 
 
 class EnumerationContexts:
@@ -390,16 +390,25 @@ class EnumerationContexts:
 
     def batch(self, cid: str, ctx: _Context, max_count: int) -> tuple[list[Any], bool]:
         """Up to `max_count` items; True when the sequence ended (and the context closed)."""
-        out = list(itertools.islice(ctx.items, max_count))
+        out: list[Any] = []
+        pending = ctx.pending  # the item looked ahead at by the last batch
+        if pending is not None and max_count > 0:
+            out.append(pending)
+            pending = None
+        if len(out) < max_count:
+            out.extend(itertools.islice(ctx.items, max_count - len(out)))
         if len(out) < max_count:
             self._close(cid)
             return out, True
-        # Look one ahead so the last batch reports EndOfSequence instead of an empty pull.
-        nxt = next(ctx.items, _END)
-        if nxt is _END:
-            self._close(cid)
-            return out, True
-        ctx.items = itertools.chain([nxt], ctx.items)
+        if pending is None:
+            # Look one ahead so the last batch reports EndOfSequence instead of an empty
+            # pull. Kept aside, not chained back onto the iterator: 16 pages of a large
+            # enumeration would otherwise stack 16 chains that every later item passes.
+            pending = next(ctx.items, None)  # items are rendered objects, never None
+            if pending is None:
+                self._close(cid)
+                return out, True
+        ctx.pending = pending
         return out, False
 
     def close(self, cid: str, namespace: str, owner: str) -> None:
@@ -410,9 +419,6 @@ class EnumerationContexts:
 
     def __len__(self) -> int:
         return len(self._open)
-
-
-_END = object()
 
 
 class _NoProvider(Exception):
