@@ -1,8 +1,8 @@
 """The GiCAP domain model: capacity groups, member complexes, partitions, cells, seizures.
 
-Plain mutable dataclasses; the rules in `provider.gicap.rules` copy a `CapacityState`, change
-the copy and return it with the actions taken, so the model itself does no I/O and keeps no
-clock. Vocabulary (reference gicap-domain.md §2):
+Plain mutable dataclasses; the rules in `provider.gicap.rules` copy a `CapacityState` (its
+`clone()`), change the copy and return it with the actions taken, so the model itself does no
+I/O and keeps no clock. Vocabulary (reference gicap-domain.md §2):
 
 * a **complex** is a partitionable server; it is a **member** when it belongs to a capacity
   group (a complex can be in one group at a time, §2.1). Its nPars (hard partitions) each have
@@ -99,6 +99,9 @@ class Cell:
     cores: int
     active: bool = True  # configured use-on-next-boot and powered; inactive cells count 0
 
+    def clone(self) -> Cell:
+        return Cell(self.name, self.cores, self.active)
+
 
 @dataclass
 class Partition:
@@ -110,6 +113,16 @@ class Partition:
     intended: int  # cores intended to be active
     actual: int  # cores actually active (last known for a down partition)
     vpars: dict[str, list[str]] = field(default_factory=dict)  # vPar name -> its hosts
+
+    def clone(self) -> Partition:
+        return Partition(
+            self.name,
+            self.hosts.copy(),
+            [c.clone() for c in self.cells],
+            self.intended,
+            self.actual,
+            {v: hosts.copy() for v, hosts in self.vpars.items()},
+        )
 
     @property
     def all_hosts(self) -> list[str]:
@@ -150,6 +163,20 @@ class Complex:
     group: str | None = None
     member_hosts: list[str] = field(default_factory=list)  # hosts given when added (-a -m)
     reachable: bool | None = None  # last probe: any host answered
+
+    def clone(self) -> Complex:
+        return Complex(
+            self.name,
+            [p.clone() for p in self.partitions],
+            self.owned_rights,
+            self.rights,
+            self.ticap_minutes,
+            self.ticap_charged_until,
+            self.member,
+            self.group,
+            self.member_hosts.copy(),
+            self.reachable,
+        )
 
     @property
     def total_cores(self) -> int:
@@ -209,6 +236,16 @@ class Group:
     ticap_reminder_at: datetime | None = None  # last "Temporary Capacity Expiration Reminder"
     out_of_compliance_since: datetime | None = None
 
+    def clone(self) -> Group:
+        return Group(
+            self.name,
+            self.description,
+            self.free_rights,
+            self.ticap_minutes,
+            self.ticap_reminder_at,
+            self.out_of_compliance_since,
+        )
+
 
 @dataclass
 class Seizure:
@@ -226,6 +263,23 @@ class Seizure:
     all_cores_assumed: bool = False  # the 12-hour rule was applied (§3.5)
     expiry_warned: bool = False
 
+    def clone(self) -> Seizure:
+        return Seizure(
+            self.id,
+            self.member,
+            self.partition,
+            self.host,
+            self.cores,
+            self.deferred,
+            self.seized_at,
+            self.expires_at,
+            self.state,
+            self.intended_before,
+            self.rebooted,
+            self.all_cores_assumed,
+            self.expiry_warned,
+        )
+
 
 @dataclass
 class CapacityState:
@@ -235,6 +289,21 @@ class CapacityState:
     groups: dict[str, Group] = field(default_factory=dict)
     complexes: dict[str, Complex] = field(default_factory=dict)
     seizures: list[Seizure] = field(default_factory=list)
+
+    def clone(self) -> CapacityState:
+        """A copy that shares no mutable object with this state (what a rule changes).
+
+        Every dataclass and container is new; only immutable values (str, int, bool, None,
+        datetime, SeizureState) are shared. Each class copies its own fields explicitly, field
+        for field in declaration order: a new field must be added to its `clone()` too
+        (tests/gicap/test_clone.py fails until it is).
+        """
+        return CapacityState(
+            self.sharing_rights,
+            {name: g.clone() for name, g in self.groups.items()},
+            {name: c.clone() for name, c in self.complexes.items()},
+            [s.clone() for s in self.seizures],
+        )
 
     def members(self, group: str) -> list[Complex]:
         return sorted(

@@ -11,7 +11,6 @@ race).
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -94,7 +93,9 @@ class Outcome:
 
 
 def _copy(state: CapacityState) -> CapacityState:
-    return copy.deepcopy(state)
+    # The explicit clone copies exactly the mutable objects (copy.deepcopy took ~40 ms at
+    # 1,000 members: generic dispatch and its memo for ~75,000 objects).
+    return state.clone()
 
 
 def _locate(state: CapacityState, host: str) -> tuple[Complex, Partition, Group]:

@@ -12,6 +12,7 @@ ids seen running again (periodic); `host`, `count`, `ticap` as the methods take 
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import tomllib
@@ -96,14 +97,17 @@ def run_case(path: Path) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     for step in tomllib.loads(text)["step"]:
         record: dict[str, Any] = {"step": step}
+        given, before = state, copy.deepcopy(state)
         try:
             outcome = _run(state, step)
         except GMError as exc:
             record["error"] = {"type": type(exc).__name__, "text": exc.description}
         else:
+            assert outcome.state is not state
             state = outcome.state
             record["actions"] = [a.as_dict() for a in outcome.actions]
             record["values"] = {k: _json(v) for k, v in outcome.values.items()}
+        assert given == before, f"the rule changed its input state: {step}"  # rules are pure
         record["after"] = _summary(state)
         results.append(record)
     return results
