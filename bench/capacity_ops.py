@@ -27,7 +27,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -115,13 +115,16 @@ def _line(layer: str, members: int, op: str, ms: float) -> None:
 
 def bench_rules(state: CapacityState, members: int, now: datetime, repeat: int) -> None:
     reachable = {c: False for c in state.complexes}
+    later = now + timedelta(days=11)  # every deferred seizure expired: all revert
     ops: list[tuple[str, Callable[[], object]]] = [
         ("seize", lambda: rules.seize(state, _host(0), {_host(0): False}, now)),
         ("restore", lambda: rules.restore(state, _host(1), now)),
         ("check_scavenged", lambda: rules.check_scavenged(state, reachable, now)),
         ("activate", lambda: rules.activate(state, _host(0), 1, False, now)),
         ("deactivate", lambda: rules.deactivate(state, _host(0), 1, now)),
+        ("check_scavenged +11 d", lambda: rules.check_scavenged(state, reachable, later)),
         ("periodic", lambda: rules.periodic(state, now, {})),
+        ("periodic +13 h", lambda: rules.periodic(state, now + timedelta(hours=13), {})),
         ("add_member", lambda: rules.add_member(state, "spare", [SPARE_HOST], GROUP)),
         ("remove_member", lambda: rules.remove_member(state, "cx00000")),
         ("set_inactive_cells", lambda: rules.set_inactive_cells(state, "cx00000", [], now)),

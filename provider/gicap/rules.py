@@ -234,9 +234,13 @@ def seize(state: CapacityState, host: str, answered: Mapping[str, bool], now: da
     )
 
 
-def _reconnect(state: CapacityState, cx: Complex, now: datetime) -> list[Action]:
-    """§3.3: if any partition reconnects before expiry, all its seizures become a loan."""
-    pending = [s for s in state.pending() if s.member == cx.name]
+def _reconnect(
+    state: CapacityState, cx: Complex, now: datetime, pending: list[Seizure] | None = None
+) -> list[Action]:
+    """§3.3: if any partition reconnects before expiry, all its seizures become a loan.
+    `pending`: the member's pending seizures when the caller has them already."""
+    if pending is None:
+        pending = [s for s in state.pending() if s.member == cx.name]
     if not pending:
         return []
     for s in pending:
@@ -300,15 +304,20 @@ def check_scavenged(state: CapacityState, reachable: Mapping[str, bool], now: da
     actions: list[Action] = []
     reconnected: list[str] = []
     reverted: list[str] = []
-    for name in sorted({s.member for s in state.pending()}):
+    # Each member's pending seizures, found once: handling one member changes only its own
+    # seizures, so the lists stay what a fresh look would find when its turn comes.
+    by_member: dict[str, list[Seizure]] = {}
+    for s in state.pending():
+        by_member.setdefault(s.member, []).append(s)
+    for name in sorted(by_member):
         cx = state.complexes[name]
         member = cx.member or cx.name
+        pending = by_member[name]
         if reachable.get(name, False):
-            actions.extend(_reconnect(state, cx, now))
+            actions.extend(_reconnect(state, cx, now, pending))
             reconnected.append(member)
             continue
         cx.reachable = False
-        pending = [s for s in state.pending() if s.member == name]
         expires = min(s.expires_at for s in pending if s.expires_at is not None)
         if now >= expires:
             actions.extend(_revert(state, cx, pending))
@@ -347,6 +356,8 @@ def _revert(state: CapacityState, cx: Complex, pending: list[Seizure]) -> list[A
     group.free_rights -= take
     cx.rights += take
     short = total - take
+    if short == 0:
+        return actions
     borrowers = sorted(
         (c for c in state.members(group.name) if c is not cx and c.borrowed > 0),
         key=lambda c: (-c.borrowed, c.member or c.name),
@@ -501,7 +512,8 @@ def _account(state: CapacityState, now: datetime) -> list[Action]:
     """
     actions: list[Action] = []
     for name in sorted(state.groups):
-        for cx in state.members(name):
+        members = state.members(name)
+        for cx in members:
             cores = cx.ticap_cores
             if cores == 0:
                 cx.ticap_charged_until = None
@@ -512,7 +524,7 @@ def _account(state: CapacityState, now: datetime) -> list[Action]:
             periods = (now - start) // TICAP_PERIOD + 1
             minutes = periods * cores * int(TICAP_PERIOD.total_seconds() // 60)
             cx.ticap_charged_until = start + periods * TICAP_PERIOD
-            _debit(state, cx, minutes)
+            _debit(state, cx, minutes, members)
             actions.append(
                 Action(
                     "ticap_debit",
@@ -527,10 +539,10 @@ def _account(state: CapacityState, now: datetime) -> list[Action]:
     return actions
 
 
-def _debit(state: CapacityState, cx: Complex, minutes: int) -> None:
+def _debit(state: CapacityState, cx: Complex, minutes: int, members: list[Complex]) -> None:
     """Take `minutes` from the member's balance, then the group pool, then other members'
     balances (TiCAP is pooled, §4.3); what is left drives the member's balance negative —
-    the non-compliance tracking of §3.5/§4.3."""
+    the non-compliance tracking of §3.5/§4.3. `members`: `state.members(cx.group)`."""
     group = state.groups[cx.group or ""]
     own = min(max(0, cx.ticap_minutes), minutes)
     cx.ticap_minutes -= own
@@ -538,7 +550,7 @@ def _debit(state: CapacityState, cx: Complex, minutes: int) -> None:
     take = min(group.ticap_minutes, left)
     group.ticap_minutes -= take
     left -= take
-    for other in state.members(group.name):
+    for other in members:
         if left == 0:
             break
         if other is cx or other.ticap_minutes <= 0:
@@ -585,6 +597,8 @@ def _twelve_hour(state: CapacityState, now: datetime) -> list[Action]:
     to consume temporary capacity. If temporary capacity is not available, the complex may no
     longer be in compliance." The assumption is avoided when all its cells are inactive."""
     actions: list[Action] = []
+    # This pass changes no TiCAP balance: each group's TiCAP is looked up once.
+    ticap: dict[str, int] = {}
     for s in state.seizures:
         if not s.state.holds_rights or s.rebooted or s.all_cores_assumed:
             continue
@@ -597,7 +611,9 @@ def _twelve_hour(state: CapacityState, now: datetime) -> list[Action]:
         s.all_cores_assumed = True
         part.actual = part.cores_on_active_cells
         group = cx.group or ""
-        has_ticap = state.group_ticap(group) > 0
+        if group not in ticap:
+            ticap[group] = state.group_ticap(group)
+        has_ticap = ticap[group] > 0
         consequence = (
             "temporary capacity is debited for the cores above its rights"
             if has_ticap
