@@ -239,12 +239,21 @@ def _select(tx: SqlTx, table: str, order: str) -> list[Any]:
     return tx.fetchall(f"SELECT {', '.join(cols)} FROM {table} ORDER BY {order}")
 
 
+def _decode_all(texts: list[str]) -> list[Any]:
+    """`[json.loads(t) for t in texts]` in one call of the decoder: every text is one JSON
+    value written by `save`, so they join into one array. (At 1,000 members the per-call
+    overhead of 4,000 json.loads was a third of `load`.)"""
+    return list(json.loads("[" + ",".join(texts) + "]")) if texts else []
+
+
 def load(tx: SqlTx) -> CapacityState:
     sharing = tx.scalar("SELECT sharing_rights FROM gicap_settings")
     state = CapacityState(sharing_rights=int(sharing or 0))
     for r in _select(tx, "gicap_groups", "name"):
         state.groups[r[0]] = Group(r[0], r[1], int(r[2]), int(r[3]), _dt(r[4]), _dt(r[5]))
-    for r in _select(tx, "gicap_complexes", "name"):
+    complexes = _select(tx, "gicap_complexes", "name")
+    member_hosts = _decode_all([r[7] for r in complexes])
+    for r, hosts in zip(complexes, member_hosts, strict=True):
         state.complexes[r[0]] = Complex(
             name=r[0],
             partitions=[],
@@ -254,19 +263,21 @@ def load(tx: SqlTx) -> CapacityState:
             ticap_charged_until=_dt(r[4]),
             member=r[5],
             group=r[6],
-            member_hosts=list(json.loads(r[7])),
+            member_hosts=list(hosts),
             reachable=_opt_bool(r[8]),
         )
-    for r in _select(tx, "gicap_partitions", "complex, position"):
-        cells = [Cell(c["name"], int(c["cores"]), bool(c["active"])) for c in json.loads(r[5])]
+    partitions = _select(tx, "gicap_partitions", "complex, position")
+    decoded = _decode_all([t for r in partitions for t in (r[3], r[4], r[5])])
+    for i, r in enumerate(partitions):
+        hosts, vpars, cells = decoded[3 * i : 3 * i + 3]
         state.complexes[r[0]].partitions.append(
             Partition(
                 name=r[1],
-                hosts=list(json.loads(r[3])),
-                cells=cells,
+                hosts=list(hosts),
+                cells=[Cell(c["name"], int(c["cores"]), bool(c["active"])) for c in cells],
                 intended=int(r[6]),
                 actual=int(r[7]),
-                vpars={k: list(v) for k, v in json.loads(r[4]).items()},
+                vpars={k: list(v) for k, v in vpars.items()},
             )
         )
     state.seizures = [_seizure(r) for r in _select(tx, "gicap_seizures", "seized_at, id")]
