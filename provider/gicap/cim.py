@@ -44,7 +44,9 @@ def group_row(state: CapacityState, name: str) -> Row:
     group = state.groups[name]
     members = state.members(name)
     ok, detail = rules.compliance(state, name)
-    seized = [s for c in members for s in state.in_force(c.name)]
+    # One pass over the seizures, not one per member (in force: holds_rights).
+    names = {c.name for c in members}
+    seized = [s for s in state.seizures if s.member in names and s.state.holds_rights]
     expiries = [s.expires_at for s in seized if s.expires_at is not None and s.deferred]
     total = state.group_ticap(name)
     return {
@@ -77,8 +79,10 @@ def _partition_text(cx: Complex) -> list[str]:
     return out
 
 
-def member_row(state: CapacityState, cx: Complex) -> Row:
-    in_force = state.in_force(cx.name)
+def member_row(state: CapacityState, cx: Complex, in_force: list[Seizure] | None = None) -> Row:
+    """`in_force`: `state.in_force(cx.name)` when the caller has it (an enumeration)."""
+    if in_force is None:
+        in_force = state.in_force(cx.name)
     return {
         "Name": cx.member,
         "CapacityGroup": cx.group,
@@ -189,7 +193,11 @@ class MemberInstances(InstanceProvider):
             (c for c in state.complexes.values() if c.member is not None),
             key=lambda c: c.member or "",
         )
-        return [member_row(state, c) for c in members]
+        in_force: dict[str, list[Seizure]] = {}
+        for s in state.seizures:
+            if s.state.holds_rights:
+                in_force.setdefault(s.member, []).append(s)
+        return [member_row(state, c, in_force.get(c.name, [])) for c in members]
 
     def get(self, ctx: OperationContext, classname: str, keys: Mapping[str, Any]) -> Row:
         state = self.service.snapshot()
