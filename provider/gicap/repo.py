@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from .model import CapacityState, Cell, Complex, Group, Partition, Seizure, SeizureState
 
-__all__ = ["SqlTx", "is_seeded", "load", "save", "seed"]
+__all__ = ["SqlTx", "claim", "is_seeded", "load", "save", "seed", "version"]
 
 
 class SqlTx(Protocol):
@@ -218,6 +218,23 @@ def save(tx: SqlTx, before: CapacityState, after: CapacityState) -> int:
     if before.sharing_rights != after.sharing_rights:
         tx.execute("UPDATE gicap_settings SET sharing_rights = %(n)s", {"n": after.sharing_rights})
     return count
+
+
+def version(tx: SqlTx) -> int | None:
+    """The version of the stored state (migration 0002: every change of a gicap_ table adds
+    one, in its transaction), or None before the store is seeded. Read it before the
+    tables: the state read after it is then at least as new as it."""
+    value = tx.scalar("SELECT version FROM gicap_settings")
+    return None if value is None else int(value)
+
+
+def claim(tx: SqlTx) -> int:
+    """Begin a change in this write transaction: add one to the version, which holds the
+    settings row until the commit, so no other capacity change (of any node) commits in
+    between. Returns the version of the committed state as it stands, the one the tables
+    read from now on in this transaction have."""
+    tx.execute("UPDATE gicap_settings SET version = version + 1")
+    return int(tx.scalar("SELECT version FROM gicap_settings")) - 1
 
 
 def is_seeded(tx: SqlTx) -> bool:

@@ -7,6 +7,12 @@ the read and the write is harmless). After the commit: notifications, then the c
 
 Reads for the CIM layer come from a snapshot refreshed after each change and by the
 background loop, so instance enumeration never touches the store from the event loop.
+
+The snapshot is the last state this node read or wrote, with the store's version of it
+(`repo.version`, migration 0002): a load or a change reads the tables again only when the
+version has moved (another node, a hand edit), so at 1,000 members an operation no longer
+decodes the whole state once or twice. States are never changed in place (the rules change
+a clone), so the same object can serve every reader.
 """
 
 from __future__ import annotations
@@ -139,7 +145,8 @@ class CapacityService:
         self.probe = probe
         self.notifier = notifier
         self.cron = ScavengerCron(settings.cron, services.node_name)
-        self._snapshot: CapacityState = CapacityState()
+        # The last state read or written and the store version it has (-1: none yet).
+        self._known: tuple[int, CapacityState] = (-1, CapacityState())
         self._lock = threading.Lock()
         self._last_periodic: datetime | None = None
         self._role_changed = threading.Event()
@@ -164,19 +171,37 @@ class CapacityService:
 
     # -- store ---------------------------------------------------------------------------
 
+    def _remember(self, version: int, state: CapacityState) -> None:
+        with self._lock:
+            if version >= self._known[0]:  # never go back to an older state
+                self._known = (version, state)
+
+    def _state_at(self, tx: Any, version: int) -> CapacityState:
+        """The state of the store at `version` (read in `tx`): the known one when it is that
+        version, else loaded and remembered."""
+        with self._lock:
+            known, state = self._known
+        if known == version:
+            return state
+        state = repo.load(tx)
+        self._remember(version, state)
+        return state
+
     def load_sync(self) -> CapacityState:
         with self.store.read() as tx:
-            state = repo.load(tx)
-        with self._lock:
-            self._snapshot = state
-        return state
+            version = repo.version(tx)
+            if version is None:  # not seeded yet
+                state = repo.load(tx)
+                self._remember(-1, state)
+                return state
+            return self._state_at(tx, version)
 
     async def load(self) -> CapacityState:
         return await asyncio.to_thread(self.load_sync)
 
     def snapshot(self) -> CapacityState:
         with self._lock:
-            return self._snapshot
+            return self._known[1]
 
     def seed_if_needed(self) -> None:
         """First start of the first active: the inventory seeds the store (its docs say so)."""
@@ -196,14 +221,15 @@ class CapacityService:
         with self.roles.fenced(what) as tx:
             if not repo.is_seeded(tx):
                 raise NotActive(what)  # never seeded: no active has run yet
-            before = repo.load(tx)
+            before = self._state_at(tx, repo.claim(tx))
             outcome = rule(before)
             repo.save(tx, before, outcome.state)
+            after = repo.version(tx)
+            assert after is not None
             kinds = sorted({a.kind for a in outcome.actions})
             if kinds:
                 tx.audit(f"gicap: {', '.join(kinds)}")
-        with self._lock:
-            self._snapshot = outcome.state
+        self._remember(after, outcome.state)  # committed
         return outcome
 
     async def change(self, what: str, rule: Callable[[CapacityState], Outcome]) -> Outcome:
