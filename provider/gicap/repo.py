@@ -1,8 +1,9 @@
 """Load and save the `CapacityState` in the store's gicap_* tables (migrations/0001).
 
-The state is small (groups, complexes, nPars, seizures), so a change loads all of it inside
-the fenced transaction, applies a pure rule, and writes back only the rows that differ.
-Rows are compared as plain tuples, so an unchanged member costs nothing.
+A change claims the state's version (migration 0002) inside the fenced transaction, takes
+the state at that version (loaded whole, or the one the service already has), applies a pure
+rule, and writes back only the rows that differ: objects equal in both states are skipped,
+the rows of the others are compared as plain tuples.
 """
 
 from __future__ import annotations
