@@ -121,6 +121,19 @@ class SeizureCounts:
     leave: int  # rights (and intended cores) left: one per active cell (§3.2)
 
 
+def _seizure_id(state: CapacityState, base: str) -> str:
+    """`member/partition/unix-seconds`, with `-2`, `-3`... when a seizure of the same
+    partition in the same second exists already (seize, restore, seize within a second):
+    a seizure's id is its identity in the store and in GM_Seizure, never shared."""
+    taken = {s.id for s in state.seizures}
+    if base not in taken:
+        return base
+    n = 2
+    while f"{base}-{n}" in taken:
+        n += 1
+    return f"{base}-{n}"
+
+
 def seizure_counts(cx: Complex, part: Partition) -> SeizureCounts:
     """How many rights a seizure of `part` takes (reference §3.2).
 
@@ -181,7 +194,7 @@ def seize(state: CapacityState, host: str, answered: Mapping[str, bool], now: da
     stamp = int(now.timestamp())
     state.seizures.append(
         Seizure(
-            id=f"{cx.name}/{part.name}/{stamp}",
+            id=_seizure_id(state, f"{cx.name}/{part.name}/{stamp}"),
             member=cx.name,
             partition=part.name,
             host=host,
@@ -196,7 +209,7 @@ def seize(state: CapacityState, host: str, answered: Mapping[str, bool], now: da
     if counts.unassigned:
         state.seizures.append(
             Seizure(
-                id=f"{cx.name}/{UNASSIGNED}/{stamp}",
+                id=_seizure_id(state, f"{cx.name}/{UNASSIGNED}/{stamp}"),
                 member=cx.name,
                 partition=UNASSIGNED,
                 host=host,

@@ -114,3 +114,26 @@ def test_only_the_changed_rows_are_written(store: Store) -> None:
     # Only the description of a group: one row.
     again = _load(store)
     assert _save(store, epoch, again, rules.describe_group(again, "Group1", "x").state) == 1
+
+
+def test_seize_restore_seize_in_one_second_keeps_two_seizures(store: Store) -> None:
+    # A seizure's id is member/partition/unix-seconds; the second seizure of the same
+    # partition in the same second gets its own id instead of overwriting the first.
+    state = parse_capacity_inventory(INVENTORY.read_text(encoding="utf-8"), INVENTORY)
+    epoch = store.acquire("test", 60.0)
+    assert epoch is not None
+    with store.fenced("test", epoch) as tx:
+        repo.seed(tx, state, str(INVENTORY))
+    up = {"hostA2.example.com": True, "hostA3.example.com": True}
+    for step in (
+        lambda s: rules.seize(s, "hostA1.example.com", up, T0),
+        lambda s: rules.restore(s, "hostA1.example.com", T0),
+        lambda s: rules.seize(s, "hostA1.example.com", up, T0),
+    ):
+        before = _load(store)
+        _save(store, epoch, before, step(before).state)
+    seizures = [s for s in _load(store).seizures if s.member == "complexA"]
+    ids = [s.id for s in seizures]
+    assert len(ids) == 2 and len(set(ids)) == 2, ids
+    assert ids[1] == ids[0] + "-2"
+    assert {s.state.value for s in seizures} == {"restored", "permanent"}
