@@ -8,6 +8,8 @@ This is the one place where sqlite3 and psycopg exceptions become `StoreError`s
 
 from __future__ import annotations
 
+import functools
+import re
 import sqlite3
 import time
 import urllib.parse
@@ -211,10 +213,12 @@ class SqliteConnection:
         return StoreError(f"SQLite: {exc}")
 
     def begin(self, write: bool) -> None:
+        # A read transaction is one WAL snapshot, and `run` refuses a write in it as
+        # PostgreSQL's READ ONLY transaction does. Not `PRAGMA query_only`: setting it
+        # expires every prepared statement of the connection, and a job thread that
+        # alternates reads and writes re-prepared all its statements at every switch.
+        self._read_only = not write
         try:
-            # A read transaction is one WAL snapshot; query_only makes a stray write fail
-            # here as it does in PostgreSQL's READ ONLY transaction.
-            self._query_only(not write)
             if write:
                 # IMMEDIATE takes the database's write lock now (waiting up to busy_timeout),
                 # so two writers never both read and then fail to upgrade: writers are
@@ -224,15 +228,6 @@ class SqliteConnection:
                 self._db.execute("BEGIN")
         except sqlite3.Error as exc:
             raise self._map(exc) from exc
-
-    def _query_only(self, on: bool) -> None:
-        # Setting the pragma, even to the value it has, expires every prepared statement of
-        # the connection: the next read re-prepares its query (~100-150 µs for a join, more
-        # than the read itself). So it changes only when a transaction of the other kind
-        # begins; between transactions the connection keeps the mode of its last one.
-        if self._read_only != on:
-            self._db.execute("PRAGMA query_only = ON" if on else "PRAGMA query_only = OFF")
-            self._read_only = on
 
     def commit(self) -> None:
         try:
@@ -249,13 +244,18 @@ class SqliteConnection:
 
     def run(self, sql: str, params: Mapping[str, Any]) -> tuple[list[Row], int]:
         text = translate(sql, "sqlite")
+        if self._read_only and not _is_query(text):
+            raise StoreError(
+                f"SQLite: {_first_word(text)} in a read-only transaction; "
+                "changes go through a write transaction"
+            )
         try:
             # sqlite3 rows are tuples already (no row_factory is set on this connection).
             cur = self._db.execute(text, params if type(params) is dict else dict(params))
             rows: list[Row] = cur.fetchall() if cur.description else []
-            return rows, cur.rowcount
         except sqlite3.Error as exc:
             raise self._map(exc) from exc
+        return rows, cur.rowcount
 
     def run_script(self, script: str) -> None:
         # Not executescript(): it commits the open transaction first. complete_statement()
@@ -277,6 +277,28 @@ class SqliteConnection:
 
     def close(self) -> None:
         self._db.close()
+
+
+_COMMENT = re.compile(r"\s*(--[^\n]*\n?|/\*.*?\*/)", re.DOTALL)
+
+
+def _first_word(sql: str) -> str:
+    pos = 0
+    while (m := _COMMENT.match(sql, pos)) is not None and m.end() > pos:
+        pos = m.end()
+    words = sql[pos:].split(None, 1)
+    return words[0].upper() if words else ""
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_query(sql: str) -> bool:
+    """A statement a read-only transaction may run: it reads, it does not write or define."""
+    head = _first_word(sql)
+    if head in ("SELECT", "VALUES", "EXPLAIN"):
+        return True
+    if head == "WITH":  # a CTE may lead an INSERT/UPDATE/DELETE as well as a SELECT
+        return re.search(r"\b(INSERT|UPDATE|DELETE|REPLACE)\b", sql, re.IGNORECASE) is None
+    return False  # INSERT, UPDATE, DELETE, REPLACE, CREATE, PRAGMA (it may set), ...
 
 
 def _only_comments(text: str) -> bool:

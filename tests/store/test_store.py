@@ -189,6 +189,42 @@ def test_a_read_transaction_refuses_writes(store: Store) -> None:
     assert [n.node for n in store.nodes()] == ["A"]
 
 
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE gm_nodes SET role = 'x'",
+        "INSERT INTO gm_nodes (node, role, epoch, last_seen) VALUES ('B', 'standby', 0, 0)",
+        "-- a comment first\nDELETE FROM gm_nodes",
+        "WITH gone AS (SELECT node FROM gm_nodes) DELETE FROM gm_nodes",
+        "CREATE TABLE gm_stray (x INTEGER)",
+    ],
+)
+def test_a_read_transaction_refuses_every_kind_of_write(store: Store, statement: str) -> None:
+    store.report_node("A", "standby", 0)
+    with pytest.raises(StoreError), store.read() as tx:
+        tx.execute(statement)
+    assert [(n.node, n.role) for n in store.nodes()] == [("A", "standby")]
+    with store.read() as tx:  # nothing was left behind, and reads still work
+        assert tx.scalar("SELECT count(*) FROM gm_nodes") == 1
+
+
+def test_reads_and_writes_alternate_on_one_connection(store: Store) -> None:
+    # A thread switching between read and write transactions (a job worker) keeps both
+    # working: the read guard never leaks into the next write, nor the write into a read.
+    for i in range(5):
+        store.report_node("A", "standby", i)
+        with store.read() as tx:
+            assert (
+                tx.scalar(
+                    "-- the epoch\nWITH n AS (SELECT epoch FROM gm_nodes) SELECT epoch FROM n"
+                )
+                == i
+            )
+        with pytest.raises(StoreError), store.read() as tx:
+            tx.execute("DELETE FROM gm_nodes")
+    assert [n.epoch for n in store.nodes()] == [4]
+
+
 def test_transactions_do_not_nest_on_one_thread(store: Store) -> None:
     with pytest.raises(StoreError, match="do not nest"), store.read(), store.read():
         pass
