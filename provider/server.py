@@ -297,9 +297,15 @@ def _logging() -> None:
     )
 
 
+def tune_interpreter(config: Config) -> None:
+    """Process-wide interpreter settings of `serve` (`[server] switch_interval`)."""
+    sys.setswitchinterval(config.server.switch_interval)
+
+
 def run(config: Config, runner: Callable[..., Any] | None = None) -> int:
     from provider.http.server import run as run_loop
 
     _logging()
+    tune_interpreter(config)
     result: int = run_loop(lambda: _serve(config))
     return result

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
 from provider.config import load_config
 from provider.errors import ConfigError
+from provider.server import tune_interpreter
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,6 +30,18 @@ def test_the_example_configuration_loads() -> None:
     assert config.roles.start_as == "active"
 
 
+def test_the_switch_interval_is_read_and_applied_by_serve(tmp_path: Path) -> None:
+    assert load_config(_write(tmp_path, "")).server.switch_interval == 0.001
+    config = load_config(_write(tmp_path, "[server]\nswitch_interval = 0.0005\n"))
+    assert config.server.switch_interval == 0.0005
+    before = sys.getswitchinterval()
+    try:
+        tune_interpreter(config)
+        assert sys.getswitchinterval() == pytest.approx(0.0005)
+    finally:
+        sys.setswitchinterval(before)
+
+
 def test_defaults_and_paths_relative_to_the_checkout(tmp_path: Path) -> None:
     config = load_config(_write(tmp_path, '[node]\nname = "n1"\nstate_dir = "var"\n'))
     assert config.state_dir == tmp_path / "var"
@@ -45,6 +59,9 @@ def test_defaults_and_paths_relative_to_the_checkout(tmp_path: Path) -> None:
         ('[store]\nurl = "mysql://x"\n', 2, "store.url must start with sqlite:/// or postgresql"),
         ('name = "x"\n', 1, "belongs in a [section]"),
         ("[server]\nhttp_port = 70000\n", 2, "port number"),
+        ("[server]\nswitch_interval = 0\n", 2, "server.switch_interval must be between"),
+        ("[server]\n\nswitch_interval = 1.5\n", 3, "server.switch_interval must be between"),
+        ('[server]\nswitch_interval = "fast"\n', 2, "server.switch_interval must be"),
     ],
 )
 def test_errors_name_file_and_line(tmp_path: Path, text: str, line: int, words: str) -> None:
