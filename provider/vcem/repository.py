@@ -320,23 +320,72 @@ def bays_of_group(tx: Tx, name: str) -> list[BayRow]:
     return [_bay(r) for r in rows]
 
 
+# A page of bays with their profiles; their enclosures and domains come from one small query
+# per page and are joined here: a 4-table join repeats two index lookups for every one of
+# 16,000 rows (~1.7 µs a row in SQLite) for the ~32 enclosures a page spans.
+_PAGE_BAYS = (
+    "SELECT b.enclosure, b.bay, b.is_spare, b.full_height, b.covered_by, b.server_present,"
+    " b.model, b.generation, b.product, b.power_state, b.host, b.ips, p.name, b.bay_order"
+    " FROM vcem_bays b"
+    " LEFT JOIN vcem_profiles p ON p.enclosure = b.enclosure AND p.bay = b.bay"
+    " WHERE (b.enclosure, b.bay_order) > (%(e)s, %(o)s)"
+    " ORDER BY b.enclosure, b.bay_order LIMIT %(n)s"
+)
+_PAGE_ENCLOSURES = (
+    "SELECT e.name, d.group_name, d.name, d.state, e.position, e.kind"
+    " FROM vcem_enclosures e JOIN vcem_domains d ON d.name = e.domain"
+    " WHERE e.name >= %(first)s AND e.name <= %(last)s"
+)
+
+
 def iter_bays(store: Any, page: int = 500) -> Iterator[BayRow]:
     """Every bay in (enclosure, bay order), one read transaction per page: bounded memory
-    for 16,000 bays, and no transaction held open while the caller streams."""
+    for 16,000 bays, and no transaction held open while the caller streams. The same rows
+    as `bay()` gives one at a time (a bay whose enclosure or domain is missing is left out,
+    as the join there leaves it out)."""
     after: tuple[str, int] = ("", -1)
     while True:
         with store.read() as tx:
             # A row-value comparison walks the vcem_bays_order index from where the last
             # page ended (migration 0002), on SQLite and PostgreSQL alike.
-            rows = tx.fetchall(
-                _BAY_SELECT + " WHERE (b.enclosure, b.bay_order) > (%(e)s, %(o)s)"
-                " ORDER BY b.enclosure, b.bay_order LIMIT %(n)s",
-                {"e": after[0], "o": after[1], "n": page},
+            rows = tx.fetchall(_PAGE_BAYS, {"e": after[0], "o": after[1], "n": page})
+            enclosures = (
+                {
+                    e[0]: e
+                    for e in tx.fetchall(
+                        _PAGE_ENCLOSURES, {"first": rows[0][0], "last": rows[-1][0]}
+                    )
+                }
+                if rows
+                else {}
             )
-        yield from (_bay(r) for r in rows)
+        for r in rows:
+            e = enclosures.get(r[0])
+            if e is None:
+                continue
+            yield BayRow(
+                r[0],
+                r[1],
+                e[1],
+                e[2],
+                e[3],
+                e[4],
+                bool(r[2]),
+                bool(r[3]),
+                r[4],
+                bool(r[5]),
+                r[6],
+                r[7],
+                r[8],
+                r[9],
+                r[10],
+                _json_list(r[11]),
+                r[12],
+                e[5],
+            )
         if len(rows) < page:
             return
-        after = (rows[-1][0], rows[-1][17])
+        after = (rows[-1][0], rows[-1][13])
 
 
 _PROFILE_COLUMNS = (
