@@ -375,6 +375,8 @@ class InstanceTemplate:
             )
             for name, cimtype in keys
         ]
+        self._render_name = _compile_name(self.classname, self._name_open, self._keys)
+        self._render_instance = _compile_instance(self._instance_open, self._props)
 
     @staticmethod
     def _compile(
@@ -403,38 +405,95 @@ class InstanceTemplate:
 
     def name(self, row: Mapping[str, Any], namespace: str, host: str | None) -> RenderedName:
         """The path of the row."""
-        parts = [self._name_open]
-        for key, open_tag, fmt in self._keys:
-            value = row.get(key)
-            if value is None:
-                raise ValueError(f"{self.classname} row has no key {key}")
-            parts.append(f"{open_tag}{fmt(value)}</KEYVALUE></KEYBINDING>")
-        parts.append("</INSTANCENAME>")
-        return RenderedName(self.classname, "".join(parts), namespace, host)
+        return RenderedName(self.classname, self._render_name(row), namespace, host)
 
     def instance(
         self, row: Mapping[str, Any], namespace: str, host: str | None
     ) -> RenderedInstance:
         """Path and INSTANCE of the row."""
-        parts = [self._instance_open]
-        append = parts.append
-        for pname, kind, open_tag, close_tag, fmt in self._props:
-            value = row.get(pname)
-            if value is None:
-                append(open_tag + close_tag)
-            elif kind == "scalar":
-                append(f"{open_tag}<VALUE>{fmt(value)}</VALUE>{close_tag}")  # type: ignore[misc]
-            elif kind == "array":
-                items = "".join(
-                    f"<VALUE>{fmt(v)}</VALUE>"  # type: ignore[misc]
-                    for v in value
-                    if v is not None
-                )
-                append(f"{open_tag}<VALUE.ARRAY>{items}</VALUE.ARRAY>{close_tag}")
-            else:
-                append(f"{open_tag}{_value_reference(value)}{close_tag}")
-        append("</INSTANCE>")
-        return RenderedInstance(self.name(row, namespace, host), "".join(parts))
+        name = RenderedName(self.classname, self._render_name(row), namespace, host)
+        return RenderedInstance(name, self._render_instance(row))
+
+
+# A template's loops over its keys and properties, unrolled once per class into one straight
+# function (16,000 rows of an enumeration pay no loop, tuple unpacking or kind dispatch per
+# property: ~5 -> ~3.5 µs a bay). The generated source names only its own locals and
+# numbered constants; property names, markup and formatters are passed in as values, never
+# written into the source. The output is the same as the loops wrote (property-tested against
+# the general encoder, tests/cimxml).
+
+_Renderer = Callable[[Mapping[str, Any]], str]
+
+
+def _generated(source: list[str], env: dict[str, Any], what: str) -> _Renderer:
+    code = compile("\n".join(source), f"<InstanceTemplate {what}>", "exec")
+    exec(code, env)  # our own generated source (see above)
+    renderer: _Renderer = env["render"]
+    return renderer
+
+
+def _compile_name(
+    classname: str, name_open: str, keys: list[tuple[str, str, Callable[[Any], str]]]
+) -> _Renderer:
+    env: dict[str, Any] = {"OPEN": name_open}
+    source = ["def render(row):", "    get = row.get"]
+    parts = ["OPEN"]
+    for i, (key, open_tag, fmt) in enumerate(keys):
+        env[f"K{i}"], env[f"T{i}"], env[f"F{i}"] = key, open_tag, fmt
+        env[f"M{i}"] = f"{classname} row has no key {key}"
+        source += [
+            f"    k{i} = get(K{i})",
+            f"    if k{i} is None:",
+            f"        raise ValueError(M{i})",
+        ]
+        parts += [f"T{i}", f"F{i}(k{i})", "'</KEYVALUE></KEYBINDING>'"]
+    parts.append("'</INSTANCENAME>'")
+    source.append("    return " + " + ".join(parts))
+    return _generated(source, env, f"{classname} name")
+
+
+def _compile_instance(
+    instance_open: str, props: list[tuple[str, str, str, str, Callable[[Any], str] | None]]
+) -> _Renderer:
+    env: dict[str, Any] = {
+        "OPEN": instance_open,
+        "_search": _NEEDS_ESCAPE.search,
+        "_table": _ESCAPES,
+        "_ref": _value_reference,
+    }
+    source = ["def render(row):", "    get = row.get"]
+    values = ["OPEN"]
+    for i, (pname, kind, open_tag, close_tag, fmt) in enumerate(props):
+        v = f"v{i}"
+        env[f"N{i}"], env[f"E{i}"], env[f"F{i}"] = pname, open_tag + close_tag, fmt
+        source.append(f"    {v} = get(N{i})")
+        if kind == "scalar" and fmt is _text_string:
+            env[f"O{i}"], env[f"C{i}"] = open_tag + "<VALUE>", "</VALUE>" + close_tag
+            source += [
+                f"    if {v} is None:",
+                f"        {v} = E{i}",
+                "    else:",
+                f"        if type({v}) is not str:",
+                f"            {v} = str({v})",
+                f"        if _search({v}) is not None:",
+                f"            {v} = {v}.translate(_table)",
+                f"        {v} = O{i} + {v} + C{i}",
+            ]
+        elif kind == "scalar":
+            env[f"O{i}"], env[f"C{i}"] = open_tag + "<VALUE>", "</VALUE>" + close_tag
+            source.append(f"    {v} = E{i} if {v} is None else O{i} + F{i}({v}) + C{i}")
+        elif kind == "array":
+            env[f"O{i}"] = open_tag + "<VALUE.ARRAY>"
+            env[f"C{i}"] = "</VALUE.ARRAY>" + close_tag
+            items = f"''.join(['<VALUE>' + F{i}(x) + '</VALUE>' for x in {v} if x is not None])"
+            source.append(f"    {v} = E{i} if {v} is None else O{i} + {items} + C{i}")
+        else:
+            env[f"O{i}"], env[f"C{i}"] = open_tag, close_tag
+            source.append(f"    {v} = E{i} if {v} is None else O{i} + _ref({v}) + C{i}")
+        values.append(v)
+    values.append("'</INSTANCE>'")
+    source.append(f"    return ''.join(({', '.join(values)},))")
+    return _generated(source, env, "instance")
 
 
 # ---- qualifiers, properties, instances, classes (DSP0201 §5.3.5 - §5.3.6) ----------------

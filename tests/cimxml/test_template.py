@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pywbem import CIMDateTime, CIMInstance, CIMInstanceName, CIMProperty, Uint16, Uint64
@@ -28,7 +29,7 @@ rows = st.fixed_dictionaries(
         "count": st.none() | st.integers(0, 65535),
         "big": st.none() | st.integers(0, 2**64 - 1),
         "on": st.none() | st.booleans(),
-        "ips": st.none() | st.lists(texts, max_size=3),
+        "ips": st.none() | st.lists(st.none() | texts, max_size=3),
         "when": st.none()
         | st.datetimes(timezones=st.just(dt.UTC), min_value=dt.datetime(1970, 1, 2)),
         "job": st.none() | st.integers(1, 999),
@@ -76,4 +77,30 @@ def test_template_matches_the_general_encoder(row: dict[str, object]) -> None:
     assert rendered.xml == encode_instance(_pywbem_instance(row))
     assert rendered.name.xml == encode_instance_name(
         CIMInstanceName("GM_Test", {"Name": row["name"]})
+    )
+
+
+def test_a_row_without_its_key_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="GM_Test row has no key Name"):
+        TEMPLATE.instance({"Count": 1}, "root/cimv2", None)
+
+
+def test_names_and_markup_never_enter_the_generated_source() -> None:
+    # The unrolled renderers take names and markup as values: a name that would be code
+    # (quotes, a newline, a call) is only ever a dictionary key and escaped XML.
+    odd = 'x"); import os; ("\n'
+    template = InstanceTemplate("GM_Odd", [(odd, "string", False, None)], [(odd, "string")])
+    rendered = template.instance({odd: "<v>"}, "root/cimv2", None)
+    assert rendered.xml == (
+        '<INSTANCE CLASSNAME="GM_Odd"><PROPERTY NAME="x&quot;); import os; (&quot;&#10;" '
+        'TYPE="string"><VALUE>&lt;v&gt;</VALUE></PROPERTY></INSTANCE>'
+    )
+    assert "&lt;v&gt;" in rendered.name.xml
+
+
+def test_a_class_without_properties_renders_an_empty_instance() -> None:
+    template = InstanceTemplate("GM_Empty", [], [])
+    assert (
+        template.instance({}, "root/cimv2", None).xml
+        == '<INSTANCE CLASSNAME="GM_Empty"></INSTANCE>'
     )
