@@ -42,6 +42,7 @@ garbage collection and machine load.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -634,6 +635,8 @@ def _end_params(end_of_sequence: bool, context: str) -> str:
 
 
 def _named_instance(instance: Instance) -> str:
+    if type(instance) is RenderedInstance:  # an enumeration's rows: no dispatch per item
+        return f"<VALUE.NAMEDINSTANCE>{instance.name.xml}{instance.xml}</VALUE.NAMEDINSTANCE>"
     return (
         f"<VALUE.NAMEDINSTANCE>{_name_xml(_path_of(instance))}"
         f"{_instance_xml(instance)}</VALUE.NAMEDINSTANCE>"
@@ -687,13 +690,20 @@ def _result_items(result: IntrinsicResult) -> tuple[Iterable[str], str] | None:
     raise TypeError(f"not an intrinsic result: {result!r}")
 
 
+_BATCH = 32  # items per part of an IRETURNVALUE (~40 KB of instances)
+
+
 def _imethod_parts(message_id: str, method: str, result: IntrinsicResult) -> Iterator[str]:
     yield f'{_head(message_id)}<SIMPLERSP><IMETHODRESPONSE NAME="{_esc(method)}">'
     found = _result_items(result)
     if found is not None:
         items, after = found
         yield "<IRETURNVALUE>"
-        yield from items
+        # Items joined a batch at a time: the chunker then counts and buffers a batch, not
+        # each of 16,000 instances.
+        iterator = iter(items)
+        while batch := list(itertools.islice(iterator, _BATCH)):
+            yield "".join(batch)
         yield f"</IRETURNVALUE>{after}"
     yield f"</IMETHODRESPONSE></SIMPLERSP>{_TAIL}"
 

@@ -32,6 +32,7 @@ from provider.cimxml.encode import (
     encode_error,
     encode_export_response,
     encode_imethod_response,
+    encode_instance,
     encode_method_response,
     iter_imethod_response,
 )
@@ -301,7 +302,10 @@ def test_streaming_chunks_are_bounded_and_concatenate_to_the_whole() -> None:
     insts = [gm_instance(f"gm{i}") for i in range(400)]
     chunks = list(iter_imethod_response("1", "EnumerateInstances", NamedInstancesResult(insts)))
     assert len(chunks) > 1
-    assert max(len(c) for c in chunks) < 64 * 1024 + 2048
+    # A chunk is cut at the first batch boundary past 64 KiB: at most one batch of 32
+    # instances more (plus the envelope).
+    item = max(len(encode_instance(i)) for i in insts) + 512  # + the path
+    assert max(len(c) for c in chunks) < 64 * 1024 + 32 * item + 2048
     whole = encode_imethod_response("1", "EnumerateInstances", NamedInstancesResult(insts))
     assert b"".join(chunks) == whole
 
