@@ -1,4 +1,4 @@
-"""`repository.iter_bays` pages through the bays with the same rows as `repository.bay`."""
+"""`repository.iter_bays` and `iter_profiles` page through the rows that single reads give."""
 
 from __future__ import annotations
 
@@ -29,3 +29,18 @@ def test_every_page_size_gives_the_rows_of_single_reads(tmp_path: Path, page: in
     # Enclosure and domain columns really vary across the inventory (a join mistake
     # would repeat one enclosure's values).
     assert len({(b.enclosure, b.domain, b.group, b.enclosure_position) for b in paged}) > 1
+
+
+@pytest.mark.parametrize("page", [1, 2, 500])
+def test_profile_pages_give_the_rows_of_single_reads(tmp_path: Path, page: int) -> None:
+    async def read() -> tuple[list[repo.ProfileRow], list[repo.ProfileRow | None]]:
+        async with vcem_stack(tmp_path, start_runner=False) as stack:
+            paged = list(repo.iter_profiles(stack.store, page=page))
+            with stack.store.read() as tx:
+                names = tx.fetchall("SELECT name FROM vcem_profiles ORDER BY name")
+                single = [repo.profile(tx, str(n)) for (n,) in names]
+        return paged, single
+
+    paged, single = asyncio.run(read())
+    assert len(paged) > 2 and paged == single
+    assert any(p.macs for p in paged) and all(isinstance(p.macs, tuple) for p in paged)
