@@ -203,6 +203,15 @@ async def _serve(config: Config) -> int:
         start_as=config.roles.start_as,
     )
     await asyncio.to_thread(roles.start)
+    privileges = config.section("privileges")
+    for action, role in privileges.items():
+        if not isinstance(role, str):
+            raise config.error("privileges", action, f"privileges.{action} must be a role name.")
+    authorizer = TableAuthorizer({k: str(v) for k, v in privileges.items()})
+    audit = AuditLog(
+        config.security.audit_log or (config.state_dir / "audit.log"),
+        is_read=authorizer.is_read,
+    )
     services = Services(
         node_name=config.node_name,
         config=config,
@@ -211,6 +220,7 @@ async def _serve(config: Config) -> int:
         etc_dir=etc_dir(config),
         state_dir=config.state_dir,
         inventory_path=inventory_path(config),
+        audit=audit,
     )
     registry = ProviderRegistry()
     repository = load_repository(schema_dir())
@@ -227,15 +237,6 @@ async def _serve(config: Config) -> int:
         handler = await asyncio.to_thread(install, registry, services)
         if handler is not None:
             export_handler = handler
-    privileges = config.section("privileges")
-    for action, role in privileges.items():
-        if not isinstance(role, str):
-            raise config.error("privileges", action, f"privileges.{action} must be a role name.")
-    authorizer = TableAuthorizer({k: str(v) for k, v in privileges.items()})
-    audit = AuditLog(
-        config.security.audit_log or (config.state_dir / "audit.log"),
-        is_read=authorizer.is_read,
-    )
     operations = CimOperations(
         repository, registry, roles, authorizer, socket.gethostname(), audit=audit
     )

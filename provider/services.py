@@ -31,6 +31,9 @@ class Services:
     state_dir: Path
     inventory_path: Path  # `[inventory] path` in the configuration; the example by default
     clock: Callable[[], datetime] = utc_now  # injectable wall clock for time-driven rules
+    # provider.audit.AuditLog: changes a domain starts on its own (an event's failover) are
+    # audited like the requests that start them. None: not audited (tests of one domain).
+    audit: Any = None
     background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
 
     def add_background(self, task: Callable[[], Coroutine[Any, Any, None]]) -> None:

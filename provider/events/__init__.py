@@ -87,7 +87,9 @@ def install(registry: ProviderRegistry, services: Services) -> ExportHandler:
         journal=journal,
         store=services.store,
         roles=services.roles,
-        failover=FailoverPath(registry, authorizer, services.roles, socket.gethostname()),
+        failover=FailoverPath(
+            registry, authorizer, services.roles, socket.gethostname(), services.audit
+        ),
         notifier=Notifier(notify_settings(config), services.node_name),
         clock=services.clock,
         node=services.node_name,

@@ -76,14 +76,31 @@ class FailoverPath:
     authorizer: TableAuthorizer
     roles: Any  # provider.roles.RoleManager
     host: str
+    # provider.audit.AuditLog: the failover is audited as the method call would be, with
+    # operation "ExportIndication" (what started it) and the sender as its user.
+    audit: Any = None
 
     async def start(self, principal: Principal | None, system: System) -> int:
-        spec = self.registry.method(NS, _MANAGER, "failoverProfile")
-        if spec is None:
-            raise NotSupported("failoverProfile has no provider here (is provider.vcem installed?)")
         # The custom tool "passes either the host name or IP address of the system that
         # posted the failover event" (reference §5.2): so do we.
         params = {"IPAddress" if system.by_ip else "HostName": system.named}
+        if self.audit is None:
+            return await self._start(principal, params)
+        where = dict(namespace=NS, target=f"{NS}:{_MANAGER}", params=list(params.items()))
+        try:
+            job = await self._start(principal, params)
+        except Exception as exc:
+            self.audit.record(principal, "ExportIndication", "failoverProfile", error=exc, **where)
+            raise
+        self.audit.record(
+            principal, "ExportIndication", "failoverProfile", return_value=0, job=job, **where
+        )
+        return job
+
+    async def _start(self, principal: Principal | None, params: dict[str, str]) -> int:
+        spec = self.registry.method(NS, _MANAGER, "failoverProfile")
+        if spec is None:
+            raise NotSupported("failoverProfile has no provider here (is provider.vcem installed?)")
         scope = params.get(spec.scope_param) if spec.scope_param else None
         self.authorizer.check(principal, spec.action_name, scope)
         if spec.changes_state:

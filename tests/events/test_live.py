@@ -5,7 +5,9 @@ jobs (GM_ConcreteJob) and the mail."""
 
 from __future__ import annotations
 
+import json
 import time
+from typing import Any
 
 import pywbem
 
@@ -21,6 +23,14 @@ def _one(world: World, system: str, node: ProviderHandle | None = None) -> pywbe
     found = world.decisions_about(system, node)
     assert len(found) == 1, [(d["Decision"], d["Reason"]) for d in found]
     return found[0]
+
+
+def _audited_failovers(node: ProviderHandle) -> list[dict[str, Any]]:
+    """The audit records of failovers that events started (operation ExportIndication)."""
+    path = node.workdir / f"{node.node}-state" / "audit.log"
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    records = [json.loads(line) for line in lines]
+    return [r for r in records if r["operation"] == "ExportIndication"]
 
 
 def test_alert_mode_event_mails_and_starts_nothing(world: World) -> None:
@@ -62,6 +72,12 @@ def test_failover_mode_event_starts_one_job_and_mails_its_number(world: World) -
     job = world.active.connection().GetInstance(
         pywbem.CIMInstanceName("GM_ConcreteJob", {"InstanceID": f"GM:ConcreteJob:{job_id}"})
     )
+    # The audit log has the failover as it has a failoverProfile call, started by the event.
+    audited = [r for r in _audited_failovers(world.active) if r.get("job") == job_id]
+    assert len(audited) == 1, _audited_failovers(world.active)
+    assert audited[0]["method"] == "failoverProfile" and audited[0]["user"] == "admin"
+    assert audited[0]["outcome"] == "success"
+    assert audited[0]["params"] == {"HostName": "web01.example.com"}
     assert job["JobType"] == "failover" and job["SourceEnclosureName"] == "enc01"
     assert job["SourceBayName"] == "3" and job["Owner"] == "admin"
     mail = world.inbox.wait_for(f"job {job_id} started")
@@ -170,6 +186,9 @@ def test_failover_needs_the_senders_failover_privilege(world: World) -> None:
     assert decision["Decision"] == "failover-refused" and decision["Sender"] == "reader"
     assert "failoverProfile needs the administrator role" in decision["Reason"]
     assert world.job_ids() == jobs
+    refused = [r for r in _audited_failovers(world.active) if r["user"] == "reader"]
+    assert [(r["outcome"], r["error"]) for r in refused] == [("error", "CIM_ERR_ACCESS_DENIED")]
+    assert refused[0]["params"] == {"HostName": "app01.example.com"}
     world.inbox.wait_for("Automatic failover refused for app01.example.com")
 
 
