@@ -7,7 +7,15 @@ import datetime as dt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pywbem import CIMDateTime, CIMInstance, CIMInstanceName, CIMProperty, Uint16, Uint64
+from pywbem import (
+    CIMDateTime,
+    CIMInstance,
+    CIMInstanceName,
+    CIMProperty,
+    Uint16,
+    Uint32,
+    Uint64,
+)
 
 from provider.cimxml.encode import InstanceTemplate, encode_instance, encode_instance_name
 
@@ -73,10 +81,45 @@ def test_template_matches_the_general_encoder(row: dict[str, object]) -> None:
         else None
     )
     exact = {p[0]: plain[p[0].lower()] for p in PROPS}
-    rendered = TEMPLATE.instance(exact, "root/cimv2", None)
+    rendered = TEMPLATE.instance(exact, "root/cimv2", "host")
     assert rendered.xml == encode_instance(_pywbem_instance(row))
-    assert rendered.name.xml == encode_instance_name(
-        CIMInstanceName("GM_Test", {"Name": row["name"]})
+    name = encode_instance_name(CIMInstanceName("GM_Test", {"Name": row["name"]}))
+    assert rendered.name.xml == name
+    assert rendered.name == TEMPLATE.name(exact, "root/cimv2", "host")
+    assert rendered.name == ("GM_Test", name, "root/cimv2", "host")
+
+
+# A PropertyList that leaves the keys out (they are still read for the path), a numeric key
+# and a string key that is not a declared property of the subset.
+SUBSET = [p for p in PROPS if p[0] in ("Count", "Ips", "On", "Job")]
+KEYS = [("Name", "string"), ("Code", "uint32")]
+SUBSET_TEMPLATE = InstanceTemplate("GM_Test", SUBSET, KEYS)
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows, st.integers(0, 2**32 - 1))
+def test_a_subset_template_matches_the_general_encoder(row: dict[str, object], code: int) -> None:
+    full = _pywbem_instance(row)
+    exact = {p[0]: full.properties[p[0]].value for p in PROPS}
+    exact["Code"] = code
+    rendered = SUBSET_TEMPLATE.instance(exact, "root/cimv2", None)
+    subset = CIMInstance("GM_Test", properties={p[0]: full.properties[p[0]] for p in SUBSET})
+    assert rendered.xml == encode_instance(subset)
+    name = CIMInstanceName("GM_Test", {"Name": row["name"], "Code": Uint32(code)})
+    assert rendered.name.xml == encode_instance_name(name)
+    assert SUBSET_TEMPLATE.name(exact, "root/cimv2", None).xml == rendered.name.xml
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.none() | texts | st.integers(0, 9), max_size=4))
+def test_string_arrays_of_any_elements_match_the_general_encoder(items: list[object]) -> None:
+    # Elements that are not str (NULL, a number) leave the one-check path for the general one.
+    template = InstanceTemplate("GM_Test", [("Ips", "string", True, None)], [])
+    expected = CIMProperty(
+        "Ips", [None if x is None else str(x) for x in items], type="string", is_array=True
+    )
+    assert template.instance({"Ips": items}, "root/cimv2", None).xml == encode_instance(
+        CIMInstance("GM_Test", properties={"Ips": expected})
     )
 
 
