@@ -150,6 +150,44 @@ def _bay_row(b: repo.BayRow, covered: list[str]) -> Row:
     }
 
 
+def _bay_fields_row(
+    enclosure: str,
+    bay: str,
+    group: str,
+    domain: str,
+    domain_state: str,
+    enclosure_position: int,
+    is_spare: bool,
+    full_height: bool,
+    covered_by: str | None,
+    server_present: bool,
+    model: str,
+    generation: str,
+    product: str,
+    power_state: str,
+    host: str | None,
+    ips: tuple[str, ...],
+    profile: str | None,
+    enclosure_kind: str,
+) -> Row:
+    """`_bay_row` of the BayRow these fields make, without building the BayRow (an
+    enumeration makes 16,000 rows; tests/vcem check that both give the same)."""
+    return {
+        "EnclosureName": enclosure,
+        "BayName": bay,
+        "DomainGroup": group,
+        "IsSpare": is_spare,
+        "ServerPresent": server_present,
+        "ServerModel": model,
+        "ServerGeneration": generation,
+        "PowerState": power_state,
+        "ProfileName": profile,
+        "HostName": host,
+        "IPAddresses": list(ips),
+        "CoveredBays": _covered_bays(bay, enclosure_kind) if full_height else [],
+    }
+
+
 class _Bays(InstanceProvider):
     writes = WriteSpec(what="change spare designations", action="setSpare")
 
@@ -159,8 +197,7 @@ class _Bays(InstanceProvider):
 
     def enumerate(self, ctx: OperationContext, classname: str) -> Iterable[Row]:
         # Streams a page at a time (repository.iter_bays): bounded memory for 16,000 bays.
-        for b in repo.iter_bays(self.store):
-            yield _bay_row(b, _covered(b))
+        return repo.iter_bays_as(self.store, _bay_fields_row)
 
     def get(self, ctx: OperationContext, classname: str, keys: Mapping[str, Any]) -> Row:
         enclosure, bay = _bay_keys(keys)
@@ -185,10 +222,12 @@ class _Bays(InstanceProvider):
 
 def _covered(b: repo.BayRow) -> list[str]:
     """The bay a full-height blade also covers (N+8 in a c7000, N+4 in a c3000)."""
-    if not b.full_height:
-        return []
-    reach = ENCLOSURE_TYPES.get(b.enclosure_kind, (16, 8))[1]
-    return [str(bay_sort_key(b.bay)[0] + reach)]
+    return _covered_bays(b.bay, b.enclosure_kind) if b.full_height else []
+
+
+def _covered_bays(bay: str, enclosure_kind: str) -> list[str]:
+    reach = ENCLOSURE_TYPES.get(enclosure_kind, (16, 8))[1]
+    return [str(bay_sort_key(bay)[0] + reach)]
 
 
 def _bay_keys(keys: Mapping[str, Any]) -> tuple[str, str]:
@@ -202,18 +241,32 @@ class _Profiles(InstanceProvider):
 
     def enumerate(self, ctx: OperationContext, classname: str) -> Iterable[Row]:
         # A page at a time, as the bays: bounded memory for 16,000 profiles.
-        for p in repo.iter_profiles(self.store):
-            yield {
-                "Name": p.name,
-                "DomainGroup": p.group,
-                "EnclosureName": p.enclosure,
-                "BayName": p.bay,
-                "BootFromSAN": p.boot_from_san,
-                "MACAddresses": list(p.macs),
-                "WWNs": list(p.wwns),
-                "VirtualSerialNumber": p.serial_number,
-                "VirtualUUID": p.uuid,
-            }
+        return repo.iter_profiles_as(self.store, _profile_row)
+
+
+def _profile_row(
+    name: str,
+    group: str,
+    enclosure: str | None,
+    bay: str | None,
+    boot_from_san: bool,
+    macs: tuple[str, ...],
+    wwns: tuple[str, ...],
+    serial_number: str,
+    uuid: str,
+) -> Row:
+    """The row of the ProfileRow these fields make (repository.iter_profiles_as)."""
+    return {
+        "Name": name,
+        "DomainGroup": group,
+        "EnclosureName": enclosure,
+        "BayName": bay,
+        "BootFromSAN": boot_from_san,
+        "MACAddresses": list(macs),
+        "WWNs": list(wwns),
+        "VirtualSerialNumber": serial_number,
+        "VirtualUUID": uuid,
+    }
 
 
 class _Jobs(InstanceProvider):

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from provider.drivers.base import HardwareDriver
 from provider.store import FencedTx, Tx
@@ -30,7 +30,9 @@ __all__ = [
     "group",
     "is_seeded",
     "iter_bays",
+    "iter_bays_as",
     "iter_profiles",
+    "iter_profiles_as",
     "list_enclosures",
     "list_groups",
     "profile",
@@ -345,11 +347,20 @@ _PAGE_ENCLOSURES = (
 )
 
 
+_T = TypeVar("_T")
+
+
 def iter_bays(store: Any, page: int = 500) -> Iterator[BayRow]:
     """Every bay in (enclosure, bay order), one read transaction per page: bounded memory
     for 16,000 bays, and no transaction held open while the caller streams. The same rows
     as `bay()` gives one at a time (a bay whose enclosure or domain is missing is left out,
     as the join there leaves it out)."""
+    return iter_bays_as(store, BayRow, page)
+
+
+def iter_bays_as(store: Any, make: Callable[..., _T], page: int = 500) -> Iterator[_T]:
+    """`iter_bays`, each bay made by `make` from the fields of a BayRow (positionally, in
+    their order): a caller that wants other rows (the CIM view's) builds no BayRow first."""
     after: tuple[str, int] = ("", -1)
     while True:
         with store.read() as tx:
@@ -371,7 +382,7 @@ def iter_bays(store: Any, page: int = 500) -> Iterator[BayRow]:
             e = enclosures.get(r[0])
             if e is None:
                 continue
-            yield BayRow(
+            yield make(
                 r[0],
                 r[1],
                 e[1],
@@ -432,6 +443,12 @@ def profile_in_bay(tx: Tx, enclosure: str, name: str) -> ProfileRow | None:
 
 def iter_profiles(store: Any, page: int = 500) -> Iterator[ProfileRow]:
     """Every profile by name, a page per read transaction (as `iter_bays`)."""
+    return iter_profiles_as(store, ProfileRow, page)
+
+
+def iter_profiles_as(store: Any, make: Callable[..., _T], page: int = 500) -> Iterator[_T]:
+    """`iter_profiles`, each made by `make` from the fields of a ProfileRow (as
+    `iter_bays_as`)."""
     after = ""
     while True:
         with store.read() as tx:
@@ -443,7 +460,7 @@ def iter_profiles(store: Any, page: int = 500) -> Iterator[ProfileRow]:
         # The JSON lists of a whole page in one decoder call, not two calls a profile.
         lists = _json_lists([text for r in rows for text in (r[5], r[6])])
         for i, r in enumerate(rows):
-            yield ProfileRow(
+            yield make(
                 r[0], r[1], r[2], r[3], bool(r[4]), lists[2 * i], lists[2 * i + 1], r[7], r[8]
             )
         if len(rows) < page:

@@ -1,4 +1,5 @@
-"""`repository.iter_bays` and `iter_profiles` page through the rows that single reads give."""
+"""`repository.iter_bays` and `iter_profiles` page through the rows that single reads give, and
+the CIM providers' enumeration rows are those of single reads."""
 
 from __future__ import annotations
 
@@ -7,8 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from provider.cim.provider import OperationContext, Row
 from provider.vcem import repository as repo
+from provider.vcem.cim import _Bays, _Profiles
 from tests.vcem.direct import vcem_stack
+
+_CTX = OperationContext(None, "root/cimv2", "localhost")
 
 
 @pytest.mark.parametrize("page", [1, 3, 7, 500])
@@ -44,3 +49,40 @@ def test_profile_pages_give_the_rows_of_single_reads(tmp_path: Path, page: int) 
     paged, single = asyncio.run(read())
     assert len(paged) > 2 and paged == single
     assert any(p.macs for p in paged) and all(isinstance(p.macs, tuple) for p in paged)
+
+
+def test_the_cim_rows_of_an_enumeration_are_those_of_single_reads(tmp_path: Path) -> None:
+    # The providers build their enumeration rows straight from the fields of a page
+    # (iter_bays_as, iter_profiles_as); GetInstance builds them from a BayRow.
+    async def read() -> tuple[list[Row], list[Row], list[Row], list[repo.ProfileRow]]:
+        async with vcem_stack(tmp_path, start_runner=False) as stack:
+            bays = _Bays(stack.store, stack.service)
+            enumerated = list(bays.enumerate(_CTX, "GM_DeviceBay"))
+            single = [
+                bays.get(
+                    _CTX,
+                    "GM_DeviceBay",
+                    {"EnclosureName": r["EnclosureName"], "BayName": r["BayName"]},
+                )
+                for r in enumerated
+            ]
+            profiles = list(_Profiles(stack.store).enumerate(_CTX, "GM_ServerProfile"))
+            return enumerated, single, profiles, list(repo.iter_profiles(stack.store))
+
+    enumerated, single, profiles, profile_rows = asyncio.run(read())
+    assert len(enumerated) > 8 and enumerated == single
+    assert any(r["CoveredBays"] for r in enumerated) and any(r["IPAddresses"] for r in enumerated)
+    assert [
+        {
+            "Name": p.name,
+            "DomainGroup": p.group,
+            "EnclosureName": p.enclosure,
+            "BayName": p.bay,
+            "BootFromSAN": p.boot_from_san,
+            "MACAddresses": list(p.macs),
+            "WWNs": list(p.wwns),
+            "VirtualSerialNumber": p.serial_number,
+            "VirtualUUID": p.uuid,
+        }
+        for p in profile_rows
+    ] == profiles
