@@ -26,6 +26,7 @@ Figures, not assertions. "calls/s" of an enumeration counts whole enumerations; 
 scales it to 1,000 instances to set it beside OpenPegasus' 1,000-instance figure.
 
     python bench/scale.py [--bays 16000] [--duration 3] [--connections 8] [--failovers 100]
+                          [--only failover|enum]
 """
 
 from __future__ import annotations
@@ -51,7 +52,14 @@ import pywbem
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.failover import hosts_by_group, pct, server_ms, submit, wait  # noqa: E402
+from bench.failover import (  # noqa: E402
+    hosts_by_group,
+    pct,
+    server_ms,
+    server_section,
+    submit,
+    wait,
+)
 from bench.http_floor import PASSWORD as FLOOR_PASSWORD  # noqa: E402
 from bench.http_floor import REQUEST_BODY as FLOOR_BODY  # noqa: E402
 from bench.http_floor import USER as FLOOR_USER  # noqa: E402
@@ -359,6 +367,18 @@ def main() -> int:
     parser.add_argument("--failovers", type=int, default=50, help="under --readers")
     parser.add_argument("--readers", type=int, default=8)
     parser.add_argument("--workers", type=int, default=16, help="[vcem] job_workers")
+    parser.add_argument(
+        "--switch-interval",
+        type=float,
+        default=None,
+        help="[server] switch_interval (seconds; default: the server's own)",
+    )
+    parser.add_argument(
+        "--only",
+        choices=("failover", "enum"),
+        help="run only these scenarios (failover: the burst and the failovers under readers;"
+        " enum: the HTTP floor, the enumerations and the pulls)",
+    )
     args = parser.parse_args()
 
     env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -381,6 +401,7 @@ def main() -> int:
                 "probe": {"method": "tcp"},
                 # Seeding 16,000 bays takes seconds before the lease loop runs.
                 "roles": {"lease_ttl": 60.0, "renew_interval": 5.0},
+                **server_section(args.switch_interval),
             },
         )
         t0 = time.perf_counter()
@@ -414,11 +435,27 @@ def run(
     groups: dict[int, list[str]],
 ) -> None:
     user, password = "admin", USERS["admin"][1]
-    conns, duration = args.connections, args.duration
 
     def request(spec: tuple[dict[str, str], bytes]) -> bytes:
         return build_post("/cimom", spec[1], spec[0], user=user, password=password)
 
+    if args.only != "failover":
+        reads_and_methods(args, gm, server, floor_server, floor_port, request)
+    if args.only != "enum":
+        failovers(args, gm, server, groups, request)
+
+
+def reads_and_methods(
+    args: argparse.Namespace,
+    gm: ProviderHandle,
+    server: Process,
+    floor_server: Process,
+    floor_port: int,
+    request: Callable[[tuple[dict[str, str], bytes]], bytes],
+) -> None:
+    """The HTTP floor, GetInstance, getRole, enumerations and pulls."""
+    user, password = "admin", USERS["admin"][1]
+    conns, duration = args.connections, args.duration
     floor_request = build_post(
         "/cimom",
         FLOOR_BODY,
@@ -429,15 +466,16 @@ def run(
     floor = loaded(floor_server, floor_request, floor_port, conns, duration)
     line("HTTP floor (fixed 250-byte reply)", floor, floor, "42-45k/s (bare asyncio)")
 
-    get = loaded(server, request(get_bay("enc0500", "7")), gm.port, conns, duration)
-    line("GetInstance GM_DeviceBay", get, floor, verdict(get.rate, "GetInstance"))
-    method = loaded(server, request(get_role()), gm.port, conns, duration)
-    line("InvokeMethod getRole", method, floor, verdict(method.rate, "method"))
-    print(
-        f"  GetInstance costs {floor.rate / get.rate:.2f}x the floor in calls/s and "
-        f"{get.cpu_us_per_call / floor.cpu_us_per_call:.2f}x in server CPU per call "
-        "(target <= 3x)"
-    )
+    if args.only != "enum":
+        get = loaded(server, request(get_bay("enc0500", "7")), gm.port, conns, duration)
+        line("GetInstance GM_DeviceBay", get, floor, verdict(get.rate, "GetInstance"))
+        method = loaded(server, request(get_role()), gm.port, conns, duration)
+        line("InvokeMethod getRole", method, floor, verdict(method.rate, "method"))
+        print(
+            f"  GetInstance costs {floor.rate / get.rate:.2f}x the floor in calls/s and "
+            f"{get.cpu_us_per_call / floor.cpu_us_per_call:.2f}x in server CPU per call "
+            "(target <= 3x)"
+        )
 
     client = Client(gm.port, user, password)
     try:
@@ -468,6 +506,15 @@ def run(
     finally:
         client.close()
 
+
+def failovers(
+    args: argparse.Namespace,
+    gm: ProviderHandle,
+    server: Process,
+    groups: dict[int, list[str]],
+    request: Callable[[tuple[dict[str, str], bytes]], bytes],
+) -> None:
+    """The failover burst, then failovers one after another under readers."""
     burst_hosts = [groups[g][1] for g in sorted(groups)][: args.burst]
     burst = failover_burst(gm, server, burst_hosts, 8)
     line(f"failoverProfile burst ({len(burst_hosts)} groups)", burst, None, "jobs/s; per job")
