@@ -245,6 +245,11 @@ def _namespacepath(host: str | None, namespace: str | None, what: Any) -> str:
     )
 
 
+@lru_cache(maxsize=64)
+def _cached_namespacepath(host: str, namespace: str) -> str:
+    return _namespacepath(host, namespace, None)
+
+
 def _keyvalue(value: Any) -> str:
     """KEYVALUE (DSP0201 §5.2.9) with VALUETYPE and TYPE, or a VALUE.REFERENCE."""
     if isinstance(value, CIMInstanceName | CIMClassName):
@@ -434,14 +439,17 @@ def _escape_or_none(text: str | None) -> str | None:
 
 def _string_items(items: Sequence[Any]) -> str:
     """The VALUE elements of a string array: one escape check for all of its elements."""
-    if not isinstance(items, list | tuple):
+    if type(items) is not list and type(items) is not tuple:
         items = list(items)
     try:
-        if _NEEDS_ESCAPE.search("".join(items)) is None:
-            return "<VALUE>" + "</VALUE><VALUE>".join(items) + "</VALUE>" if items else ""
+        text = "".join(items)
     except TypeError:  # an element that is not a str (NULL, a number): one at a time
-        pass
-    return _items(items, _text_string)
+        return _items(items, _text_string)
+    if _NEEDS_ESCAPE.search(text) is not None:
+        return _items(items, _text_string)
+    if len(items) == 1:
+        return f"<VALUE>{text}</VALUE>"
+    return "<VALUE>" + "</VALUE><VALUE>".join(items) + "</VALUE>" if items else ""
 
 
 def _items(items: Iterable[Any], fmt: Callable[[Any], str]) -> str:
@@ -586,7 +594,7 @@ def _compile(
         elif p.kind == "ref":
             text = f"_ref({v})"
         elif p.fmt is _text_string:
-            text = f"_strings({v})"
+            text = f"_strings({v}) if {v} else ''"  # mostly no element, or one
         else:
             text = f"_items({v}, {src.constant(p.fmt)})"
         # NULL: the empty property and two empty strings; else the markup around the text.
@@ -760,6 +768,14 @@ def _object_with_path(instance: Instance) -> str:
 
 
 def _instance_with_path(instance: Instance) -> str:
+    if type(instance) is RenderedInstance:  # a pull's rows: no dispatch, the path's head cached
+        name = instance.name
+        if name.host and name.namespace:
+            head = _cached_namespacepath(name.host, name.namespace)
+            return (
+                f"<VALUE.INSTANCEWITHPATH><INSTANCEPATH>{head}{name.xml}</INSTANCEPATH>"
+                f"{instance.xml}</VALUE.INSTANCEWITHPATH>"
+            )
     return (
         f"<VALUE.INSTANCEWITHPATH>{_instancepath(_path_of(instance))}"
         f"{_instance_xml(instance)}</VALUE.INSTANCEWITHPATH>"

@@ -17,7 +17,17 @@ from pywbem import (
     Uint64,
 )
 
-from provider.cimxml.encode import InstanceTemplate, encode_instance, encode_instance_name
+from provider.cimxml.encode import (
+    InstanceTemplate,
+    encode_imethod_response,
+    encode_instance,
+    encode_instance_name,
+)
+from provider.cimxml.messages import (
+    NamedInstancesResult,
+    ObjectsWithPathResult,
+    PullInstancesResult,
+)
 
 PROPS = [
     ("Name", "string", False, None),
@@ -147,3 +157,29 @@ def test_a_class_without_properties_renders_an_empty_instance() -> None:
         template.instance({}, "root/cimv2", None).xml
         == '<INSTANCE CLASSNAME="GM_Empty"></INSTANCE>'
     )
+
+
+hosts = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=8)
+
+
+@settings(max_examples=100, deadline=None)
+@given(rows, hosts, st.sampled_from(["root/cimv2", "interop", "root/a&b"]))
+def test_responses_of_rendered_rows_are_those_of_pywbem_instances(
+    row: dict[str, object], host: str, namespace: str
+) -> None:
+    # The same response bytes whether an enumeration or pull hands the encoder a rendered
+    # row (the fast paths) or the pywbem instance with its path.
+    instance = _pywbem_instance(row)
+    exact = {name: prop.value for name, prop in instance.properties.items()}
+    instance.path = CIMInstanceName(
+        "GM_Test", {"Name": row["name"]}, host=host, namespace=namespace
+    )
+    rendered = TEMPLATE.instance(exact, namespace, host)
+    for result in (
+        lambda items: NamedInstancesResult(items),
+        lambda items: PullInstancesResult(items, False, "ctx"),
+        lambda items: ObjectsWithPathResult(items),
+    ):
+        assert encode_imethod_response("1", "Op", result([rendered, rendered])) == (
+            encode_imethod_response("1", "Op", result([instance, instance]))
+        )
