@@ -189,6 +189,11 @@ class JobJournal:
         )
         return {Step(s): StepRecord(Step(s), o, str(d), int(a)) for s, o, d, a in rows}
 
+    def load(self, job_id: int) -> tuple[Job, dict[Step, StepRecord]]:
+        """The job and its journal, read in one transaction."""
+        with self.store.read() as tx:
+            return self.get(job_id, tx), self.journal(job_id, tx)
+
     def active_job_ids(self) -> list[int]:
         with self.store.read() as tx:
             rows = tx.fetchall(

@@ -3,13 +3,13 @@
 While this node is active, a loop finds the oldest queued job of every domain group that has
 none running (FIFO per group; groups run concurrently) and drives each whole job in one
 worker thread (`provider.jobs.steps.drive`, which claims the job in its first transaction).
-A submit starts its job at once from a worker thread, and a job's thread starts its group's
-next job when it ends: neither waits for the asyncio loop, which may be busy rendering a
-large enumeration. The loop itself does recovery, a fallback poll, and rediscovery. Each
-time the node becomes active under a new epoch (start, takeover), it first *adopts* every
-job left running by any earlier epoch and resumes it at the first step without a recorded
-outcome; that step reads the device before acting, so a crash never repeats a power action
-(SPEC 4.1).
+A submit starts its job at once in a worker thread, and a job's thread runs its group's next
+job itself when it ends: neither waits for the asyncio loop, which may be busy rendering a
+large enumeration, nor hands the job on from thread to thread. The loop itself does
+recovery, a fallback poll, and rediscovery. Each time the node becomes active under a new
+epoch (start, takeover), it first *adopts* every job left running by any earlier epoch and
+resumes it at the first step without a recorded outcome; that step reads the device before
+acting, so a crash never repeats a power action (SPEC 4.1).
 
 Exit on error (seed 002 "Exit on error"): a step that fails ends the job in Exception with the
 step and the reason, and the same transaction unlocks the group; nothing is rolled back. If
@@ -101,7 +101,7 @@ class JobRunner:
         worker thread: the event loop may be busy for a long while (it renders whole
         enumerations between two awaits), and a job need not wait for it."""
         if self._recovered_epoch is not None and self._recovered_epoch == self._epoch():
-            self._submit(self._start_claimable)
+            self._submit(self._run_claimable)
         elif self._loop is not None and self._wake is not None:
             self._loop.call_soon_threadsafe(self._wake.set)
 
@@ -164,27 +164,61 @@ class JobRunner:
     # -- starting jobs (any thread) --------------------------------------------------------
 
     def _start_claimable(self) -> None:
-        """Start the oldest queued job of every group that has none running. Each job
-        claims itself in its first transaction (provider.jobs.steps.drive)."""
+        """Start the oldest queued job of every group that has none running, each in a
+        worker thread. Each job claims itself in its first transaction
+        (provider.jobs.steps.drive)."""
+        for job_id in self._take_claimable():
+            self._submit(self._run_jobs, job_id)
+
+    def _take_claimable(self) -> list[int]:
+        """The claimable jobs not started yet, now marked as started (the caller runs them)."""
         if self.roles.role is not Role.ACTIVE:
-            return
+            return []
         try:
-            for job_id in self.journal.claimable():
-                self._start(job_id)
+            claimable = self.journal.claimable()
         except StoreError as exc:
             log.warning("job runner: store error, the next poll retries: %s", exc.description)
+            return []
+        with self._lock:
+            fresh = [job_id for job_id in claimable if job_id not in self._running]
+            self._running.update(fresh)
+        return fresh
 
     def _start(self, job_id: int) -> None:
         with self._lock:
             if job_id in self._running:
                 return
             self._running.add(job_id)
-        self._submit(self._run_job, job_id)
+        self._submit(self._run_jobs, job_id)
 
-    # -- one job (a worker thread) ---------------------------------------------------------
+    # -- jobs (a worker thread) ------------------------------------------------------------
+
+    def _run_claimable(self) -> None:
+        """After a submit, in a worker thread: run a claimable job in this thread (others
+        in threads of their own), so that a submitted job starts after one thread hop, not
+        two; every hop is a thread that must wake and win the interpreter back from an
+        event loop busy rendering enumerations."""
+        fresh = self._take_claimable()
+        for job_id in fresh[1:]:
+            self._submit(self._run_jobs, job_id)
+        if fresh:
+            self._run_jobs(fresh[0])
+
+    def _run_jobs(self, job_id: int) -> None:
+        """Job `job_id`, then, in the same thread, a job its end made claimable (the next
+        queued job of its group), and so on; other claimable jobs go to threads of their own."""
+        next_id: int | None = job_id
+        while next_id is not None:
+            self._run_job(next_id)
+            if self._stopping.is_set():
+                return
+            fresh = self._take_claimable()
+            for other in fresh[1:]:
+                self._submit(self._run_jobs, other)
+            next_id = fresh[0] if fresh else None
 
     def _run_job(self, job_id: int) -> None:
-        """The whole job in this worker thread, then the group's next job (if any)."""
+        """The whole job in this worker thread (started: in `_running` until it ends)."""
         try:
             while not self._stopping.is_set():
                 try:
@@ -206,7 +240,6 @@ class JobRunner:
         finally:
             with self._lock:
                 self._running.discard(job_id)
-        self._start_claimable()  # the group may have a queued job waiting: start it now
 
     def _fail(self, job_id: int, reason: str) -> None:
         try:

@@ -112,11 +112,11 @@ def drive(ctx: StepContext, job_id: int, stopping: Callable[[], bool] = lambda: 
     job) and StoreError when the store failed (the caller retries: the journal says where
     to go on). Every other failure ends the job in Exception with the step and the reason.
     `stopping()` is asked between transactions (the process is shutting down)."""
-    job = ctx.journal.get(job_id)
+    job, journal = ctx.journal.load(job_id)
     if job.state.finished:
         return
     order = steps_for(job.job_type)
-    recorded = {s for s, r in ctx.journal.journal(job_id).items() if r.outcome is not None}
+    recorded = {s for s, r in journal.items() if r.outcome is not None}
     first = next_step(job.job_type, recorded)
     at = len(order) - 1 if first is None else order.index(first)
     claim = job.state is JobState.QUEUED
