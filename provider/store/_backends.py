@@ -170,6 +170,27 @@ def _gm_now() -> float:
     return time.time()
 
 
+def _journal_mode_wal(db: sqlite3.Connection, timeout: float) -> Any:
+    """Switch a database file to WAL mode (a no-op when it is already), retrying while locked.
+
+    Switching the journal mode needs the file's exclusive lock, and SQLite answers "database
+    is locked" at once, without its busy handler (waiting could deadlock), when another
+    connection holds the file's write lock meanwhile: processes opening a new store together (the pair's two nodes, a service and
+    `gm-admin` started by one script) would fail at random. So the switch is retried, with a
+    growing pause, for as long as the store's busy timeout allows.
+    """
+    deadline = time.monotonic() + timeout
+    pause = 0.001
+    while True:
+        try:
+            return db.execute("PRAGMA journal_mode = WAL").fetchone()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+
+
 class SqliteConnection:
     """sqlite3 in autocommit mode, so that we say BEGIN / BEGIN IMMEDIATE ourselves."""
 
@@ -188,7 +209,7 @@ class SqliteConnection:
                 check_same_thread=False,
             )
             self._db.execute(f"PRAGMA busy_timeout = {int(url.busy_timeout_ms)}")
-            mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()
+            mode = _journal_mode_wal(self._db, url.busy_timeout_ms / 1000)
             if mode is None or str(mode[0]).lower() != "wal":
                 raise StoreError(
                     f"SQLite store {url.sqlite_path}: cannot use WAL mode (got {mode!r}); "

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from provider.errors import Fenced, StoreError
 from provider.store import ConstraintViolation, Store
+from provider.store._backends import SqliteConnection, parse_url
 
 from ._helpers import audit_rows, lapse_lease, open_test_store
 
@@ -314,3 +317,39 @@ def test_a_closed_store_refuses_new_work(store_url: str) -> None:
     store.close()
     with pytest.raises(StoreError, match="the store is closed"):
         store.current()
+
+
+def test_opening_a_new_sqlite_store_waits_for_another_connections_write_lock(
+    tmp_path: Path,
+) -> None:
+    """Switching a new file to WAL needs its exclusive lock, and SQLite refuses at once
+    (no busy handler: it would deadlock) while another connection holds the write lock:
+    processes opening one new store together failed at random. The switch now waits,
+    within the busy timeout."""
+    path = tmp_path / "gm.db"
+    reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    reader.execute("CREATE TABLE t (x INTEGER)")
+    reader.execute("BEGIN IMMEDIATE")  # holds the file's reserved lock, as a writer does
+    threading.Timer(0.2, reader.rollback).start()
+    started = time.monotonic()
+    conn = SqliteConnection(parse_url(f"sqlite://{path}"))
+    try:
+        assert time.monotonic() - started >= 0.15
+        assert conn.run("PRAGMA journal_mode", {})[0] == [("wal",)]
+    finally:
+        conn.close()
+        reader.close()
+
+
+def test_a_new_sqlite_store_still_locked_after_the_busy_timeout_is_an_error(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "gm.db"
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("CREATE TABLE t (x INTEGER)")
+    reader.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StoreError, match=r"gm\.db: database is locked"):
+            SqliteConnection(parse_url(f"sqlite://{path}?busy_timeout=300"))
+    finally:
+        reader.close()
