@@ -34,9 +34,9 @@ Measured with tests/cimxml/test_speed.py (best of 5, 2-core development machine,
 pywbem 1.9.1; ~1.6x higher while other jobs load the machine): one GM-sized instance (15
 properties: strings, a string array, uint16/uint32/uint64, booleans, a datetime, a NULL)
 serialises in ~20 µs and a complete GetInstance response in ~21 µs; pywbem's
-`tocimxmlstr()` takes ~300 µs for the same instance. A 16,000-instance EnumerateInstances
-streams in 64 KiB chunks at ~25-60 µs per instance (VALUE.NAMEDINSTANCE), the spread being
-garbage collection and machine load.
+`tocimxmlstr()` takes ~300 µs for the same instance. Enumerations render rows through
+`InstanceTemplate` (~2 µs a bay, path included): a 16,000-bay EnumerateInstances costs the
+server ~100 ms of CPU in all (bench/scale.py), store reads and transport included.
 """
 
 from __future__ import annotations
