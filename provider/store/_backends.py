@@ -175,9 +175,10 @@ def _journal_mode_wal(db: sqlite3.Connection, timeout: float) -> Any:
 
     Switching the journal mode needs the file's exclusive lock, and SQLite answers "database
     is locked" at once, without its busy handler (waiting could deadlock), when another
-    connection holds the file's write lock meanwhile: processes opening a new store together (the pair's two nodes, a service and
-    `gm-admin` started by one script) would fail at random. So the switch is retried, with a
-    growing pause, for as long as the store's busy timeout allows.
+    connection holds the file's write lock meanwhile: processes opening a new store together
+    (the pair's two nodes, a service and `gm-admin` started by one script) would fail at
+    random. So the switch is retried, with a growing pause, for as long as the store's busy
+    timeout allows.
     """
     deadline = time.monotonic() + timeout
     pause = 0.001
