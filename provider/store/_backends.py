@@ -150,6 +150,14 @@ class RawConnection(Protocol):
 
     def begin(self, write: bool) -> None: ...
 
+    def begin_statement(self) -> None:
+        """The next statement runs alone, outside a transaction block, and must be a query.
+
+        Both connections are in autocommit mode, so that statement is its own transaction
+        and reads one snapshot; nothing needs to be committed or rolled back after it.
+        """
+        ...
+
     def commit(self) -> None: ...
 
     def rollback(self) -> None: ...
@@ -251,6 +259,9 @@ class SqliteConnection:
         except sqlite3.Error as exc:
             raise self._map(exc) from exc
 
+    def begin_statement(self) -> None:
+        self._read_only = True
+
     def commit(self) -> None:
         try:
             self._db.execute("COMMIT")
@@ -350,6 +361,7 @@ class PostgresConnection:
             )
         except psycopg.Error as exc:
             raise StoreError(f"PostgreSQL store {url.redacted()}: {exc}") from exc
+        self._read_only = False
 
     @property
     def usable(self) -> bool:
@@ -365,10 +377,14 @@ class PostgresConnection:
         # Reads see one snapshot (REPEATABLE READ, READ ONLY: never a serialisation failure);
         # writes use READ COMMITTED with explicit row locks, as ha-jobs-style.md A.5 advises.
         statement = "BEGIN" if write else "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+        self._read_only = False  # PostgreSQL itself refuses writes in a READ ONLY transaction
         try:
             self._db.execute(statement)
         except psycopg.Error as exc:
             raise self._map(exc) from exc
+
+    def begin_statement(self) -> None:
+        self._read_only = True
 
     def commit(self) -> None:
         try:
@@ -388,6 +404,11 @@ class PostgresConnection:
         # Always pass a mapping, even an empty one: psycopg then applies the % rules
         # (%% -> %) exactly as SQLite's translation does.
         text = translate(sql, "postgresql")
+        if self._read_only and not _is_query(text):
+            raise StoreError(
+                f"PostgreSQL: {_first_word(text)} in a single-statement read; "
+                "changes go through a write transaction"
+            )
         try:
             cur = self._db.execute(text, dict(params))
             rows = [tuple(r) for r in cur.fetchall()] if cur.description else []

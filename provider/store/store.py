@@ -197,6 +197,58 @@ class _Read:
             store._local.busy = False
 
 
+class _OneStatementTx(Tx):
+    """The `Tx` of `Store.read_one()`: one query, run outside a transaction block."""
+
+    def __init__(self, conn: RawConnection) -> None:
+        super().__init__(conn)
+        self._ran = False
+
+    def _run(self, sql: str, params: Mapping[str, Any] | None) -> tuple[list[Row], int]:
+        if self._ran and self._open:
+            raise StoreError(
+                "read_one() runs a single statement and this block ran one already; "
+                "several statements need store.read(), so that they see one snapshot"
+            )
+        self._ran = True
+        return super()._run(sql, params)
+
+    def run_script(self, script: str) -> None:
+        raise StoreError("read_one() runs a single query, not a script")
+
+
+class _ReadOne:
+    """One single-statement read of `Store.read_one()` (see there)."""
+
+    __slots__ = ("_store", "_tx")
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._tx: Tx | None = None
+
+    def __enter__(self) -> Tx:
+        store = self._store
+        conn = store._connection()
+        local = store._local
+        if getattr(local, "busy", False):
+            raise StoreError(
+                "a transaction is already open on this thread; transactions do not nest"
+            )
+        local.busy = True
+        conn.begin_statement()
+        tx = self._tx = _OneStatementTx(conn)
+        return tx
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: object, tb: object) -> None:
+        tx = self._tx
+        assert tx is not None
+        tx._open = False
+        store = self._store
+        store._local.busy = False
+        if exc_type is not None and issubclass(exc_type, StoreError):
+            store._forget_if_broken(tx._conn)
+
+
 class Store:
     """The state store over one backend. Create with `open_store(url)`."""
 
@@ -314,6 +366,19 @@ class Store:
         read were a tenth of the read's cost.
         """
         return _Read(self)
+
+    def read_one(self) -> _ReadOne:
+        """A read of exactly one statement, without BEGIN and COMMIT around it.
+
+        `with store.read_one() as tx: row = repo.bay(tx, ...)` -- for the reads that are
+        one query (a GetInstance's row): the connection is in autocommit mode, so the
+        statement is its own transaction and sees one snapshot, and the two round trips
+        (one on SQLite: a tenth of a bay's GetInstance) of BEGIN and COMMIT are saved. A
+        write is refused as in `read()`; a second statement in the block raises StoreError
+        (it would read another snapshot), so a repository function that grows a second
+        query fails its tests instead of reading inconsistent rows.
+        """
+        return _ReadOne(self)
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[Tx]:

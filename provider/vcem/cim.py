@@ -201,7 +201,7 @@ class _Bays(InstanceProvider):
 
     def get(self, ctx: OperationContext, classname: str, keys: Mapping[str, Any]) -> Row:
         enclosure, bay = _bay_keys(keys)
-        with self.store.read() as tx:
+        with self.store.read_one() as tx:  # one indexed query: no BEGIN/COMMIT around it
             row = repo.bay(tx, enclosure, bay)
         if row is None:
             raise NotFound(f"No bay {bay} in enclosure {enclosure}.")
@@ -242,6 +242,15 @@ class _Profiles(InstanceProvider):
     def enumerate(self, ctx: OperationContext, classname: str) -> Iterable[Row]:
         # A page at a time, as the bays: bounded memory for 16,000 profiles.
         return repo.iter_profiles_as(self.store, _profile_row)
+
+    def get(self, ctx: OperationContext, classname: str, keys: Mapping[str, Any]) -> Row:
+        # By its key (an index), not a scan of every profile (60 ms at 15,000 profiles).
+        name = str(next((v for k, v in keys.items() if k.lower() == "name"), ""))
+        with self.store.read_one() as tx:
+            row = repo.profile(tx, name)
+        if row is None:
+            raise NotFound(f"No server profile named {name}.")
+        return _profile_row(*row)
 
 
 def _profile_row(

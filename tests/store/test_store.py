@@ -228,6 +228,66 @@ def test_reads_and_writes_alternate_on_one_connection(store: Store) -> None:
     assert [n.epoch for n in store.nodes()] == [4]
 
 
+def test_read_one_runs_one_query_in_its_own_snapshot(store: Store) -> None:
+    store.report_node("A", "standby", 3)
+    with store.read_one() as tx:
+        assert tx.fetchall("SELECT node, epoch FROM gm_nodes") == [("A", 3)]
+    # No transaction was left open: a write from another thread is not blocked by it,
+    # and the next single read sees that write at once.
+    done = threading.Thread(target=store.report_node, args=("B", "standby", 4))
+    done.start()
+    done.join(timeout=10)
+    assert not done.is_alive()
+    with store.read_one() as tx:
+        assert tx.scalar("SELECT count(*) FROM gm_nodes") == 2
+
+
+def test_read_one_refuses_a_second_statement_and_the_connection_goes_on(store: Store) -> None:
+    store.report_node("A", "standby", 0)
+    with pytest.raises(StoreError, match="single statement"), store.read_one() as tx:
+        assert tx.scalar("SELECT count(*) FROM gm_nodes") == 1
+        tx.scalar("SELECT count(*) FROM gm_nodes")
+    with pytest.raises(StoreError, match="ended"):
+        tx.scalar("SELECT 1")  # dead after its block, like any transaction object
+    store.report_node("A", "standby", 1)  # writes and reads work on that thread afterwards
+    with store.read() as rtx:
+        assert rtx.scalar("SELECT epoch FROM gm_nodes") == 1
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE gm_nodes SET role = 'x'",
+        "INSERT INTO gm_nodes (node, role, epoch, last_seen) VALUES ('B', 'standby', 0, 0)",
+        "WITH gone AS (SELECT node FROM gm_nodes) DELETE FROM gm_nodes",
+        "CREATE TABLE gm_stray (x INTEGER)",
+    ],
+)
+def test_read_one_refuses_every_kind_of_write(store: Store, statement: str) -> None:
+    # Outside a transaction block nothing would roll a write back: it is refused unrun.
+    store.report_node("A", "standby", 0)
+    refused = pytest.raises(StoreError, match="changes go through a write transaction")
+    with refused, store.read_one() as tx:
+        tx.execute(statement)
+    assert [(n.node, n.role) for n in store.nodes()] == [("A", "standby")]
+    with store.read() as rtx:
+        assert rtx.scalar("SELECT count(*) FROM gm_nodes") == 1
+    with pytest.raises(StoreError), store.read_one() as tx:
+        tx.run_script("DELETE FROM gm_nodes")
+    assert len(store.nodes()) == 1
+    store.report_node("A", "active", 1)  # the guard does not leak into the next write
+    assert [(n.role, n.epoch) for n in store.nodes()] == [("active", 1)]
+
+
+def test_read_one_does_not_nest_with_transactions(store: Store) -> None:
+    with pytest.raises(StoreError, match="do not nest"), store.read(), store.read_one():
+        pass
+    with pytest.raises(StoreError, match="do not nest"), store.read_one(), store.read():
+        pass
+    with store.read_one() as tx:
+        assert tx.scalar("SELECT 1") == 1
+
+
 def test_transactions_do_not_nest_on_one_thread(store: Store) -> None:
     with pytest.raises(StoreError, match="do not nest"), store.read(), store.read():
         pass
