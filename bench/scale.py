@@ -87,8 +87,12 @@ class Process:
 
     def cpu_s(self) -> float:
         """User + system CPU seconds used so far."""
+        return sum(self.cpu_user_sys())
+
+    def cpu_user_sys(self) -> tuple[float, float]:
+        """User and system (kernel) CPU seconds used so far."""
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICK
+        return int(fields[11]) / CLOCK_TICK, int(fields[12]) / CLOCK_TICK
 
     def status_kb(self, name: str) -> int:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
@@ -115,6 +119,7 @@ class Measured:
     cpu_s: float
     peak_mb: float
     instances: int = 0
+    sys_s: float = float("nan")  # of cpu_s, in the kernel (system time)
 
     @property
     def rate(self) -> float:
@@ -123,6 +128,10 @@ class Measured:
     @property
     def cpu_us_per_call(self) -> float:
         return self.cpu_s / self.calls * 1e6 if self.calls else float("nan")
+
+    @property
+    def sys_us_per_call(self) -> float:
+        return self.sys_s / self.calls * 1e6 if self.calls else float("nan")
 
     def ms(self, q: float) -> float:
         return pct(self.latencies, q) * 1000 if self.latencies else float("nan")
@@ -133,9 +142,11 @@ def watched(proc: Process) -> Iterator[dict[str, float]]:
     """Server CPU seconds and peak RSS (MB) of the block, into the dict it yields."""
     proc.reset_peak()
     out: dict[str, float] = {}
-    cpu0 = proc.cpu_s()
+    user0, sys0 = proc.cpu_user_sys()
     yield out
-    out["cpu_s"] = proc.cpu_s() - cpu0
+    user1, sys1 = proc.cpu_user_sys()
+    out["cpu_s"] = user1 - user0 + sys1 - sys0
+    out["sys_s"] = sys1 - sys0
     out["peak_mb"] = proc.status_kb("VmHWM") / 1024
 
 
@@ -148,7 +159,12 @@ def loaded(proc: Process, request: bytes, port: int, connections: int, duration:
     if bad:
         raise SystemExit(f"non-200 answers {bad}")
     return Measured(
-        result.calls, result.duration, list(result.latencies), seen["cpu_s"], seen["peak_mb"]
+        result.calls,
+        result.duration,
+        list(result.latencies),
+        seen["cpu_s"],
+        seen["peak_mb"],
+        sys_s=seen["sys_s"],
     )
 
 
@@ -181,6 +197,15 @@ def get_bay(enclosure: str, bay: str) -> tuple[dict[str, str], bytes]:
         f'<KEYBINDING NAME="EnclosureName"><KEYVALUE VALUETYPE="string">{enclosure}</KEYVALUE>'
         '</KEYBINDING><KEYBINDING NAME="BayName"><KEYVALUE VALUETYPE="string">'
         f"{bay}</KEYVALUE></KEYBINDING></INSTANCENAME></IPARAMVALUE>",
+    )
+
+
+def get_profile(name: str) -> tuple[dict[str, str], bytes]:
+    return _imethod(
+        "GetInstance",
+        '<IPARAMVALUE NAME="InstanceName"><INSTANCENAME CLASSNAME="GM_ServerProfile">'
+        f'<KEYBINDING NAME="Name"><KEYVALUE VALUETYPE="string">{name}</KEYVALUE>'
+        "</KEYBINDING></INSTANCENAME></IPARAMVALUE>",
     )
 
 
@@ -469,12 +494,25 @@ def reads_and_methods(
     if args.only != "enum":
         get = loaded(server, request(get_bay("enc0500", "7")), gm.port, conns, duration)
         line("GetInstance GM_DeviceBay", get, floor, verdict(get.rate, "GetInstance"))
+        # p08007 is the profile in that bay (bench/inventory_gen.py numbers them so).
+        profile = loaded(server, request(get_profile("p08007")), gm.port, conns, duration)
+        line("GetInstance GM_ServerProfile", profile, floor, verdict(profile.rate, "GetInstance"))
         method = loaded(server, request(get_role()), gm.port, conns, duration)
         line("InvokeMethod getRole", method, floor, verdict(method.rate, "method"))
         print(
             f"  GetInstance costs {floor.rate / get.rate:.2f}x the floor in calls/s and "
             f"{get.cpu_us_per_call / floor.cpu_us_per_call:.2f}x in server CPU per call "
             "(target <= 3x)"
+        )
+        # Where the server's CPU goes: the floor's server outruns the load generator, which
+        # never sleeps; a saturated CIM server wakes the waiting generator with every reply,
+        # and that wake-up is kernel time of the server's write.
+        floor_user = floor.cpu_us_per_call - floor.sys_us_per_call
+        get_user = get.cpu_us_per_call - get.sys_us_per_call
+        print(
+            f"  server CPU per call, user + kernel: floor {floor_user:.0f} + "
+            f"{floor.sys_us_per_call:.0f} us, GetInstance {get_user:.0f} + "
+            f"{get.sys_us_per_call:.0f} us"
         )
 
     client = Client(gm.port, user, password)
