@@ -104,16 +104,36 @@ class _Groups(InstanceProvider):
             domains = {g.name: repo.domains_of_group(tx, g.name) for g in groups}
             spares = repo.available_spares(tx)
         for g in groups:
-            yield {
-                "Name": g.name,
-                "ElementName": g.description or g.name,
-                "Domains": [d.name for d in domains[g.name]],
-                "SpareRequiresSameGeneration": g.same_generation,
-                "Locked": g.locked_by_job is not None,
-                "InMaintenance": g.maintenance,
-                "AutomaticFailoverDisabled": g.auto_failover_disabled,
-                "AvailableSpares": spares.get(g.name, 0),
-            }
+            yield _group_row(g, domains[g.name], spares.get(g.name, 0))
+
+    def get(self, ctx: OperationContext, classname: str, keys: Mapping[str, Any]) -> Row:
+        # One group's rows, not every group's (with their spare counts over every bay).
+        name = _name_key(keys)
+        with self.store.read() as tx:
+            group = repo.group(tx, name)
+            if group is None:
+                raise NotFound(f"No domain group named {name}.")
+            domains = repo.domains_of_group(tx, name)
+            spares = repo.available_spares(tx, name).get(name, 0)
+        return _group_row(group, domains, spares)
+
+
+def _group_row(g: repo.GroupRow, domains: list[repo.DomainRow], spares: int) -> Row:
+    return {
+        "Name": g.name,
+        "ElementName": g.description or g.name,
+        "Domains": [d.name for d in domains],
+        "SpareRequiresSameGeneration": g.same_generation,
+        "Locked": g.locked_by_job is not None,
+        "InMaintenance": g.maintenance,
+        "AutomaticFailoverDisabled": g.auto_failover_disabled,
+        "AvailableSpares": spares,
+    }
+
+
+def _name_key(keys: Mapping[str, Any]) -> str:
+    """The Name key of a class keyed by Name alone (any case of the key's name)."""
+    return str(next((v for k, v in keys.items() if k.lower() == "name"), ""))
 
 
 class _Enclosures(InstanceProvider):
@@ -124,13 +144,25 @@ class _Enclosures(InstanceProvider):
         with self.store.read() as tx:
             rows = repo.list_enclosures(tx)
         for e in rows:
-            yield {
-                "Name": e.name,
-                "Domain": e.domain,
-                "DomainGroup": e.group,
-                "ElementName": f"{e.name} ({e.kind})",
-                "DomainState": e.domain_state,
-            }
+            yield _enclosure_row(e)
+
+    def get(self, ctx: OperationContext, classname: str, keys: Mapping[str, Any]) -> Row:
+        name = _name_key(keys)
+        with self.store.read_one() as tx:
+            row = repo.enclosure(tx, name)
+        if row is None:
+            raise NotFound(f"No enclosure named {name}.")
+        return _enclosure_row(row)
+
+
+def _enclosure_row(e: repo.EnclosureRow) -> Row:
+    return {
+        "Name": e.name,
+        "Domain": e.domain,
+        "DomainGroup": e.group,
+        "ElementName": f"{e.name} ({e.kind})",
+        "DomainState": e.domain_state,
+    }
 
 
 def _bay_row(b: repo.BayRow, covered: list[str]) -> Row:
@@ -245,7 +277,7 @@ class _Profiles(InstanceProvider):
 
     def get(self, ctx: OperationContext, classname: str, keys: Mapping[str, Any]) -> Row:
         # By its key (an index), not a scan of every profile (60 ms at 15,000 profiles).
-        name = str(next((v for k, v in keys.items() if k.lower() == "name"), ""))
+        name = _name_key(keys)
         with self.store.read_one() as tx:
             row = repo.profile(tx, name)
         if row is None:

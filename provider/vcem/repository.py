@@ -242,14 +242,26 @@ def domains_of_group(tx: Tx, name: str) -> list[DomainRow]:
     return [DomainRow(str(n), str(g), str(s)) for n, g, s in rows]
 
 
+_ENCLOSURE_SELECT = (
+    "SELECT e.name, e.domain, d.group_name, e.kind, e.position, d.state"
+    " FROM vcem_enclosures e JOIN vcem_domains d ON d.name = e.domain"
+)
+
+
 def list_enclosures(tx: Tx) -> list[EnclosureRow]:
-    rows = tx.fetchall(
-        "SELECT e.name, e.domain, d.group_name, e.kind, e.position, d.state"
-        " FROM vcem_enclosures e JOIN vcem_domains d ON d.name = e.domain ORDER BY e.name"
-    )
+    rows = tx.fetchall(_ENCLOSURE_SELECT + " ORDER BY e.name")
     return [
         EnclosureRow(str(a), str(b), str(c), str(d), int(e), str(f)) for a, b, c, d, e, f in rows
     ]
+
+
+def enclosure(tx: Tx, name: str) -> EnclosureRow | None:
+    """One enclosure by its name (one indexed query)."""
+    row = tx.fetchone(_ENCLOSURE_SELECT + " WHERE e.name = %(n)s", {"n": name})
+    if row is None:
+        return None
+    a, b, c, d, e, f = row
+    return EnclosureRow(str(a), str(b), str(c), str(d), int(e), str(f))
 
 
 _BAY_SELECT = (
@@ -486,15 +498,26 @@ def iter_profiles_as(store: Any, make: Callable[..., _T], page: int | None = Non
         after = rows[-1][0]
 
 
-def available_spares(tx: Tx) -> dict[str, int]:
-    """Per group: spare bays with a server, no profile, powered off (last known state)."""
-    rows = tx.fetchall(
-        "SELECT d.group_name, COUNT(*) FROM vcem_bays b"
-        " JOIN vcem_enclosures e ON e.name = b.enclosure JOIN vcem_domains d ON d.name = e.domain"
-        " LEFT JOIN vcem_profiles p ON p.enclosure = b.enclosure AND p.bay = b.bay"
-        " WHERE b.is_spare = TRUE AND b.server_present = TRUE AND b.power_state = 'off'"
-        " AND p.name IS NULL AND d.state = 'managed' GROUP BY d.group_name"
-    )
+_SPARES = (
+    "SELECT d.group_name, COUNT(*) FROM vcem_bays b"
+    " JOIN vcem_enclosures e ON e.name = b.enclosure JOIN vcem_domains d ON d.name = e.domain"
+    " LEFT JOIN vcem_profiles p ON p.enclosure = b.enclosure AND p.bay = b.bay"
+    " WHERE b.is_spare = TRUE AND b.server_present = TRUE AND b.power_state = 'off'"
+    " AND p.name IS NULL AND d.state = 'managed'"
+)
+
+
+def available_spares(tx: Tx, group: str | None = None) -> dict[str, int]:
+    """Per group: spare bays with a server, no profile, powered off (last known state).
+
+    With `group`, that group only: its domains' bays, not every bay of the inventory.
+    """
+    if group is None:
+        rows = tx.fetchall(_SPARES + " GROUP BY d.group_name")
+    else:
+        rows = tx.fetchall(
+            _SPARES + " AND d.group_name = %(g)s GROUP BY d.group_name", {"g": group}
+        )
     return {str(g): int(n) for g, n in rows}
 
 

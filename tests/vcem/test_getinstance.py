@@ -34,8 +34,8 @@ def test_get_instance_of_every_instance_equals_the_enumerated_one(tmp_path: Path
     [
         ("GM_ServerProfile", {"Name": "no-such-profile"}, "No server profile named"),
         ("GM_DeviceBay", {"EnclosureName": "enc01", "BayName": "99"}, "No bay 99 in enclosure"),
-        ("GM_DomainGroup", {"Name": "no-such-group"}, "no-such-group"),
-        ("GM_Enclosure", {"Name": "no-such-enclosure"}, "no-such-enclosure"),
+        ("GM_DomainGroup", {"Name": "no-such-group"}, "No domain group named no-such-group"),
+        ("GM_Enclosure", {"Name": "no-such-enclosure"}, "No enclosure named no-such-enclosure"),
     ],
 )
 def test_get_instance_of_an_unknown_name_is_not_found_and_names_it(
@@ -56,7 +56,7 @@ def test_every_vcem_class_is_read_by_key_not_by_scanning_its_enumeration() -> No
     key (an indexed query), so a GetInstance costs the same at 16,000 bays as at 16."""
     registry = ProviderRegistry()
     vcem_cim._register(registry, store=None, service=None, journal=None)  # type: ignore[arg-type]
-    for classname in ("GM_DeviceBay", "GM_ServerProfile", "GM_ConcreteJob"):
+    for classname in (*CLASSES, "GM_ConcreteJob"):
         provider = registry.instances(NS, classname)
         assert provider is not None, classname
         assert type(provider).get is not InstanceProvider.get, classname
