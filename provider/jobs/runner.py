@@ -198,11 +198,9 @@ class JobRunner:
         in threads of their own), so that a submitted job starts after one thread hop, not
         two; every hop is a thread that must wake and win the interpreter back from an
         event loop busy rendering enumerations."""
-        fresh = self._take_claimable()
-        for job_id in fresh[1:]:
-            self._submit(self._run_jobs, job_id)
-        if fresh:
-            self._run_jobs(fresh[0])
+        first = self._hand_out(self._take_claimable())
+        if first is not None:
+            self._run_jobs(first)
 
     def _run_jobs(self, job_id: int) -> None:
         """Job `job_id`, then, in the same thread, a job its end made claimable (the next
@@ -212,10 +210,14 @@ class JobRunner:
             self._run_job(next_id)
             if self._stopping.is_set():
                 return
-            fresh = self._take_claimable()
-            for other in fresh[1:]:
-                self._submit(self._run_jobs, other)
-            next_id = fresh[0] if fresh else None
+            next_id = self._hand_out(self._take_claimable())
+
+    def _hand_out(self, fresh: list[int]) -> int | None:
+        """Start all but the first of these jobs in threads of their own; the first is the
+        caller's to run in its own thread."""
+        for job_id in fresh[1:]:
+            self._submit(self._run_jobs, job_id)
+        return fresh[0] if fresh else None
 
     def _run_job(self, job_id: int) -> None:
         """The whole job in this worker thread (started: in `_running` until it ends)."""

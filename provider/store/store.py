@@ -165,13 +165,16 @@ class _Read:
             )
         local.busy = True
         try:
-            conn.begin(False)
+            tx = self._tx = self._begin(conn)
         except StoreError:
             local.busy = False
             store._forget_if_broken(conn)
             raise
-        tx = self._tx = Tx(conn)
         return tx
+
+    def _begin(self, conn: RawConnection) -> Tx:
+        conn.begin(False)
+        return Tx(conn)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: object, tb: object) -> None:
         tx = self._tx
@@ -217,27 +220,14 @@ class _OneStatementTx(Tx):
         raise StoreError("read_one() runs a single query, not a script")
 
 
-class _ReadOne:
-    """One single-statement read of `Store.read_one()` (see there)."""
+class _ReadOne(_Read):
+    """One single-statement read of `Store.read_one()` (see there): no BEGIN, no COMMIT."""
 
-    __slots__ = ("_store", "_tx")
+    __slots__ = ()
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self._tx: Tx | None = None
-
-    def __enter__(self) -> Tx:
-        store = self._store
-        conn = store._connection()
-        local = store._local
-        if getattr(local, "busy", False):
-            raise StoreError(
-                "a transaction is already open on this thread; transactions do not nest"
-            )
-        local.busy = True
+    def _begin(self, conn: RawConnection) -> Tx:
         conn.begin_statement()
-        tx = self._tx = _OneStatementTx(conn)
-        return tx
+        return _OneStatementTx(conn)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: object, tb: object) -> None:
         tx = self._tx

@@ -17,7 +17,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pywbem import CIMInstanceName
 
@@ -36,10 +36,13 @@ from provider.jobs import JobJournal, JobRunner, Step, StepContext, crash_hook
 from provider.jobs.journal import Job
 from provider.roles import Role
 from provider.services import Services
+from provider.store import Tx
 
 from . import repository as repo
 from .inventory import ENCLOSURE_TYPES, bay_sort_key, load_inventory
 from .service import FailoverSource, VcemService
+
+_R = TypeVar("_R")
 
 __all__ = ["NS", "install", "job_instance_id", "job_row"]
 
@@ -136,6 +139,18 @@ def _name_key(keys: Mapping[str, Any]) -> str:
     return str(next((v for k, v in keys.items() if k.lower() == "name"), ""))
 
 
+def _by_name(
+    store: Any, keys: Mapping[str, Any], find: Callable[[Tx, str], _R | None], what: str
+) -> _R:
+    """The row `find` reads by the Name key in one query, or NotFound naming it."""
+    name = _name_key(keys)
+    with store.read_one() as tx:
+        row = find(tx, name)
+    if row is None:
+        raise NotFound(f"No {what} named {name}.")
+    return row
+
+
 class _Enclosures(InstanceProvider):
     def __init__(self, store: Any) -> None:
         self.store = store
@@ -147,12 +162,7 @@ class _Enclosures(InstanceProvider):
             yield _enclosure_row(e)
 
     def get(self, ctx: OperationContext, classname: str, keys: Mapping[str, Any]) -> Row:
-        name = _name_key(keys)
-        with self.store.read_one() as tx:
-            row = repo.enclosure(tx, name)
-        if row is None:
-            raise NotFound(f"No enclosure named {name}.")
-        return _enclosure_row(row)
+        return _enclosure_row(_by_name(self.store, keys, repo.enclosure, "enclosure"))
 
 
 def _enclosure_row(e: repo.EnclosureRow) -> Row:
@@ -277,12 +287,7 @@ class _Profiles(InstanceProvider):
 
     def get(self, ctx: OperationContext, classname: str, keys: Mapping[str, Any]) -> Row:
         # By its key (an index), not a scan of every profile (60 ms at 15,000 profiles).
-        name = _name_key(keys)
-        with self.store.read_one() as tx:
-            row = repo.profile(tx, name)
-        if row is None:
-            raise NotFound(f"No server profile named {name}.")
-        return _profile_row(*row)
+        return _profile_row(*_by_name(self.store, keys, repo.profile, "server profile"))
 
 
 def _profile_row(

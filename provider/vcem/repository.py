@@ -248,20 +248,19 @@ _ENCLOSURE_SELECT = (
 )
 
 
+def _enclosure(row: Any) -> EnclosureRow:
+    a, b, c, d, e, f = row
+    return EnclosureRow(str(a), str(b), str(c), str(d), int(e), str(f))
+
+
 def list_enclosures(tx: Tx) -> list[EnclosureRow]:
-    rows = tx.fetchall(_ENCLOSURE_SELECT + " ORDER BY e.name")
-    return [
-        EnclosureRow(str(a), str(b), str(c), str(d), int(e), str(f)) for a, b, c, d, e, f in rows
-    ]
+    return [_enclosure(r) for r in tx.fetchall(_ENCLOSURE_SELECT + " ORDER BY e.name")]
 
 
 def enclosure(tx: Tx, name: str) -> EnclosureRow | None:
     """One enclosure by its name (one indexed query)."""
     row = tx.fetchone(_ENCLOSURE_SELECT + " WHERE e.name = %(n)s", {"n": name})
-    if row is None:
-        return None
-    a, b, c, d, e, f = row
-    return EnclosureRow(str(a), str(b), str(c), str(d), int(e), str(f))
+    return None if row is None else _enclosure(row)
 
 
 _BAY_SELECT = (

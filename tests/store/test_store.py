@@ -192,16 +192,16 @@ def test_a_read_transaction_refuses_writes(store: Store) -> None:
     assert [n.node for n in store.nodes()] == ["A"]
 
 
-@pytest.mark.parametrize(
-    "statement",
-    [
-        "UPDATE gm_nodes SET role = 'x'",
-        "INSERT INTO gm_nodes (node, role, epoch, last_seen) VALUES ('B', 'standby', 0, 0)",
-        "-- a comment first\nDELETE FROM gm_nodes",
-        "WITH gone AS (SELECT node FROM gm_nodes) DELETE FROM gm_nodes",
-        "CREATE TABLE gm_stray (x INTEGER)",
-    ],
-)
+WRITES = [
+    "UPDATE gm_nodes SET role = 'x'",
+    "INSERT INTO gm_nodes (node, role, epoch, last_seen) VALUES ('B', 'standby', 0, 0)",
+    "-- a comment first\nDELETE FROM gm_nodes",
+    "WITH gone AS (SELECT node FROM gm_nodes) DELETE FROM gm_nodes",
+    "CREATE TABLE gm_stray (x INTEGER)",
+]
+
+
+@pytest.mark.parametrize("statement", WRITES)
 def test_a_read_transaction_refuses_every_kind_of_write(store: Store, statement: str) -> None:
     store.report_node("A", "standby", 0)
     with pytest.raises(StoreError), store.read() as tx:
@@ -254,15 +254,7 @@ def test_read_one_refuses_a_second_statement_and_the_connection_goes_on(store: S
         assert rtx.scalar("SELECT epoch FROM gm_nodes") == 1
 
 
-@pytest.mark.parametrize(
-    "statement",
-    [
-        "UPDATE gm_nodes SET role = 'x'",
-        "INSERT INTO gm_nodes (node, role, epoch, last_seen) VALUES ('B', 'standby', 0, 0)",
-        "WITH gone AS (SELECT node FROM gm_nodes) DELETE FROM gm_nodes",
-        "CREATE TABLE gm_stray (x INTEGER)",
-    ],
-)
+@pytest.mark.parametrize("statement", WRITES)
 def test_read_one_refuses_every_kind_of_write(store: Store, statement: str) -> None:
     # Outside a transaction block nothing would roll a write back: it is refused unrun.
     store.report_node("A", "standby", 0)
