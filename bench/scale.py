@@ -7,7 +7,9 @@ delays) on an inventory from bench/inventory_gen.py (250 domain groups, 1,000 en
 median and p99 latency, the server's CPU per call, its peak RSS during the scenario (VmHWM of
 /proc/<pid>/status, reset before each scenario through /proc/<pid>/clear_refs), and the
 CIM/floor ratio against the floor measured in this same run. Last, the OpenPegasus 2.14
-figures of SPEC §5 (same machine class, 8 connections) and whether we are ahead or behind.
+figures of SPEC §5 (same machine class, 8 connections) and whether we are ahead or behind:
+as quoted, and, when the host runs at another speed than on the day of those figures (our
+floor against the 42-45k/s bare asyncio floor quoted beside them), also at today's speed.
 
 Scenarios:
 
@@ -73,6 +75,8 @@ PEGASUS = {
     "method": (6_000.0, 10_000.0, "6-10k/s"),
     "enum1k": (78.0, 92.0, "78-92/s per 1k inst."),
 }
+# SPEC §5: the HTTP floor of a bare Python asyncio server, measured beside those figures.
+PEGASUS_DAY_FLOOR = (42_000.0, 45_000.0)
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 _CONTEXT = re.compile(rb'NAME="EnumerationContext"[^>]*><VALUE>([^<]*)</VALUE>')
 _END = re.compile(rb'NAME="EndOfSequence"[^>]*><VALUE>(TRUE|FALSE)</VALUE>')
@@ -376,10 +380,29 @@ def line(name: str, m: Measured, floor: Measured | None, pegasus: str = "") -> N
     )
 
 
-def verdict(ours: float, key: str) -> str:
-    low, high, text = PEGASUS[key]
+def machine_speed(floor_rate: float) -> float:
+    """This machine today against the day of the OpenPegasus figures: our HTTP floor over the
+    bare asyncio floor measured beside them (SPEC §5, 42-45k/s). The host is shared and its
+    speed varies several-fold from one day to the next; Pegasus figures are fixed numbers, so
+    they are compared twice, as quoted and scaled by this factor. On a calm day our floor
+    (uvloop, our parser) runs ~49k/s, a little above 42-45k/s, so the scaled comparison
+    errs against us, not for us."""
+    return floor_rate / (sum(PEGASUS_DAY_FLOOR) / 2)
+
+
+def _where(ours: float, low: float, high: float) -> str:
     where = "ahead" if ours > high else "behind" if ours < low else "level"
-    return f"{text}: {where} ({ours / ((low + high) / 2):.2f}x)"
+    return f"{where} ({ours / ((low + high) / 2):.2f}x)"
+
+
+def verdict(ours: float, key: str, speed: float = 1.0) -> str:
+    """Ahead, level or behind OpenPegasus as quoted; with `speed` (see machine_speed) != 1,
+    also at this machine's speed today (our figure divided by it)."""
+    low, high, text = PEGASUS[key]
+    quoted = f"{text}: {_where(ours, low, high)}"
+    if abs(speed - 1.0) < 0.05:
+        return quoted
+    return f"{quoted}; at today's speed {_where(ours / speed, low, high)}"
 
 
 def main() -> int:
@@ -489,16 +512,27 @@ def reads_and_methods(
         password=FLOOR_PASSWORD,
     )
     floor = loaded(floor_server, floor_request, floor_port, conns, duration)
-    line("HTTP floor (fixed 250-byte reply)", floor, floor, "42-45k/s (bare asyncio)")
+    speed = machine_speed(floor.rate)
+    line(
+        "HTTP floor (fixed 250-byte reply)",
+        floor,
+        floor,
+        f"42-45k/s (bare asyncio): this machine runs at {speed:.2f}x that day's speed",
+    )
 
     if args.only != "enum":
         get = loaded(server, request(get_bay("enc0500", "7")), gm.port, conns, duration)
-        line("GetInstance GM_DeviceBay", get, floor, verdict(get.rate, "GetInstance"))
+        line("GetInstance GM_DeviceBay", get, floor, verdict(get.rate, "GetInstance", speed))
         # p08007 is the profile in that bay (bench/inventory_gen.py numbers them so).
         profile = loaded(server, request(get_profile("p08007")), gm.port, conns, duration)
-        line("GetInstance GM_ServerProfile", profile, floor, verdict(profile.rate, "GetInstance"))
+        line(
+            "GetInstance GM_ServerProfile",
+            profile,
+            floor,
+            verdict(profile.rate, "GetInstance", speed),
+        )
         method = loaded(server, request(get_role()), gm.port, conns, duration)
-        line("InvokeMethod getRole", method, floor, verdict(method.rate, "method"))
+        line("InvokeMethod getRole", method, floor, verdict(method.rate, "method", speed))
         print(
             f"  GetInstance costs {floor.rate / get.rate:.2f}x the floor in calls/s and "
             f"{get.cpu_us_per_call / floor.cpu_us_per_call:.2f}x in server CPU per call "
@@ -532,7 +566,7 @@ def reads_and_methods(
                 f"Enumerate {classname}, {conns} conns",
                 many,
                 floor,
-                f"per 1k: {scaled:.0f}/s; " + verdict(scaled, "enum1k"),
+                f"per 1k: {scaled:.0f}/s; " + verdict(scaled, "enum1k", speed),
             )
 
             def pulls(classname: str = classname) -> int:

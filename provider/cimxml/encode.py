@@ -30,7 +30,7 @@ we serve needs (reference 2.3, 5.2, 6.4, 9):
 Enumerations stream: `iter_imethod_response` yields ~64 KiB chunks, consuming the instances
 lazily, so 16,000 instances never sit in memory as one string.
 
-Measured with tests/cimxml/test_speed.py (best of 5, 2-core development machine, Python 3.11,
+Measured with bench/codec.py (best of 5, 2-core development machine, Python 3.11,
 pywbem 1.9.1; ~1.6x higher while other jobs load the machine): one GM-sized instance (15
 properties: strings, a string array, uint16/uint32/uint64, booleans, a datetime, a NULL)
 serialises in ~20 µs and a complete GetInstance response in ~21 µs; pywbem's
