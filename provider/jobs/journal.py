@@ -26,7 +26,15 @@ from provider.store import ConstraintViolation, FencedTx, Tx
 
 from .model import JobState, JobType, Step, percent_complete, steps_for
 
-__all__ = ["Ending", "Job", "JobJournal", "JobRequest", "StepOutcome", "StepRecord"]
+__all__ = [
+    "ClaimRefused",
+    "Ending",
+    "Job",
+    "JobJournal",
+    "JobRequest",
+    "StepOutcome",
+    "StepRecord",
+]
 
 Fenced = Callable[[str], AbstractContextManager[FencedTx]]
 
@@ -36,6 +44,13 @@ _COLUMNS = (
     " error_code, error_description, owner, epoch, submitted_at, started_at, changed_at,"
     " finished_at, rediscover_at, rediscovered"
 )
+
+
+class ClaimRefused(Exception):
+    """Raised by a step's effect in the claiming transaction when the job may not start after
+    all, because what its act read before the transaction has changed since (its domain group
+    entered maintenance). The transaction rolls back, the job stays queued, as if it had
+    never been claimed, and the next claim checks again."""
 
 
 @dataclass(frozen=True)
@@ -271,8 +286,9 @@ class JobJournal:
         together or not at all, so the journal never says more or less than the store did.
 
         Returns the job as committed; None when `claim` was asked and the job may not start
-        (cancelled meanwhile, or its group has a running or an older queued job). A job that
-        has ended already is returned unchanged (a replay after a lost reply)."""
+        (cancelled meanwhile, its group has a running or an older queued job, or an effect
+        refused the claim: `ClaimRefused`). A job that has ended already is returned
+        unchanged (a replay after a lost reply)."""
         try:
             with self.fenced("run failover and move jobs") as tx:
                 now = self.clock()
@@ -305,9 +321,11 @@ class JobJournal:
                     }
                     _update_job(tx, job.id, sets)
                 return self.get(job.id, tx)
-        except ConstraintViolation:
+        except (ConstraintViolation, ClaimRefused):
             if claim:
-                return None  # gm_jobs_one_running refused it: the group is busy after all
+                # gm_jobs_one_running refused it (the group is busy after all), or the
+                # group changed under the checks made before this transaction.
+                return None
             raise
 
     def _claim(self, tx: FencedTx, job: Job, now: float) -> bool:

@@ -67,7 +67,7 @@ from provider.vcem import repository as repo
 from provider.vcem.inventory import PRODUCTS
 from provider.vcem.spares import Candidate, NoSpare, SourceServer, choose_spare
 
-from .journal import Ending, Job, JobJournal, StepOutcome
+from .journal import ClaimRefused, Ending, Job, JobJournal, StepOutcome
 from .model import (
     DEVICE_STEPS,
     JobState,
@@ -283,7 +283,10 @@ def _lock_group(ctx: StepContext, job: Job) -> StepResult:
     store (gm_jobs_one_running); this makes the lock visible (GM_DomainGroup.Locked)."""
 
     def effect(tx: FencedTx) -> None:
-        repo.set_lock(tx, job.domain_group, job.id)
+        if not repo.take_lock(tx, job.domain_group, job.id):
+            # Maintenance began (or the group went) after check_domains read it: not claimed;
+            # the next claim's check_domains ends the job with the reason.
+            raise ClaimRefused(f"domain group {job.domain_group} changed before job {job.id}")
 
     return StepResult("done", f"locked domain group {job.domain_group}", effect)
 

@@ -228,6 +228,18 @@ def group(tx: Tx, name: str) -> GroupRow | None:
     return None if row is None else _group(row)
 
 
+def lock_group(tx: FencedTx, name: str) -> GroupRow | None:
+    """The group's row, locked until the transaction ends (PostgreSQL: FOR UPDATE; SQLite's
+    write transaction holds the whole database already). Every write that checks a group's
+    rules first (no running job, not in maintenance, a bay's spare flag) takes this lock
+    before reading, so that on PostgreSQL, where writes run READ COMMITTED, two such writes
+    of one group run one after the other and the second sees what the first committed."""
+    row = tx.fetchone(
+        f"SELECT {_GROUP_COLUMNS} FROM vcem_groups WHERE name = %(n)s FOR UPDATE", {"n": name}
+    )
+    return None if row is None else _group(row)
+
+
 def list_groups(tx: Tx) -> list[GroupRow]:
     return [
         _group(r) for r in tx.fetchall(f"SELECT {_GROUP_COLUMNS} FROM vcem_groups ORDER BY name")
@@ -528,6 +540,17 @@ def set_power(tx: FencedTx, enclosure: str, name: str, power: str) -> None:
         "UPDATE vcem_bays SET power_state = %(p)s WHERE enclosure = %(e)s AND bay = %(b)s",
         {"p": power, "e": enclosure, "b": name},
     )
+
+
+def take_lock(tx: FencedTx, group_name: str, job_id: int) -> bool:
+    """Lock the group for a starting job, unless it is in maintenance (False then). The
+    job's checks ran before its claiming transaction; this re-check inside it, on the
+    locked row, is what makes maintenance and a job's start exclude each other."""
+    changed = tx.execute(
+        "UPDATE vcem_groups SET locked_by_job = %(j)s WHERE name = %(g)s AND maintenance = FALSE",
+        {"j": job_id, "g": group_name},
+    )
+    return changed == 1
 
 
 def set_lock(tx: FencedTx, group_name: str, job_id: int | None) -> None:

@@ -1,7 +1,10 @@
 """VCEM operations in domain words: submit a failover or move, designate spares, maintenance,
 cancel. Blocking (store calls); the CIM layer runs them in a thread. Every change is one
 fenced transaction of the active (`RoleManager.fenced(what)`), which re-checks the rules
-inside it, so two clients racing cannot both pass a check that only one may pass.
+inside it, so two clients racing cannot both pass a check that only one may pass: on SQLite
+the write transaction holds the database; on PostgreSQL, where writes run READ COMMITTED, a
+change first locks its domain group's row (`repository.lock_group`), and so does a starting
+job (`repository.take_lock`), so the changes of one group, and a job's start, take turns.
 """
 
 from __future__ import annotations
@@ -157,8 +160,8 @@ class VcemService:
         self.wake()
         return job_id
 
-    def _refuse_if_maintenance(self, tx: Tx, group_name: str) -> None:
-        group = repo.group(tx, group_name)
+    def _refuse_if_maintenance(self, tx: FencedTx, group_name: str) -> None:
+        group = repo.lock_group(tx, group_name)
         if group is not None and group.maintenance:
             raise Refused(
                 f"Domain group {group_name} is in maintenance (started by "
@@ -176,6 +179,8 @@ class VcemService:
             bay = repo.bay(tx, enclosure, bay_name)
             if bay is None:
                 raise NotFound(f"No bay {bay_name} in enclosure {enclosure}.")
+            repo.lock_group(tx, bay.group)
+            bay = repo.bay(tx, enclosure, bay_name) or bay  # as of the lock (READ COMMITTED)
             if is_spare:
                 if bay.covered_by is not None:
                     raise Refused(
@@ -212,7 +217,7 @@ class VcemService:
         if action not in ("start", "complete", "cancel"):
             raise InvalidParameter(f"Action must be start, complete or cancel, not {action!r}.")
         with self.roles.fenced("change domain maintenance") as tx:
-            group = repo.group(tx, group_name)
+            group = repo.lock_group(tx, group_name)
             if group is None:
                 raise NotFound(f"No domain group named {group_name}.")
             if action == "start":

@@ -62,8 +62,9 @@ async def vcem_stack(
     simulator: Mapping[str, Any] | None = None,
     inventory: Path = EXAMPLE,
     start_runner: bool = True,
+    store_url: str | None = None,
 ) -> AsyncIterator[Stack]:
-    store = open_store(f"sqlite:///{tmp_path}/gm.db")
+    store = open_store(store_url or f"sqlite:///{tmp_path}/gm.db")
     roles = RoleManager(store, "gm1", ttl=30, renew_interval=5, start_as="active")
     roles.start()
     driver = SimulatorDriver(
