@@ -124,6 +124,13 @@ class Measured:
     peak_mb: float
     instances: int = 0
     sys_s: float = float("nan")  # of cpu_s, in the kernel (system time)
+    load_cpu_s: float = float("nan")  # CPU of the load generator (this process) meanwhile
+
+    def cores(self) -> str:
+        """How many cores the server and the load generator kept busy, of the machine's."""
+        server = self.cpu_s / self.wall_s if self.wall_s else float("nan")
+        load = self.load_cpu_s / self.wall_s if self.wall_s else float("nan")
+        return f"server {server:.2f} + load {load:.2f} of {os.cpu_count()} cores"
 
     @property
     def rate(self) -> float:
@@ -155,10 +162,12 @@ def watched(proc: Process) -> Iterator[dict[str, float]]:
 
 
 def loaded(proc: Process, request: bytes, port: int, connections: int, duration: float) -> Measured:
+    load0 = time.process_time()
     with watched(proc) as seen:
         result: LoadResult = run_load(
             request, port=port, connections=connections, duration=duration, warmup=0.0
         )
+    load_cpu = time.process_time() - load0
     bad = {s: n for s, n in result.statuses.items() if s != 200}
     if bad:
         raise SystemExit(f"non-200 answers {bad}")
@@ -169,6 +178,7 @@ def loaded(proc: Process, request: bytes, port: int, connections: int, duration:
         seen["cpu_s"],
         seen["peak_mb"],
         sys_s=seen["sys_s"],
+        load_cpu_s=load_cpu,
     )
 
 
@@ -548,6 +558,9 @@ def reads_and_methods(
             f"{floor.sys_us_per_call:.0f} us, GetInstance {get_user:.0f} + "
             f"{get.sys_us_per_call:.0f} us"
         )
+        # The server is one process on one core: at saturation a GetInstance keeps it busy
+        # while the load generator leaves the other core mostly idle; the floor uses both.
+        print(f"  cores busy: floor {floor.cores()}; GetInstance {get.cores()}")
 
     client = Client(gm.port, user, password)
     try:
