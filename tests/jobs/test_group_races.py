@@ -62,11 +62,12 @@ def test_maintenance_begun_after_a_jobs_check_stops_its_start(
 
 
 @pytest.mark.postgres
-def test_set_maintenance_waits_for_a_claim_and_then_refuses(
-    tmp_path: Path, postgres_url: str
+@pytest.mark.parametrize("change", ["setMaintenance", "setSpare"])
+def test_a_group_change_waits_for_a_claim_and_then_refuses(
+    tmp_path: Path, postgres_url: str, change: str
 ) -> None:
-    """PostgreSQL: setMaintenance asked while a job's claiming transaction holds the group
-    waits for it to commit, then sees the running job and refuses."""
+    """PostgreSQL: setMaintenance or setSpare asked while a job's claiming transaction holds
+    the group waits for it to commit, then sees the running job and refuses."""
 
     async def main() -> None:
         async with vcem_stack(tmp_path, store_url=postgres_url, start_runner=False) as stack:
@@ -86,9 +87,15 @@ def test_set_maintenance_waits_for_a_claim_and_then_refuses(
                     claimed.set()
                     time.sleep(0.5)
 
+            with stack.store.read() as tx:
+                spare = next(b for b in repo.bays_of_group(tx, bay.group) if b.is_spare)
+
             def set_maintenance() -> None:
                 try:
-                    stack.service.set_maintenance(bay.group, "start", "admin")
+                    if change == "setMaintenance":
+                        stack.service.set_maintenance(bay.group, "start", "admin")
+                    else:
+                        stack.service.set_spare(spare.enclosure, spare.bay, False, "admin")
                     outcome.append(None)
                 except BaseException as exc:
                     outcome.append(exc)
@@ -107,6 +114,8 @@ def test_set_maintenance_waits_for_a_claim_and_then_refuses(
             assert waited > 0.2  # it waited for the claim's lock on the group
             with stack.store.read() as tx:
                 group = repo.group(tx, bay.group)
+                still = repo.bay(tx, spare.enclosure, spare.bay)
             assert group is not None and not group.maintenance
+            assert still is not None and still.is_spare
 
     asyncio.run(main())
