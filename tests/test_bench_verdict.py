@@ -24,3 +24,11 @@ def test_verdict_on_a_slow_day_also_scales_to_its_speed() -> None:
         "14-15k/s: behind (0.28x); at today's speed ahead (1.10x)"
     )
     assert verdict(20.0, "enum1k", 0.5).endswith("at today's speed behind (0.47x)")
+
+
+def test_median_run_is_the_run_of_median_rate() -> None:
+    from bench.scale import Measured, median_run
+
+    runs = [Measured(calls, 1.0, [], 0.1, 50.0) for calls in (300, 100, 200)]
+    assert median_run(runs).calls == 200
+    assert median_run(runs[:2]).calls == 300  # the upper middle one of an even number
