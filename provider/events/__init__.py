@@ -63,16 +63,13 @@ def install(registry: ProviderRegistry, services: Services) -> ExportHandler:
     from .cim import install_cim
     from .journal import DecisionLog
     from .listener import EventListener, FailoverPath
-    from .rules import load_rules, parse_rules
+    from .rules import RulesFile
 
     config = services.config
-    path = rules_path(services)
-    if "rules" not in config.section("events") and not path.exists():
-        # An installation without the example file and without [events]: no rules, so every
-        # indication is recorded as no-rule. A rules file that is configured must exist.
-        rules = parse_rules("", path)
-    else:
-        rules = load_rules(path)
+    # An installation without the example file and without [events]: no rules, so every
+    # indication is recorded as no-rule. A rules file that is configured must exist.
+    # Read again whenever it changes (RulesFile): no restart, so no change of role.
+    rules = RulesFile(rules_path(services), optional="rules" not in config.section("events"))
     privileges = config.section("privileges")
     try:
         # The same table the CIM layer checks methods with (provider.server), so a failover
@@ -80,7 +77,9 @@ def install(registry: ProviderRegistry, services: Services) -> ExportHandler:
         authorizer = TableAuthorizer({k: str(v) for k, v in privileges.items()})
     except ValueError as exc:
         raise config.error("privileges", None, f"{exc}.") from None
-    journal = DecisionLog(services.store, services.roles, services.node_name, rules.retention)
+    journal = DecisionLog(
+        services.store, services.roles, services.node_name, rules.current().retention
+    )
     install_cim(registry, services.roles, rules, journal)
     listener = EventListener(
         rules=rules,

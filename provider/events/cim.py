@@ -25,7 +25,7 @@ from provider.errors import NotFound
 from provider.vcem import repository as repo
 
 from .journal import Decision, DecisionLog
-from .rules import RuleSet
+from .rules import RuleSet, RulesFile
 
 __all__ = ["install_cim", "set_automatic_failover"]
 
@@ -52,11 +52,11 @@ def _rule_rows(rules: RuleSet) -> Iterable[Row]:
 
 
 class _Rules(InstanceProvider):
-    def __init__(self, rules: RuleSet) -> None:
+    def __init__(self, rules: RulesFile) -> None:
         self.rules = rules
 
     def enumerate(self, ctx: OperationContext, classname: str) -> Iterable[Row]:
-        return list(_rule_rows(self.rules))
+        return list(_rule_rows(self.rules.current()))
 
 
 def _decision_row(d: Decision) -> Row:
@@ -115,7 +115,7 @@ def set_automatic_failover(roles: Any, group_name: str, enabled: bool, user: str
 
 
 def install_cim(
-    registry: ProviderRegistry, roles: Any, rules: RuleSet, journal: DecisionLog
+    registry: ProviderRegistry, roles: Any, rules: RulesFile, journal: DecisionLog
 ) -> None:
     registry.add_instances(NS, "GM_EventRule", _Rules(rules))
     registry.add_instances(NS, "GM_EventDecision", _Decisions(journal))

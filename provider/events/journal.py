@@ -91,6 +91,14 @@ class DecisionLog:
         self._local_seq = 0
         self._lock = threading.Lock()
 
+    def keep(self, retention: int) -> None:
+        """Keep this many decisions from now on (the rules file's `retention`, edited)."""
+        if retention == self.retention:
+            return
+        with self._lock:
+            self.retention = retention
+            self._local = deque(self._local, maxlen=retention)
+
     def history(self, system_key: str, since: datetime) -> list[Past]:
         with self.store.read() as tx:
             rows = tx.fetchall(

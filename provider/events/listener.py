@@ -53,7 +53,7 @@ from provider.vcem import repository as repo
 
 from .decide import Outcome, Plan, System, decide, unknown_key
 from .journal import Decision, DecisionLog
-from .rules import Event, RuleSet, event_from_instance, system_names
+from .rules import Event, RulesFile, event_from_instance, system_names
 
 __all__ = ["EventListener", "FailoverPath", "resolve_system"]
 
@@ -157,7 +157,7 @@ class EventListener:
     def __init__(
         self,
         *,
-        rules: RuleSet,
+        rules: RulesFile,
         journal: DecisionLog,
         store: Any,
         roles: Any,
@@ -193,15 +193,17 @@ class EventListener:
         self, event: Event, principal: Principal | None
     ) -> tuple[Decision, System | None]:
         now = self.clock()
-        names = system_names(event, self.rules.system_properties)
+        rules = self.rules.current()  # the file as it is now (read again if edited)
+        self.journal.keep(rules.retention)
+        names = system_names(event, rules.system_properties)
         system = await asyncio.to_thread(resolve_system, self.store, names)
-        since = now - timedelta(minutes=self.rules.max_cooldown_minutes())
+        since = now - timedelta(minutes=rules.max_cooldown_minutes())
         if system is None:
             system = await asyncio.to_thread(self._failed_over_system, names, since)
         key = system.key if system is not None else unknown_key(names)
         history = await asyncio.to_thread(self.journal.history, key, since)
         active = self.roles.role is Role.ACTIVE
-        plan = decide(self.rules, event, names, system, history, now, active)
+        plan = decide(rules, event, names, system, history, now, active)
         outcome, reason, job_id = plan.outcome, plan.reason, None
         if plan.outcome is Outcome.FAILOVER:
             assert system is not None and plan.rule is not None

@@ -10,14 +10,18 @@ repeats (`cooldown_minutes`, §5.2 "On the first occurrence of any failover even
 Rules are tried in file order; the first whose indication criteria and system filter both
 match decides (a firewall's reading order: what is written first wins). The format is
 documented in etc/events.toml and docs/events.md. Nothing here does I/O except
-`load_rules`, which reads the file; matching takes the event and the time as arguments.
+`load_rules`, which reads the file, and `RulesFile`, which reads it again when it changes;
+matching takes the event and the time as arguments.
 """
 
 from __future__ import annotations
 
 import enum
 import fnmatch
+import logging
+import os
 import re
+import threading
 import zoneinfo
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,7 +31,10 @@ from typing import Any
 
 from pywbem import CIMInstance, CIMInstanceName
 
+from provider.errors import ConfigError
 from provider.tomlfile import TomlReader, load_toml, locate, parse_toml
+
+log = logging.getLogger("gm.events")
 
 __all__ = [
     "DEFAULT_SYSTEM_PROPERTIES",
@@ -257,6 +264,71 @@ class _Reader(TomlReader):
 def load_rules(path: Path) -> RuleSet:
     text, _ = load_toml(path, "the event rules")
     return parse_rules(text, path)
+
+
+_Stamp = tuple[int, int, int] | None  # (mtime_ns, size, inode) of the file; None: no file
+
+
+def _stamp(path: Path) -> _Stamp:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+class RulesFile:
+    """The rules in force: the file as last read, read again when it has changed (its
+    modification time, size or inode; an editor's save-by-rename included), so an edit
+    takes effect at the next indication or GM_EventRule enumeration, without a restart
+    that would hand the active role to the standby.
+
+    An edit that does not parse changes nothing: the rules read before stay in force, and
+    the error (file and line) is logged once per version of the file, until it is fixed.
+    `optional`: no file means no rules (an installation without [events] and without
+    etc/events.toml); a configured file that disappears keeps the rules read before."""
+
+    def __init__(self, path: Path, *, optional: bool = False) -> None:
+        self.path = path
+        self.optional = optional
+        self._lock = threading.Lock()
+        self._stamp = _stamp(path)
+        if self._stamp is None and optional:
+            self._rules = parse_rules("", path)
+        else:
+            self._rules = load_rules(path)  # at start a broken or missing file is fatal
+        self._refused: _Stamp = None
+        self.refusal: str | None = None  # why the file's current version is not in force
+
+    def current(self) -> RuleSet:
+        stamp = _stamp(self.path)
+        if stamp == self._stamp:
+            return self._rules
+        with self._lock:
+            if stamp == self._stamp or (stamp is not None and stamp == self._refused):
+                return self._rules
+            try:
+                if stamp is None:
+                    if not self.optional:
+                        raise ConfigError(f"{self.path}: the event rules file is gone.")
+                    rules = parse_rules("", self.path)
+                else:
+                    rules = load_rules(self.path)
+            except ConfigError as exc:
+                if stamp is None:
+                    self._stamp = stamp  # say it once, until the file is back
+                else:
+                    self._refused = stamp
+                self.refusal = exc.description
+                log.error(
+                    "%s; the %d event rules read before stay in force until the file is fixed",
+                    exc.description,
+                    len(self._rules.rules),
+                )
+                return self._rules
+            self._rules, self._stamp, self._refused, self.refusal = rules, stamp, None, None
+            log.info("event rules read again from %s: %d rules", self.path, len(rules.rules))
+            return rules
 
 
 def parse_rules(text: str, path: Path) -> RuleSet:
