@@ -297,7 +297,6 @@ class RulesFile:
             self._rules = parse_rules("", path)
         else:
             self._rules = load_rules(path)  # at start a broken or missing file is fatal
-        self._refused: _Stamp = None
         self.refusal: str | None = None  # why the file's current version is not in force
 
     def current(self) -> RuleSet:
@@ -305,8 +304,11 @@ class RulesFile:
         if stamp == self._stamp:
             return self._rules
         with self._lock:
-            if stamp == self._stamp or (stamp is not None and stamp == self._refused):
+            if stamp == self._stamp:
                 return self._rules
+            # This version of the file is dealt with, read or refused: said once, until the
+            # file changes again.
+            self._stamp = stamp
             try:
                 if stamp is None:
                     if not self.optional:
@@ -315,10 +317,6 @@ class RulesFile:
                 else:
                     rules = load_rules(self.path)
             except ConfigError as exc:
-                if stamp is None:
-                    self._stamp = stamp  # say it once, until the file is back
-                else:
-                    self._refused = stamp
                 self.refusal = exc.description
                 log.error(
                     "%s; the %d event rules read before stay in force until the file is fixed",
@@ -326,7 +324,7 @@ class RulesFile:
                     len(self._rules.rules),
                 )
                 return self._rules
-            self._rules, self._stamp, self._refused, self.refusal = rules, stamp, None, None
+            self._rules, self.refusal = rules, None
             log.info("event rules read again from %s: %d rules", self.path, len(rules.rules))
             return rules
 

@@ -223,8 +223,11 @@ def _group(row: Any) -> GroupRow:
     )
 
 
+_GROUP_SELECT = f"SELECT {_GROUP_COLUMNS} FROM vcem_groups WHERE name = %(n)s"
+
+
 def group(tx: Tx, name: str) -> GroupRow | None:
-    row = tx.fetchone(f"SELECT {_GROUP_COLUMNS} FROM vcem_groups WHERE name = %(n)s", {"n": name})
+    row = tx.fetchone(_GROUP_SELECT, {"n": name})
     return None if row is None else _group(row)
 
 
@@ -234,9 +237,7 @@ def lock_group(tx: FencedTx, name: str) -> GroupRow | None:
     rules first (no running job, not in maintenance, a bay's spare flag) takes this lock
     before reading, so that on PostgreSQL, where writes run READ COMMITTED, two such writes
     of one group run one after the other and the second sees what the first committed."""
-    row = tx.fetchone(
-        f"SELECT {_GROUP_COLUMNS} FROM vcem_groups WHERE name = %(n)s FOR UPDATE", {"n": name}
-    )
+    row = tx.fetchone(_GROUP_SELECT + " FOR UPDATE", {"n": name})
     return None if row is None else _group(row)
 
 

@@ -176,11 +176,13 @@ class VcemService:
 
     def set_spare(self, enclosure: str, bay_name: str, is_spare: bool, user: str) -> None:
         with self.roles.fenced("change spare designations") as tx:
-            bay = repo.bay(tx, enclosure, bay_name)
-            if bay is None:
+            found = repo.bay(tx, enclosure, bay_name)
+            if found is not None:
+                repo.lock_group(tx, found.group)
+                found = repo.bay(tx, enclosure, bay_name)  # as of the lock (READ COMMITTED)
+            if found is None:
                 raise NotFound(f"No bay {bay_name} in enclosure {enclosure}.")
-            repo.lock_group(tx, bay.group)
-            bay = repo.bay(tx, enclosure, bay_name) or bay  # as of the lock (READ COMMITTED)
+            bay = found
             if is_spare:
                 if bay.covered_by is not None:
                     raise Refused(
