@@ -169,9 +169,11 @@ class SimulatorDriver(HardwareDriver):
                     f" FROM sim_bays WHERE enclosure IN ({marks})",
                     params,
                 )
+        keys = {(b.enclosure, b.bay): b for b in wanted}
         for enc, name, present, model, generation, product, power, profile in rows:
-            ref = BayRef(str(enc), str(name))
-            if ref in wanted:
+            # The rows are whole enclosures: only the asked-for bays become states.
+            ref = keys.get((enc, name))
+            if ref is not None:
                 result[ref] = DeviceState(
                     present=bool(present),
                     model=str(model),

@@ -358,8 +358,7 @@ def _pick_spare(ctx: StepContext, job: Job) -> StepResult:
         raise StepFailed("a failover job needs a source bay.")
     with ctx.store.read() as tx:
         group = repo.group(tx, job.domain_group)
-        bays = repo.bays_of_group(tx, job.domain_group)
-    spares = [b for b in bays if b.is_spare]
+        spares = repo.bays_of_group(tx, job.domain_group, spares_only=True)
     states = ctx.driver.read([BayRef(b.enclosure, b.bay) for b in spares] + [source])
     src = states[source]
     candidates = [_candidate(b, states[BayRef(b.enclosure, b.bay)]) for b in spares]

@@ -345,9 +345,16 @@ def bay_by_ip(tx: Tx, ip: str) -> BayRow | None:
     return None if row is None else bay(tx, str(row[0]), str(row[1]))
 
 
-def bays_of_group(tx: Tx, name: str) -> list[BayRow]:
+def bays_of_group(tx: Tx, name: str, *, spares_only: bool = False) -> list[BayRow]:
+    """The group's bays by domain, enclosure position and bay. `spares_only`: its spares
+    (a failover's candidates), filtered in the query, so that a failover does not build a
+    row for each of a group's ~60 bays to keep its ~4 spares."""
+    spares = " AND b.is_spare" if spares_only else ""
     rows = tx.fetchall(
-        _BAY_SELECT + " WHERE d.group_name = %(g)s ORDER BY d.name, e.position, b.bay_order",
+        _BAY_SELECT
+        + " WHERE d.group_name = %(g)s"
+        + spares
+        + " ORDER BY d.name, e.position, b.bay_order",
         {"g": name},
     )
     return [_bay(r) for r in rows]

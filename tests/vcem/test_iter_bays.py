@@ -86,3 +86,24 @@ def test_the_cim_rows_of_an_enumeration_are_those_of_single_reads(tmp_path: Path
         }
         for p in profile_rows
     ] == profiles
+
+
+def test_a_groups_spares_are_its_spare_bays_in_order(tmp_path: Path) -> None:
+    # A failover's candidates: the query's spare filter keeps exactly the spare rows of the
+    # whole group's list, in its order.
+    async def read() -> list[tuple[list[repo.BayRow], list[repo.BayRow]]]:
+        async with vcem_stack(tmp_path, start_runner=False) as stack:
+            with stack.store.read() as tx:
+                return [
+                    (
+                        repo.bays_of_group(tx, g.name),
+                        repo.bays_of_group(tx, g.name, spares_only=True),
+                    )
+                    for g in repo.list_groups(tx)
+                ]
+
+    groups = asyncio.run(read())
+    assert groups and any(spares for _, spares in groups)
+    for everything, spares in groups:
+        assert spares == [b for b in everything if b.is_spare]
+        assert any(not b.is_spare for b in everything)
