@@ -152,36 +152,30 @@ class SimulatorDriver(HardwareDriver):
             self._operate("read", bay)
         wanted = set(bays)
         result: dict[BayRef, DeviceState] = {}
+        # One query for the asked-for bays, each found by its key (an OR of key lookups).
+        ordered = sorted(wanted)
+        params: dict[str, str] = {}
+        terms: list[str] = []
+        for i, bay in enumerate(ordered):
+            params[f"e{i}"], params[f"b{i}"] = bay.enclosure, bay.bay
+            terms.append(f"(enclosure = %(e{i})s AND bay = %(b{i})s)")
         with self.store.read() as tx:
-            if len(wanted) == 1:
-                (only,) = wanted
-                rows = tx.fetchall(
-                    "SELECT enclosure, bay, present, model, generation, product, power, profile"
-                    " FROM sim_bays WHERE enclosure = %(enc)s AND bay = %(bay)s",
-                    {"enc": only.enclosure, "bay": only.bay},
-                )
-            else:
-                enclosures = sorted({b.enclosure for b in wanted})
-                params = {f"e{i}": e for i, e in enumerate(enclosures)}
-                marks = ", ".join(f"%(e{i})s" for i in range(len(enclosures)))
-                rows = tx.fetchall(
-                    "SELECT enclosure, bay, present, model, generation, product, power, profile"
-                    f" FROM sim_bays WHERE enclosure IN ({marks})",
-                    params,
-                )
-        keys = {(b.enclosure, b.bay): b for b in wanted}
+            rows = tx.fetchall(
+                "SELECT enclosure, bay, present, model, generation, product, power, profile"
+                " FROM sim_bays WHERE " + " OR ".join(terms),
+                params,
+            )
+        keys = {(b.enclosure, b.bay): b for b in ordered}
         for enc, name, present, model, generation, product, power, profile in rows:
-            # The rows are whole enclosures: only the asked-for bays become states.
-            ref = keys.get((enc, name))
-            if ref is not None:
-                result[ref] = DeviceState(
-                    present=bool(present),
-                    model=str(model),
-                    generation=str(generation),
-                    product=str(product),
-                    power=PowerState(power) if present else PowerState.UNKNOWN,
-                    profile=None if profile is None else str(profile),
-                )
+            ref = keys[(enc, name)]
+            result[ref] = DeviceState(
+                present=bool(present),
+                model=str(model),
+                generation=str(generation),
+                product=str(product),
+                power=PowerState(power) if present else PowerState.UNKNOWN,
+                profile=None if profile is None else str(profile),
+            )
         missing = wanted - result.keys()
         if missing:
             raise DeviceError(

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from provider.cim.provider import OperationContext, Row
+from provider.drivers.base import BayRef
+from provider.errors import DeviceError
 from provider.vcem import repository as repo
 from provider.vcem.cim import _Bays, _Profiles
 from tests.vcem.direct import vcem_stack
@@ -107,3 +109,33 @@ def test_a_groups_spares_are_its_spare_bays_in_order(tmp_path: Path) -> None:
     for everything, spares in groups:
         assert spares == [b for b in everything if b.is_spare]
         assert any(not b.is_spare for b in everything)
+
+
+def test_the_simulator_reads_exactly_the_bays_asked_for(tmp_path: Path) -> None:
+    # One query of key lookups: bays of several enclosures at once, each state that of the
+    # bay's own row, none of the other bays of those enclosures; a bay it has not is named.
+    async def read() -> None:
+        async with vcem_stack(tmp_path, start_runner=False) as stack:
+            rows = list(repo.iter_bays(stack.store))
+            by_enclosure: dict[str, list[repo.BayRow]] = {}
+            for b in rows:
+                by_enclosure.setdefault(b.enclosure, []).append(b)
+            assert len(by_enclosure) >= 2
+            asked = [bays[-1] for bays in by_enclosure.values()] + [rows[0]]
+            refs = [BayRef(b.enclosure, b.bay) for b in asked]
+            states = await asyncio.to_thread(stack.driver.read, refs)
+            assert set(states) == set(refs)
+            for ref in refs:
+                single = await asyncio.to_thread(stack.driver.read, [ref])
+                assert states[ref] == single[ref]
+                with stack.store.read() as tx:
+                    model = tx.scalar(
+                        "SELECT model FROM sim_bays WHERE enclosure = %(e)s AND bay = %(b)s",
+                        {"e": ref.enclosure, "b": ref.bay},
+                    )
+                assert states[ref].model == model
+            missing = BayRef(rows[0].enclosure, "99")
+            with pytest.raises(DeviceError, match=f"has no {rows[0].enclosure} bay 99"):
+                await asyncio.to_thread(stack.driver.read, [refs[0], missing])
+
+    asyncio.run(read())
