@@ -370,8 +370,11 @@ def _pick_spare(ctx: StepContext, job: Job) -> StepResult:
     )
 
     def refresh(tx: FencedTx) -> None:
+        # The spares' power as just read, written where the inventory says otherwise.
         for b in spares:
-            repo.set_power(tx, b.enclosure, b.bay, states[BayRef(b.enclosure, b.bay)].power.value)
+            power = states[BayRef(b.enclosure, b.bay)].power.value
+            if power != b.power_state:
+                repo.set_power(tx, b.enclosure, b.bay, power)
 
     if isinstance(choice, NoSpare):
         generation = f" {src.generation}" if same_generation else ""

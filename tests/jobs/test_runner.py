@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from provider.jobs import JobState
+from provider.vcem import repository as repo
 from provider.vcem.service import FailoverSource
 from tests.vcem.direct import vcem_stack
 
@@ -47,5 +48,35 @@ def test_load_reads_the_job_and_its_journal_together(tmp_path: Path) -> None:
             assert job == stack.journal.get(job_id)
             assert journal == stack.journal.journal(job_id)
             assert job.state is JobState.COMPLETED and journal
+
+    asyncio.run(main())
+
+
+def test_a_failover_records_the_spares_power_it_read(tmp_path: Path) -> None:
+    """pick_spare reads every spare of the group from the hardware; where the inventory's
+    recorded power differs, the job's transaction corrects it."""
+
+    async def main() -> None:
+        async with vcem_stack(tmp_path) as stack:
+            with stack.store.read() as rtx:
+                source = repo.bay_by_host(rtx, "web01.example.com")
+                assert source is not None
+                spares = repo.bays_of_group(rtx, source.group, spares_only=True)
+            assert len(spares) >= 2
+            devices = [stack.sim(b.enclosure, b.bay)["power"] for b in spares]
+            with stack.roles.fenced("test: a stale recorded power") as tx:
+                for b, device in zip(spares, devices, strict=True):
+                    # every spare's record says the opposite of its hardware
+                    repo.set_power(tx, b.enclosure, b.bay, "off" if device == "on" else "on")
+            job_id = await asyncio.to_thread(
+                stack.service.submit_failover, FailoverSource(host="web01.example.com"), "t"
+            )
+            job = await stack.wait(job_id)
+            assert job.state is JobState.COMPLETED
+            with stack.store.read() as tx:
+                after = {(b.enclosure, b.bay): b for b in repo.bays_of_group(tx, source.group)}
+            for b in spares:
+                device = stack.sim(b.enclosure, b.bay)["power"]
+                assert after[(b.enclosure, b.bay)].power_state == device, b
 
     asyncio.run(main())
