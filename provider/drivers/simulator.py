@@ -165,10 +165,8 @@ class SimulatorDriver(HardwareDriver):
                 " FROM sim_bays WHERE " + " OR ".join(terms),
                 params,
             )
-        keys = {(b.enclosure, b.bay): b for b in ordered}
         for enc, name, present, model, generation, product, power, profile in rows:
-            ref = keys[(enc, name)]
-            result[ref] = DeviceState(
+            result[BayRef(enc, name)] = DeviceState(
                 present=bool(present),
                 model=str(model),
                 generation=str(generation),
