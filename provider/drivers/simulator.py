@@ -159,7 +159,8 @@ class SimulatorDriver(HardwareDriver):
         for i, bay in enumerate(ordered):
             params[f"e{i}"], params[f"b{i}"] = bay.enclosure, bay.bay
             terms.append(f"(enclosure = %(e{i})s AND bay = %(b{i})s)")
-        with self.store.read() as tx:
+        # One statement: read_one() runs it without BEGIN and COMMIT (its own snapshot).
+        with self.store.read_one() as tx:
             rows = tx.fetchall(
                 "SELECT enclosure, bay, present, model, generation, product, power, profile"
                 " FROM sim_bays WHERE " + " OR ".join(terms),
@@ -225,7 +226,7 @@ class SimulatorDriver(HardwareDriver):
 
     def discover(self, bay: BayRef) -> Discovery:
         self._operate("discover", bay)
-        with self.store.read() as tx:
+        with self.store.read_one() as tx:
             row = tx.fetchone(
                 "SELECT o.host, o.ips FROM sim_bays b JOIN sim_os o ON o.profile = b.profile"
                 " WHERE b.enclosure = %(enc)s AND b.bay = %(bay)s AND b.power = 'on'",

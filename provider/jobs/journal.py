@@ -169,7 +169,7 @@ class JobJournal:
 
     def get(self, job_id: int, tx: Tx | None = None) -> Job:
         if tx is None:
-            with self.store.read() as rtx:
+            with self.store.read_one() as rtx:  # one statement: no BEGIN/COMMIT
                 return self.get(job_id, rtx)
         row = tx.fetchone(f"SELECT {_COLUMNS} FROM gm_jobs WHERE id = %(id)s", {"id": job_id})
         if row is None:
@@ -177,7 +177,7 @@ class JobJournal:
         return _job(row)
 
     def page(self, after: int = 0, limit: int = 500) -> list[Job]:
-        with self.store.read() as tx:
+        with self.store.read_one() as tx:
             rows = tx.fetchall(
                 f"SELECT {_COLUMNS} FROM gm_jobs WHERE id > %(after)s ORDER BY id LIMIT %(n)s",
                 {"after": after, "n": limit},
@@ -196,7 +196,7 @@ class JobJournal:
 
     def journal(self, job_id: int, tx: Tx | None = None) -> dict[Step, StepRecord]:
         if tx is None:
-            with self.store.read() as rtx:
+            with self.store.read_one() as rtx:
                 return self.journal(job_id, rtx)
         rows = tx.fetchall(
             "SELECT step, outcome, detail, attempts FROM gm_job_steps WHERE job_id = %(id)s",
@@ -210,7 +210,7 @@ class JobJournal:
             return self.get(job_id, tx), self.journal(job_id, tx)
 
     def active_job_ids(self) -> list[int]:
-        with self.store.read() as tx:
+        with self.store.read_one() as tx:
             rows = tx.fetchall(
                 "SELECT id FROM gm_jobs WHERE state IN ('starting', 'running') ORDER BY id"
             )
@@ -247,7 +247,7 @@ class JobJournal:
         """The oldest queued job of every domain group that has none running (FIFO per group;
         groups run concurrently). A read: `advance(..., claim=True)` claims each one in the
         transaction that also records its first steps, and checks these rules again there."""
-        with self.store.read() as tx:
+        with self.store.read_one() as tx:
             rows = tx.fetchall(
                 "SELECT MIN(j.id) FROM gm_jobs j WHERE j.state = 'queued'"
                 " AND NOT EXISTS (SELECT 1 FROM gm_jobs r WHERE r.domain_group ="
@@ -292,9 +292,9 @@ class JobJournal:
         try:
             with self.fenced("run failover and move jobs") as tx:
                 now = self.clock()
-                if claim and not self._claim(tx, job, now):
+                current = self._claim(tx, job, now) if claim else self.get(job.id, tx)
+                if current is None:
                     return None
-                current = self.get(job.id, tx)
                 if current.state.finished:
                     return current
                 steps_done = list(current.steps_done)
@@ -307,20 +307,19 @@ class JobJournal:
                         changes.update(outcome.job_changes)
                     # else: recorded before this attempt, with its effects, by an earlier one
                 if ending is not None:
-                    self._end(tx, job, ending, steps_done, changes, now)
-                else:
-                    if intent is not None:
-                        self._intent(tx, job, intent, now)
-                    last = intent or (outcomes[-1].step if outcomes else None)
-                    sets = {
-                        "state": JobState.RUNNING.value,
-                        "steps_done": json.dumps(steps_done),
-                        "changed_at": now,
-                        **({"current_step": last.value} if last is not None else {}),
-                        **changes,
-                    }
-                    _update_job(tx, job.id, sets)
-                return self.get(job.id, tx)
+                    return self._end(tx, job, ending, steps_done, changes, now)
+                if intent is not None:
+                    self._intent(tx, job, intent, now)
+                last = intent or (outcomes[-1].step if outcomes else None)
+                sets = {
+                    "state": JobState.RUNNING.value,
+                    "steps_done": json.dumps(steps_done),
+                    "changed_at": now,
+                    **({"current_step": last.value} if last is not None else {}),
+                    **changes,
+                }
+                # The job as committed comes back from the UPDATE itself (RETURNING).
+                return _update_job(tx, job.id, sets)
         except (ConstraintViolation, ClaimRefused):
             if claim:
                 # gm_jobs_one_running refused it (the group is busy after all), or the
@@ -328,20 +327,22 @@ class JobJournal:
                 return None
             raise
 
-    def _claim(self, tx: FencedTx, job: Job, now: float) -> bool:
+    def _claim(self, tx: FencedTx, job: Job, now: float) -> Job | None:
         """Make a queued job ours if the rules of `claimable` still hold (ha-jobs-style.md
-        B.2 item 2). The partial unique index refuses a second running job of the group
-        even if this statement were wrong (DESIGN)."""
-        claimed = tx.execute(
+        B.2 item 2), returning it as claimed; None if it may not start. The partial unique
+        index refuses a second running job of the group even if this statement were wrong
+        (DESIGN)."""
+        row = tx.fetchone(
             "UPDATE gm_jobs SET state = 'starting', epoch = %(epoch)s, started_at = %(now)s,"
             " changed_at = %(now)s WHERE id = %(id)s AND state = 'queued'"
             " AND NOT EXISTS (SELECT 1 FROM gm_jobs r WHERE r.domain_group = %(group)s"
             " AND r.state IN ('starting', 'running'))"
             " AND NOT EXISTS (SELECT 1 FROM gm_jobs o WHERE o.domain_group = %(group)s"
-            " AND o.state = 'queued' AND o.id < %(id)s)",
+            " AND o.state = 'queued' AND o.id < %(id)s)"
+            f" RETURNING {_COLUMNS}",
             {"epoch": tx.epoch, "now": now, "id": job.id, "group": job.domain_group},
         )
-        return claimed == 1
+        return None if row is None else _job(row)
 
     def _intent(self, tx: FencedTx, job: Job, step: Step, now: float) -> None:
         """Journal the intent to run `step` (again, after a crash: attempts + 1)."""
@@ -389,9 +390,9 @@ class JobJournal:
         steps_done: list[str],
         changes: Mapping[str, Any],
         now: float,
-    ) -> None:
+    ) -> Job:
         """End the job and unlock its group in the same transaction: the group always
-        unlocks (exit on error, seed 002)."""
+        unlocks (exit on error, seed 002). Returns the job as ended."""
         ending.unlock(tx)
         failed = ending.failed_step
         if failed is not None:
@@ -423,7 +424,7 @@ class JobJournal:
                     "now": now,
                 },
             )
-        _update_job(
+        ended = _update_job(
             tx,
             job.id,
             {
@@ -440,6 +441,7 @@ class JobJournal:
         )
         reason = f": {ending.reason}" if ending.reason else ""
         tx.audit(f"job {job.id} ended {ending.state.value}{reason}")
+        return ended
 
     def cancel(self, job_id: int, user: str) -> Job:
         """Terminate a queued job; running and finished jobs cannot be cancelled."""
@@ -458,7 +460,7 @@ class JobJournal:
             return self.get(job_id, tx)
 
     def due_rediscoveries(self, now: float) -> list[Job]:
-        with self.store.read() as tx:
+        with self.store.read_one() as tx:
             rows = tx.fetchall(
                 f"SELECT {_COLUMNS} FROM gm_jobs WHERE rediscover_at IS NOT NULL"
                 " AND rediscover_at <= %(now)s AND rediscovered = FALSE"
@@ -468,11 +470,18 @@ class JobJournal:
         return [_job(r) for r in rows]
 
 
-def _update_job(tx: FencedTx, job_id: int, sets: Mapping[str, Any]) -> None:
+def _update_job(tx: FencedTx, job_id: int, sets: Mapping[str, Any]) -> Job:
+    """Change the job's columns and return it as changed (RETURNING: no second read)."""
     # Column names come from this module and from StepOutcome.job_changes (code, never input).
     assignments = ", ".join(f"{column} = %(c_{column})s" for column in sets)
     params = {f"c_{column}": value for column, value in sets.items()}
-    tx.execute(f"UPDATE gm_jobs SET {assignments} WHERE id = %(id)s", {**params, "id": job_id})
+    row = tx.fetchone(
+        f"UPDATE gm_jobs SET {assignments} WHERE id = %(id)s RETURNING {_COLUMNS}",
+        {**params, "id": job_id},
+    )
+    if row is None:
+        raise NotFound(f"No job {job_id}.")
+    return _job(row)
 
 
 def _not_cancellable(job: Job) -> str:

@@ -295,7 +295,7 @@ def _check_product(ctx: StepContext, job: Job) -> StepResult:
     """ "Checks source server product name (different treatment for ProLiant and Integrity
     products). If the product is not identified then the job will exit." (WP-NEW-6); failover
     "requires configuring the source and target servers to boot-from-SAN" (UVCEM-10)."""
-    with ctx.store.read() as tx:
+    with ctx.store.read_one() as tx:
         profile = repo.profile(tx, job.profile)
     if profile is None:
         raise StepFailed(f"server profile {job.profile} no longer exists.")
@@ -417,7 +417,7 @@ def _check_target(ctx: StepContext, job: Job) -> StepResult:
     """A move's chosen bay must be free of other profiles and powered off (reference §2.4 [I]:
     "check target bay empty of profile, require source and target powered off")."""
     target = _target(job)
-    with ctx.store.read() as tx:
+    with ctx.store.read_one() as tx:
         row = repo.bay(tx, target.enclosure, target.bay)
     if row is None or row.group != job.domain_group:
         raise StepFailed(f"{target} is not a bay of domain group {job.domain_group}.")
