@@ -28,6 +28,7 @@ from provider.config import Config, load_config
 from provider.errors import ConfigError, GMError
 from provider.http.auth import (
     UserRecord,
+    check_user_name,
     format_users_line,
     hash_password,
     load_users_file,
@@ -114,6 +115,8 @@ def _user_command(config: Config, args: argparse.Namespace) -> int:
         users[name] = UserRecord(name, args.role, users[name].password_hash, groups)
         _write_users(path, users)
         return 0
+    if args.action == "add":
+        check_user_name(name)  # ValueError: a usage error, before anything is written
     if args.action == "add" and name in users:
         print(
             f"gm-provider: user {name!r} exists; use `user passwd` or `user role`", file=sys.stderr

@@ -28,6 +28,7 @@ import binascii
 import grp
 import hashlib
 import hmac
+import logging
 import os
 import pwd
 import secrets
@@ -40,11 +41,14 @@ from typing import Protocol
 from provider.errors import ConfigError
 from provider.http.messages import Principal, Via
 
+log = logging.getLogger("provider.auth")
+
 __all__ = [
     "Authenticator",
     "FileAuthenticator",
     "InMemoryAuthenticator",
     "UserRecord",
+    "check_user_name",
     "format_users_line",
     "hash_password",
     "load_users_file",
@@ -174,8 +178,32 @@ class UserRecord:
 _GROUPS_PREFIX = "groups="
 
 
+def check_user_name(name: str) -> str:
+    """A name the users file and HTTP Basic can carry, or ValueError saying what is wrong.
+
+    Not empty, no ':' (the file's field separator, and RFC 7617 forbids it in a Basic
+    user-id), no white space or control characters (a line holds one user), no leading '#'
+    (a comment), at most 64 characters."""
+    if not name:
+        raise ValueError("a user name cannot be empty")
+    if ":" in name:
+        raise ValueError(f"user name {name!r} contains ':'; choose a name without it")
+    if any(ch.isspace() or not ch.isprintable() for ch in name):
+        raise ValueError(
+            f"user name {name!r} contains white space or a control character; "
+            "choose a name without them"
+        )
+    if name.startswith("#"):
+        raise ValueError(f"user name {name!r} starts with '#', which marks a comment line")
+    if len(name) > 64:
+        raise ValueError(f"user name {name[:20]!r}... is longer than 64 characters")
+    return name
+
+
 def format_users_line(record: UserRecord) -> str:
-    """The users-file line for a record (without newline)."""
+    """The users-file line for a record (without newline); ValueError for a name the file
+    could not read back (so a bad name never reaches the file)."""
+    check_user_name(record.name)
     line = f"{record.name}:{record.role}:{record.password_hash}"
     if record.domain_groups is not None:
         line += f":{_GROUPS_PREFIX}{','.join(record.domain_groups)}"
@@ -262,6 +290,11 @@ class FileAuthenticator:
 
     A local Unix-socket peer is always accepted; its role is the one the file gives the
     local account name, if it is listed.
+
+    The file must be readable and valid at start (ConfigError names the file and line).
+    When a later change leaves it unreadable or malformed (a hand edit gone wrong), the last
+    table read stays in force and the error is logged once for that version of the file: a
+    typo in one line must not lock every user, local root included, out of a running server.
     """
 
     def __init__(self, path: Path) -> None:
@@ -269,7 +302,7 @@ class FileAuthenticator:
         self._lock = threading.Lock()
         self._stamp: tuple[int, int] | None = None
         self._users: dict[str, UserRecord] = {}
-        self._reload_if_changed()
+        self._reload_if_changed(at_start=True)
         # Checked for unknown users so that a wrong name costs the same time as a wrong password.
         self._decoy = hash_password(secrets.token_hex(8))
 
@@ -278,16 +311,42 @@ class FileAuthenticator:
         self._reload_if_changed()
         return dict(self._users)
 
-    def _reload_if_changed(self) -> None:
+    def _reload_if_changed(self, at_start: bool = False) -> None:
         try:
             st = self._path.stat()
         except OSError as exc:
-            raise ConfigError(f"{self._path}: cannot read the users file: {exc.strerror}") from exc
+            error = ConfigError(f"{self._path}: cannot read the users file: {exc.strerror}")
+            if at_start:
+                raise error from exc
+            self._keep_last_table((-1, -1), error)
+            return
         stamp = (st.st_mtime_ns, st.st_size)
+        if stamp == self._stamp:
+            return
         with self._lock:
-            if stamp != self._stamp:
-                self._users = load_users_file(self._path)
-                self._stamp = stamp
+            if stamp == self._stamp:
+                return
+            try:
+                users = load_users_file(self._path)
+            except ConfigError as exc:
+                if at_start:
+                    raise
+                self._keep_last_table(stamp, exc)
+                return
+            self._users = users
+            self._stamp = stamp
+            if not at_start:
+                log.info("%s: re-read, %d users", self._path, len(users))
+
+    def _keep_last_table(self, stamp: tuple[int, int], error: ConfigError) -> None:
+        """Keep the users read last; say so once for this version of the file."""
+        if stamp != self._stamp:
+            self._stamp = stamp
+            log.error(
+                "%s; the %d users read before stay in force until the file is corrected",
+                error.description,
+                len(self._users),
+            )
 
     def verify_basic(self, user: str, password: str) -> Principal | None:
         self._reload_if_changed()

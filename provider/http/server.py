@@ -585,7 +585,13 @@ class _Connection(asyncio.Protocol):
             err = work.early_error
             await self._send(error_response(err.status, err.detail), work, close)
             return close
-        principal, failure = await self._authenticate(head)
+        try:
+            principal, failure = await self._authenticate(head)
+        except Exception:
+            log.exception("checking the credentials of %s failed", self._peer)
+            detail = "The server could not check the credentials; its log says why."
+            await self._send(error_response(500, detail), work, True)
+            return True
         if principal is None and failure is not None:
             await self._send(error_response(401, failure), work, close)
             return close

@@ -226,3 +226,44 @@ def test_fuzz_server_survives_any_bytes(background_server: int, data: bytes) -> 
     assert b"500 Internal" not in received
     # ... and the server still answers a proper request.
     assert exchange(port, post(headers=[("Connection", "close")])).startswith(b"HTTP/1.1 200 ")
+
+
+def test_a_broken_users_file_keeps_the_last_table_in_force(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A hand edit that breaks the file must not lock every user out of a running server:
+    the users read last stay in force, the error is logged once, a fixed file is read."""
+    path = tmp_path / "users"
+    admin = UserRecord("admin", "administrator", hash_password("pw1", n=2**10))
+    path.write_text(f"{format_users_line(admin)}\n")
+    authenticator = FileAuthenticator(path)
+    assert authenticator.verify_basic("admin", "pw1") is not None
+
+    path.write_text(f"{format_users_line(admin)}\nbad:name:read-only:scrypt$1$2$3$4$5\n")
+    with caplog.at_level("ERROR", logger="provider.auth"):
+        for _ in range(3):
+            principal = authenticator.verify_basic("admin", "pw1")
+            assert principal is not None and principal.role == "administrator"
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and f"{path}:2:" in errors[0] and "stay in force" in errors[0]
+
+    path.unlink()  # gone: the last table still holds
+    assert authenticator.verify_basic("admin", "pw1") is not None
+
+    operator = UserRecord("operator", "operator", hash_password("pw2", n=2**10))
+    path.write_text(f"{format_users_line(operator)}\n")  # corrected: read again
+    assert authenticator.verify_basic("operator", "pw2") is not None
+    assert authenticator.verify_basic("admin", "pw1") is None
+
+
+def test_a_users_file_broken_at_start_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "users"
+    path.write_text(":read-only:scrypt$1$2$3$4$5\n")
+    with pytest.raises(ConfigError, match=":1: expected name:role"):
+        FileAuthenticator(path)
+
+
+@pytest.mark.parametrize("name", ["a:b", "", "x y", "#c", "line\nbreak"])
+def test_format_users_line_refuses_names_it_could_not_read_back(name: str) -> None:
+    with pytest.raises(ValueError):
+        format_users_line(UserRecord(name, "read-only", "scrypt$1$2$3$4$5"))

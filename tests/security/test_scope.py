@@ -142,3 +142,35 @@ def test_user_cli_binds_group_roles_and_refuses_groups_for_global_roles(tmp_path
     assert _gm(config, "role", "webops", "operator").returncode == 0
     assert load_users_file(users)["webops"].domain_groups is None
     assert _gm(config, "list").stdout.splitlines() == ["webops\toperator\tall groups"]
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("bad:name", "contains ':'"),
+        ("", "cannot be empty"),
+        ("two words", "white space"),
+        ("tab\tname", "white space"),
+        ("#admin", "marks a comment"),
+    ],
+)
+def test_user_add_refuses_a_name_the_file_cannot_hold(
+    tmp_path: Path, name: str, message: str
+) -> None:
+    """A name with ':' once wrote a line no later command could read, and the running
+    server then refused every client."""
+    config = tmp_path / "etc" / "gm-provider.toml"
+    config.parent.mkdir()
+    users = tmp_path / "users"
+    config.write_text(
+        f'[node]\nstate_dir = "{tmp_path / "state"}"\n[security]\nusers_file = "{users}"\n',
+        encoding="utf-8",
+    )
+    assert (
+        _gm(config, "add", "admin", "--role", "administrator", "--password", "pw").returncode == 0
+    )
+    before = users.read_text(encoding="utf-8")
+    refused = _gm(config, "add", name, "--role", "read-only", "--password", "pw")
+    assert refused.returncode == 2 and message in refused.stderr, refused.stderr
+    assert users.read_text(encoding="utf-8") == before
+    assert _gm(config, "list").stdout.splitlines() == ["admin\tadministrator\tall groups"]
