@@ -222,8 +222,17 @@ class CimClient:
         finally:
             conn.close()
         if response.status == 401:
+            # The server says why (no credentials, or wrong ones); pass its words on.
+            said = urllib.parse.unquote(response.getheader("PGErrorDetail") or "").strip()
+            hint = (
+                "check the user name and password"
+                if self.user is not None
+                else "give a user and password"
+            )
             raise AuthenticationFailed(
-                f"{self._where()} refused the credentials (HTTP 401): give a user and password"
+                f"{self._where()} refused the credentials (HTTP 401"
+                + (f": {said}" if said else "")
+                + f"): {hint}"
             )
         if response.status != 200:
             detail = urllib.parse.unquote(response.getheader("PGErrorDetail") or "")

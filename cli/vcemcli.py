@@ -119,9 +119,21 @@ def parse(argv: Sequence[str]) -> Command:
         i += 1
     if "-h" in switches or "--help" in switches:
         return Command("help", values, switches)
+    if "--timeout" in values:
+        _seconds(values["--timeout"])  # checked before anything is sent, not after a submit
     if verb is None:
         raise UsageError("no command given (-failover, -move profile, -show job, ...)")
     return Command(verb, values, switches)
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not (0 < seconds < float("inf")):
+        raise UsageError(f"--timeout needs a number of seconds greater than 0, not {text!r}")
+    return seconds
 
 
 def _job_id(text: str) -> int:
@@ -199,7 +211,7 @@ def _submitted(client: CimClient, cmd: Command, method: str, params: dict[str, A
     # "its job number is returned so you can check the job status" (WP-NEW-6).
     out(f"Job {job_id} submitted: {what}.")
     if "--wait" in cmd.switches:
-        timeout = float(cmd.values.get("--timeout", "600"))
+        timeout = _seconds(cmd.values.get("--timeout", "600"))
         return wait_for(client, job_id, timeout, out)
     return EXIT_OK
 

@@ -58,10 +58,29 @@ def test_move_and_spares_over_http_with_credentials(tmp_path: Path) -> None:
         assert added.returncode == 0 and "now a spare" in added.stdout
         bad = vcemcli(gm, "-s", gm.url, "-u", "admin", "-p", "wrong", "-show", "job")
         assert bad.returncode == 3
+        # The server's own reason, and advice that fits credentials that were given.
+        assert "Invalid user name or password" in bad.stderr, bad.stderr
+        assert "check the user name and password" in bad.stderr
+        # A bad --timeout is a usage error found before anything is sent: no job starts.
+        jobs = vcemcli(gm, *creds, "-show", "job").stdout.splitlines()
+        assert len(jobs) == 1  # the move
+        typo = vcemcli(gm, *creds, "-failover", "-hostname", "web01.example.com", "--wait",
+                       "--timeout", "abc")  # fmt: skip
+        assert typo.returncode == EXIT_USAGE and "--timeout needs a number" in typo.stderr
+        assert "submitted" not in typo.stdout
+        assert vcemcli(gm, *creds, "-show", "job").stdout.splitlines() == jobs
 
 
 def test_usage_errors() -> None:
-    for argv in ([], ["-move"], ["-failover", "-bayname"], ["-bogus"]):
+    for argv in (
+        [],
+        ["-move"],
+        ["-failover", "-bayname"],
+        ["-bogus"],
+        ["-failover", "-hostname", "h", "--wait", "--timeout", "abc"],
+        ["-failover", "-hostname", "h", "--wait", "--timeout", "0"],
+        ["-failover", "-hostname", "h", "--wait", "--timeout", "nan"],
+    ):
         try:
             parse(argv)
         except Exception as exc:
