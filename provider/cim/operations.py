@@ -275,8 +275,30 @@ def typed_value(value: Any, cimtype: str, is_array: bool, what: str) -> Any:
         if cimtype == "datetime" and not isinstance(value, CIMDateTime):
             return CIMDateTime(value)
         return cimvalue(value, cimtype)
-    except (ValueError, TypeError) as exc:
-        raise InvalidParameter(f"{what} must be a {cimtype}: {exc}") from exc
+    except (ValueError, TypeError):
+        raise InvalidParameter(
+            f"{what} must be a {cimtype} ({_TYPE_FORMS.get(cimtype, 'a ' + cimtype + ' value')}),"
+            f" not {value!r}."
+        ) from None
+
+
+# What a value of each type looks like, for an error that says what to send instead.
+_TYPE_FORMS = {
+    **{
+        f"{sign}int{bits}": (
+            f"a whole number from {-(2 ** (bits - 1)) if sign == 's' else 0}"
+            f" to {2 ** (bits - 1) - 1 if sign == 's' else 2**bits - 1}"
+        )
+        for sign in ("u", "s")
+        for bits in (8, 16, 32, 64)
+    },
+    "real32": "a number",
+    "real64": "a number",
+    "char16": "one character",
+    "datetime": "such as 20261206043000.000000+000, or an interval such as"
+    " 00000001000000.000000:000",
+    "string": "text",
+}
 
 
 class _Shaper:

@@ -41,3 +41,27 @@ def test_arrays_and_scalars_are_not_mixed() -> None:
 def test_datetime_text() -> None:
     value = typed_value("20261122080000.000000+000", "datetime", False, "When")
     assert isinstance(value, CIMDateTime)
+
+
+@pytest.mark.parametrize(
+    ("text", "cimtype", "expected"),
+    [
+        (
+            "abc",
+            "uint32",
+            "JobID must be a uint32 (a whole number from 0 to 4294967295), not 'abc'.",
+        ),
+        ("300", "uint8", "JobID must be a uint8 (a whole number from 0 to 255), not '300'."),
+        ("-200", "sint8", "JobID must be a sint8 (a whole number from -128 to 127), not '-200'."),
+        ("x", "real64", "JobID must be a real64 (a number), not 'x'."),
+        ("x", "datetime", "JobID must be a datetime (such as 20261206043000.000000+000"),
+    ],
+)
+def test_a_wrong_value_is_named_with_what_to_send_instead(
+    text: str, cimtype: str, expected: str
+) -> None:
+    """No Python wording ("invalid literal for int() with base 10") reaches the client."""
+    with pytest.raises(InvalidParameter) as err:
+        typed_value(text, cimtype, False, "JobID")
+    assert err.value.description.startswith(expected)
+    assert "literal" not in err.value.description and "convert" not in err.value.description
