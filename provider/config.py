@@ -90,7 +90,12 @@ class Config:
         return ConfigError(f"{self.path}:{locate(self.text, [section], key)}: {message}")
 
 
-_CORE = {"node", "server", "store", "roles", "security"}
+_CORE_ORDER = ("node", "server", "store", "roles", "security")
+_CORE = frozenset(_CORE_ORDER)
+# The sections the domain packages and drivers read (`Config.section`); any other is a typo.
+DOMAIN_SECTIONS = frozenset(
+    {"privileges", "inventory", "events", "gicap", "probe", "notify", "vcem", "simulator"}
+)
 
 
 class _Reader(TomlReader):
@@ -188,6 +193,13 @@ def load_config(path: Path) -> Config:
     )
     if roles.start_as not in ("active", "standby"):
         raise r.fail(["roles"], "start_as", 'roles.start_as must be "active" or "standby".')
+    from provider.roles.manager import TimingError, check_timing  # the rule RoleManager applies
+
+    try:
+        check_timing(roles.lease_ttl, roles.renew_interval)
+    except TimingError as exc:
+        key = "renew_interval" if exc.setting == "renew_interval" else "lease_ttl"
+        raise r.fail(["roles"], key, f"roles.{key}: {exc.description}.") from None
 
     se = r.section("security", {"users_file", "admin_groups", "local_role", "audit_log"})
     sd = SecurityConfig()
@@ -202,6 +214,15 @@ def load_config(path: Path) -> Config:
     for key, value in data.items():
         if key not in _CORE and not isinstance(value, dict | list):
             raise r.fail([], key, f"top-level setting {key} belongs in a [section].")
+        if key not in _CORE and key not in DOMAIN_SECTIONS:
+            # A misspelt [securty] would otherwise leave every setting at its default.
+            raise r.fail(
+                [key],
+                None,
+                f"unknown section [{key}]; the sections are "
+                + ", ".join(f"[{name}]" for name in [*_CORE_ORDER, *sorted(DOMAIN_SECTIONS)])
+                + ".",
+            )
     return Config(
         path=path,
         text=text,

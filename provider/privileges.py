@@ -8,7 +8,10 @@ administrator may do everything, including the capacity actions.
 Failover needs the administrator by default because seed 000 says "The highest level of VCEM
 administrator privilege is needed to initiate failover"; later VCEM editions lowered that to
 the limited operator (reference §4.1, WP-NEW-5), so the table is configurable
-(`[privileges]` in the configuration: `failoverProfile = "limited-operator"`).
+(`[privileges]` in the configuration: `failoverProfile = "limited-operator"`). An action
+name there is matched without regard to case, as CIM method names are; a name that is no
+action, or a role that is no role, stops the start with the file and line, because a
+misspelt line would otherwise leave the default in force without a word.
 
 Per-domain-group scope (reference §4.1 "Scope: Group", §4.3 "bind it to a VCEM role for a
 specific VC Domain Group"): a principal with `domain_groups` holds its role only inside those
@@ -23,11 +26,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import IntEnum
+from typing import TYPE_CHECKING, Any
 
 from provider.errors import AccessDenied
 from provider.http.messages import Principal
 
-__all__ = ["DEFAULT_ACTIONS", "GROUP_SCOPED_ROLES", "Role", "TableAuthorizer", "parse_role"]
+if TYPE_CHECKING:
+    from provider.config import Config
+
+__all__ = [
+    "DEFAULT_ACTIONS",
+    "GROUP_SCOPED_ROLES",
+    "PrivilegeError",
+    "Role",
+    "TableAuthorizer",
+    "authorizer_from_config",
+    "parse_role",
+]
 
 
 class Role(IntEnum):
@@ -97,16 +112,47 @@ def allows(have: Role, need: Role) -> bool:
     return have >= need
 
 
+class PrivilegeError(ValueError):
+    """A bad entry of the privileges table; `key` is the entry's name as written."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+def authorizer_from_config(config: Config) -> TableAuthorizer:
+    """The authorizer of `[privileges]`; ConfigError naming the file and line of a bad entry."""
+    try:
+        return TableAuthorizer(config.section("privileges"))
+    except PrivilegeError as exc:
+        raise config.error("privileges", exc.key, f"{exc}.") from None
+
+
 class TableAuthorizer:
     """The `Authorizer` of the CIM layer: checks a principal's role against the table.
 
     Unknown actions need the administrator (fail closed). A principal without a role (an
     anonymous reader where the configuration allows one) is read-only."""
 
-    def __init__(self, overrides: Mapping[str, str] | None = None) -> None:
+    def __init__(self, overrides: Mapping[str, Any] | None = None) -> None:
         self.table = dict(DEFAULT_ACTIONS)
-        for action, name in (overrides or {}).items():
-            self.table[action] = parse_role(name)
+        canonical = {action.lower(): action for action in DEFAULT_ACTIONS}
+        given: dict[str, str] = {}
+        for key, name in (overrides or {}).items():
+            action = canonical.get(key.strip().lower())
+            if action is None:
+                raise PrivilegeError(
+                    key, f"unknown action {key!r}; the actions are {', '.join(DEFAULT_ACTIONS)}"
+                )
+            if action in given:
+                raise PrivilegeError(key, f"{action} is given twice ({given[action]!r}, {key!r})")
+            given[action] = key
+            if not isinstance(name, str):
+                raise PrivilegeError(key, f"privileges.{key} must be a role name (a string)")
+            try:
+                self.table[action] = parse_role(name)
+            except ValueError as exc:
+                raise PrivilegeError(key, f"privileges.{key}: {exc}") from None
 
     def required(self, action: str) -> Role:
         return self.table.get(action, Role.ADMINISTRATOR)

@@ -46,7 +46,7 @@ from provider.http.server import (
 from provider.http.tls import make_server_ssl_context
 from provider.manager import install_manager
 from provider.paths import checkout_root
-from provider.privileges import TableAuthorizer
+from provider.privileges import authorizer_from_config
 from provider.roles import RoleManager
 from provider.services import Services
 from provider.store import Store, apply_migrations, discover_migrations, open_store
@@ -203,11 +203,7 @@ async def _serve(config: Config) -> int:
         start_as=config.roles.start_as,
     )
     await asyncio.to_thread(roles.start)
-    privileges = config.section("privileges")
-    for action, role in privileges.items():
-        if not isinstance(role, str):
-            raise config.error("privileges", action, f"privileges.{action} must be a role name.")
-    authorizer = TableAuthorizer({k: str(v) for k, v in privileges.items()})
+    authorizer = authorizer_from_config(config)
     audit = AuditLog(
         config.security.audit_log or (config.state_dir / "audit.log"),
         is_read=authorizer.is_read,

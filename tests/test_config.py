@@ -9,6 +9,7 @@ import pytest
 
 from provider.config import load_config
 from provider.errors import ConfigError
+from provider.privileges import Role, authorizer_from_config
 from provider.server import tune_interpreter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,6 +63,11 @@ def test_defaults_and_paths_relative_to_the_checkout(tmp_path: Path) -> None:
         ("[server]\nswitch_interval = 0\n", 2, "server.switch_interval must be between"),
         ("[server]\n\nswitch_interval = 1.5\n", 3, "server.switch_interval must be between"),
         ('[server]\nswitch_interval = "fast"\n', 2, "server.switch_interval must be"),
+        ("[node]\n[securty]\nusers_file = 'u'\n", 2, "unknown section [securty]; the sections"),
+        ("[bogus.sub]\nx = 1\n", 1, "unknown section [bogus]"),
+        ("[roles]\nrenew_interval = 1\nlease_ttl = -5\n", 3, "roles.lease_ttl: ttl must be"),
+        ("[roles]\nlease_ttl = 15\nrenew_interval = 6\n", 3, "roles.renew_interval: renew"),
+        ("[roles]\nrenew_interval = 0\n", 2, "roles.renew_interval: renew_interval must be"),
     ],
 )
 def test_errors_name_file_and_line(tmp_path: Path, text: str, line: int, words: str) -> None:
@@ -84,3 +90,33 @@ def test_domain_sections_get_line_precise_errors(tmp_path: Path) -> None:
     config = load_config(path)
     assert config.section("simulator") == {"delay": -1}
     assert config.error("simulator", "delay", "bad").description == f"{path}:3: bad"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "words"),
+    [
+        ('[privileges]\nfailoverProfile = "superuser"\n', 2, "unknown role 'superuser'"),
+        ('[privileges]\n\nfailoverprofil = "operator"\n', 3, "unknown action 'failoverprofil'"),
+        ("[privileges]\nsetSpare = 3\n", 2, "must be a role name"),
+        (
+            '[privileges]\nsetSpare = "operator"\nSETSPARE = "administrator"\n',
+            3,
+            "setSpare is given twice",
+        ),
+    ],
+)
+def test_privileges_errors_name_file_and_line(
+    tmp_path: Path, text: str, line: int, words: str
+) -> None:
+    """A misspelt action once left its default in force without a word."""
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        authorizer_from_config(load_config(path))
+    assert err.value.description.startswith(f"{path}:{line}: "), err.value.description
+    assert words in err.value.description
+
+
+def test_privileges_actions_match_without_regard_to_case(tmp_path: Path) -> None:
+    path = _write(tmp_path, '[privileges]\nfailoverprofile = "limited-operator"\n')
+    authorizer = authorizer_from_config(load_config(path))
+    assert authorizer.required("failoverProfile") is Role.LIMITED_OPERATOR

@@ -58,7 +58,7 @@ def install(registry: ProviderRegistry, services: Services) -> ExportHandler:
     import socket
 
     from provider.drivers.notify import Notifier, notify_settings
-    from provider.privileges import TableAuthorizer
+    from provider.privileges import authorizer_from_config
 
     from .cim import install_cim
     from .journal import DecisionLog
@@ -70,13 +70,9 @@ def install(registry: ProviderRegistry, services: Services) -> ExportHandler:
     # indication is recorded as no-rule. A rules file that is configured must exist.
     # Read again whenever it changes (RulesFile): no restart, so no change of role.
     rules = RulesFile(rules_path(services), optional="rules" not in config.section("events"))
-    privileges = config.section("privileges")
-    try:
-        # The same table the CIM layer checks methods with (provider.server), so a failover
-        # started by an event needs what failoverProfile needs.
-        authorizer = TableAuthorizer({k: str(v) for k, v in privileges.items()})
-    except ValueError as exc:
-        raise config.error("privileges", None, f"{exc}.") from None
+    # The same table the CIM layer checks methods with (provider.server), so a failover
+    # started by an event needs what failoverProfile needs.
+    authorizer = authorizer_from_config(config)
     journal = DecisionLog(
         services.store, services.roles, services.node_name, rules.current().retention
     )

@@ -78,24 +78,39 @@ class RoleChange:
 Listener = Callable[[RoleChange], None]
 
 
-def _check_timing(ttl: float, renew_interval: float, safety_margin: float) -> None:
+class TimingError(ConfigError):
+    """Lease timings that cannot work; `setting` names the one to change."""
+
+    def __init__(self, setting: str, description: str) -> None:
+        super().__init__(description)
+        self.setting = setting
+
+
+def check_timing(ttl: float, renew_interval: float, safety_margin: float | None = None) -> None:
+    """TimingError unless the lease can be renewed in time (`safety_margin` None: ttl/10,
+    the default of RoleManager)."""
+    if safety_margin is None:
+        safety_margin = ttl / 10
     if not ttl > 0:
-        raise ConfigError(f"ttl must be a positive number of seconds, not {ttl!r}")
+        raise TimingError("ttl", f"ttl must be a positive number of seconds, not {ttl!r}")
     if not renew_interval > 0:
-        raise ConfigError(
-            f"renew_interval must be a positive number of seconds, not {renew_interval!r}"
+        raise TimingError(
+            "renew_interval",
+            f"renew_interval must be a positive number of seconds, not {renew_interval!r}",
         )
     if renew_interval * 3 > ttl * (1 + 1e-9):
-        raise ConfigError(
+        raise TimingError(
+            "renew_interval",
             f"renew_interval ({renew_interval:g} s) must be at most ttl/3 ({ttl:g}/3 = "
             f"{ttl / 3:g} s), so that two renewals can fail before the lease lapses "
-            "(Patroni's loop_wait + 2*retry_timeout <= ttl)"
+            "(Patroni's loop_wait + 2*retry_timeout <= ttl)",
         )
     if not safety_margin >= 0 or renew_interval + safety_margin >= ttl:
-        raise ConfigError(
+        raise TimingError(
+            "safety_margin",
             f"safety_margin ({safety_margin:g} s) must be at least 0 and leave room for a "
             f"renewal: renew_interval + safety_margin < ttl ({renew_interval:g} + "
-            f"{safety_margin:g} >= {ttl:g})"
+            f"{safety_margin:g} >= {ttl:g})",
         )
 
 
@@ -129,7 +144,7 @@ class RoleManager:
                 f"node_name must be 1-255 characters without surrounding spaces: {node_name!r}"
             )
         margin = ttl / 10 if safety_margin is None else safety_margin
-        _check_timing(ttl, renew_interval, margin)
+        check_timing(ttl, renew_interval, margin)
         self._store = store
         self._node = node_name
         self._ttl = float(ttl)
