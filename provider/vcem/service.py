@@ -20,7 +20,7 @@ from provider.jobs.model import JobType
 from provider.store import FencedTx, Tx
 
 from . import repository as repo
-from .inventory import Inventory
+from .inventory import Inventory, normalise_ip
 
 __all__ = ["FailoverSource", "VcemService"]
 
@@ -49,6 +49,14 @@ class FailoverSource:
             raise InvalidParameter("HostName is empty.")
         if self.ip is not None and not self.ip.strip():
             raise InvalidParameter("IPAddress is empty.")
+        if self.ip is not None:
+            try:
+                normalise_ip(self.ip)
+            except ValueError:
+                raise InvalidParameter(
+                    f"IPAddress {self.ip.strip()!r} is not an IP address; give an IPv4 address "
+                    "such as 192.0.2.10 or an IPv6 address such as 2001:db8::10."
+                ) from None
 
     def describe(self) -> str:
         if self.host is not None:

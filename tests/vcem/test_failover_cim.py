@@ -96,10 +96,15 @@ def test_unknown_source_is_not_found_and_a_bad_combination_is_invalid(tmp_path: 
             {},
             {"EnclosureName": "enc01"},
             {"HostName": "web01.example.com", "IPAddress": "192.0.2.11"},
+            {"IPAddress": "not-an-ip"},
+            {"IPAddress": "192.0.2.300"},
         ):
             with pytest.raises(pywbem.CIMError) as err:
                 invoke(conn, "failoverProfile", **params)
             assert err.value.status_code == 4, params
+            if "IPAddress" in params and len(params) == 1:
+                # a malformed address is a bad value, not an unknown server
+                assert "is not an IP address" in err.value.status_description
 
 
 def test_strict_group_passes_over_a_spare_of_another_generation(tmp_path: Path) -> None:
