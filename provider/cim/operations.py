@@ -247,6 +247,15 @@ def _convert_intrinsic(kind: str, value: Any, name: str) -> Any:
     return _text(value, name)
 
 
+def _same(have: Any, want: Any) -> bool:
+    """A provider row's value and a typed value sent by a client: the same CIM value?"""
+    if isinstance(have, list | tuple) and isinstance(want, list | tuple):
+        return len(have) == len(want) and all(_same(a, b) for a, b in zip(have, want, strict=True))
+    if isinstance(have, bool) or isinstance(want, bool):
+        return isinstance(have, bool) and isinstance(want, bool) and have is want
+    return bool(have == want)
+
+
 # ---- typing values from declarations ----
 
 
@@ -730,6 +739,17 @@ class CimOperations:
             wanted = {x.lower() for x in p["PropertyList"]}
             changes = {k: v for k, v in changes.items() if k.lower() in wanted}
         changes = {k: v for k, v in changes.items() if k not in keys}
+        if p["PropertyList"] is None and changes:
+            # Get-modify-put (pywbem's own example) sends every property back: the ones
+            # equal to the instance's current values are not changes, so a read-only
+            # property that came back untouched is not refused. The read also answers
+            # CIM_ERR_NOT_FOUND for an instance that does not exist.
+            current = provider.get(ctx, shaper.classname, keys)
+            changes = {
+                k: v for k, v in changes.items() if not (k in current and _same(current[k], v))
+            }
+            if not changes:
+                return VoidResult()
         self._fenced_write(provider, lambda: provider.modify(ctx, shaper.classname, keys, changes))
         return VoidResult()
 
