@@ -710,6 +710,14 @@ class CimOperations:
             ptype = shaper.types.get(prop.name.lower())
             if ptype is None:
                 raise InvalidParameter(f"{shaper.classname} has no property {prop.name}.")
+            sent = prop.type
+            if sent is not None and sent not in ("string", ptype.cimtype):
+                # A value typed as another CIM type (a uint32 for a string): a client error.
+                # Text ("string") is read in the declared type, as request files write it.
+                raise TypeMismatch(
+                    f"{shaper.classname}.{ptype.name} is a {ptype.cimtype}; the instance gives "
+                    f"it as a {sent}. Send it as a {ptype.cimtype}."
+                )
             props[ptype.name] = typed_value(prop.value, ptype.cimtype, ptype.is_array, ptype.name)
         return props
 
@@ -718,6 +726,17 @@ class CimOperations:
         provider = self._writable(ctx, inst.classname, "CreateInstance")
         shaper = self.shaper(ctx.namespace, inst.classname)
         props = self._props(ctx, inst)
+        creatable = provider.writes.creatable if provider.writes is not None else None
+        if creatable is not None:
+            # A value the class computes (SharedCoreRights of a group) would be dropped
+            # without a word, and the client would believe it set: refuse it instead.
+            ignored = sorted(k for k, v in props.items() if v is not None and k not in creatable)
+            if ignored:
+                raise InvalidParameter(
+                    f"A new {shaper.classname} takes {', '.join(sorted(creatable))}; "
+                    f"{', '.join(ignored)} cannot be set when creating one (the Group Manager "
+                    "keeps them). Leave them out."
+                )
         row = self._fenced_write(provider, lambda: provider.create(ctx, shaper.classname, props))
         return CreatedResult(
             CIMInstanceName(

@@ -110,6 +110,9 @@ class WriteSpec:
 
     what: str  # e.g. "change capacity groups"
     action: str  # e.g. "manageCapacityGroups"
+    # The properties a CreateInstance may give (others with a value are refused, not dropped);
+    # None: the provider checks for itself.
+    creatable: frozenset[str] | None = None
 
 
 class InstanceProvider:

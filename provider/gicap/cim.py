@@ -37,7 +37,14 @@ from .service import (
 __all__ = ["register"]
 
 NS = "root/cimv2"
-_WRITES = WriteSpec(what=WHAT_GROUPS, action="manageCapacityGroups")
+_GROUP_WRITES = WriteSpec(
+    what=WHAT_GROUPS, action="manageCapacityGroups", creatable=frozenset({"Name", "Description"})
+)
+_MEMBER_WRITES = WriteSpec(
+    what=WHAT_GROUPS,
+    action="manageCapacityGroups",
+    creatable=frozenset({"Name", "CapacityGroup", "Hosts"}),
+)
 
 
 def group_row(state: CapacityState, name: str) -> Row:
@@ -142,7 +149,7 @@ def _strings(props: Mapping[str, Any], name: str) -> list[str]:
 
 
 class GroupInstances(InstanceProvider):
-    writes = _WRITES
+    writes = _GROUP_WRITES
 
     def __init__(self, service: CapacityService) -> None:
         self.service = service
@@ -182,7 +189,7 @@ class GroupInstances(InstanceProvider):
 
 
 class MemberInstances(InstanceProvider):
-    writes = _WRITES
+    writes = _MEMBER_WRITES
 
     def __init__(self, service: CapacityService) -> None:
         self.service = service

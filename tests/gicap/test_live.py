@@ -387,3 +387,29 @@ def test_icapmanage_verbs_over_the_local_socket(world: World) -> None:
     run = _icapmanage(gm, "-z", "hostA1.example.com")
     assert run.returncode == 1 and "group Group1 holds 2 free" in run.stderr
     assert _icapmanage(gm, "-C", "codeword").returncode == 2
+
+
+def test_create_instance_refuses_wrong_types_and_values_it_would_drop(world: World) -> None:
+    """A uint32 Name was stored as the text "5", and SharedCoreRights=5 was dropped without
+    a word: the administrator believed the group had 5 rights."""
+    gm = world.start()
+    conn = gm.connection()
+    before = {str(g["Name"]) for g in conn.EnumerateInstances("GM_CapacityGroup")}
+    bad = [
+        ({"Name": pywbem.Uint32(5)}, pywbem.CIM_ERR_TYPE_MISMATCH, "is a string"),
+        (
+            {"Name": "g-new", "SharedCoreRights": pywbem.Uint32(5)},
+            pywbem.CIM_ERR_INVALID_PARAMETER,
+            "SharedCoreRights cannot be set",
+        ),
+    ]
+    for props, code, words in bad:
+        with pytest.raises(pywbem.CIMError) as err:
+            conn.CreateInstance(pywbem.CIMInstance("GM_CapacityGroup", props))
+        assert err.value.status_code == code, err.value
+        assert words in err.value.status_description
+    assert {str(g["Name"]) for g in conn.EnumerateInstances("GM_CapacityGroup")} == before
+    made = conn.CreateInstance(
+        pywbem.CIMInstance("GM_CapacityGroup", {"Name": "g-new", "Description": "spare pool"})
+    )
+    assert made.keybindings["Name"] == "g-new"
