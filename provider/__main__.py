@@ -112,6 +112,7 @@ def _user_command(config: Config, args: argparse.Namespace) -> int:
             print(f"gm-provider: no user {name!r} in {path}", file=sys.stderr)
             return 1
         groups = _role_groups(args.role, args.groups)
+        _warn_unknown_groups(config, groups)
         users[name] = UserRecord(name, args.role, users[name].password_hash, groups)
         _write_users(path, users)
         return 0
@@ -128,12 +129,36 @@ def _user_command(config: Config, args: argparse.Namespace) -> int:
     password = args.password or os.environ.get("GM_PASSWORD") or _prompt_password()
     if args.action == "add":
         role, groups = args.role, _role_groups(args.role, args.groups)
+        _warn_unknown_groups(config, groups)
     else:
         role, groups = users[name].role, users[name].domain_groups
     users[name] = UserRecord(name, role, hash_password(password), groups)
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_users(path, users)
     return 0
+
+
+def _warn_unknown_groups(config: Config, groups: tuple[str, ...] | None) -> None:
+    """Say so when a bound group is not in the inventory (a typo, or a wrong case): the role
+    would hold nowhere. A warning only: the inventory may gain the group later."""
+    if not groups:
+        return
+    from provider.server import inventory_path
+    from provider.vcem.inventory import load_inventory
+
+    try:
+        where = inventory_path(config)
+        known = [g.name for g in load_inventory(where).groups]
+    except (GMError, OSError):
+        return  # no readable inventory: nothing to compare with
+    unknown = [g for g in groups if g not in known]
+    if unknown:
+        print(
+            f"gm-provider: warning: domain group {', '.join(unknown)} is not in the inventory "
+            f"{where} (its groups: {', '.join(known) or 'none'}); the role holds there only "
+            "once such a group exists.",
+            file=sys.stderr,
+        )
 
 
 def _role_groups(role: str, groups: str | None) -> tuple[str, ...] | None:

@@ -115,20 +115,24 @@ def test_user_cli_binds_group_roles_and_refuses_groups_for_global_roles(tmp_path
         f'[node]\nstate_dir = "{tmp_path / "state"}"\n[security]\nusers_file = "{users}"\n',
         encoding="utf-8",
     )
-    assert (
-        _gm(
-            config,
-            "add",
-            "webops",
-            "--role",
-            "operator",
-            "--groups",
-            "dg-web,dg-db",
-            "--password",
-            "pw",
-        ).returncode
-        == 0
+    added = _gm(
+        config,
+        "add",
+        "webops",
+        "--role",
+        "operator",
+        "--groups",
+        "dg-web,dg-db",
+        "--password",
+        "pw",
     )
+    assert added.returncode == 0 and "warning" not in added.stderr, added.stderr
+    # A group the inventory does not have: added, with a warning naming the known groups.
+    typo = _gm(config, "add", "dbops", "--role", "operator", "--groups", "DG-DB", "--password", "p")
+    assert typo.returncode == 0
+    assert "warning: domain group DG-DB is not in the inventory" in typo.stderr
+    assert "dg-db" in typo.stderr
+    assert _gm(config, "del", "dbops").returncode == 0
     refused = _gm(
         config, "add", "boss", "--role", "administrator", "--groups", "dg-web", "--password", "pw"
     )
