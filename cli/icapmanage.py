@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from cli._client import CimClient, CimError, ClientError, Param, keys
+from cli._pipes import quiet_on_closed_stdout
 
 __all__ = ["main"]
 
@@ -274,6 +275,7 @@ def _description(exc: CimError) -> str:
     return re.sub(r"^CIM_ERR_[A-Z_]+: ?", "", exc.description)
 
 
+@quiet_on_closed_stdout
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     try:

@@ -4,7 +4,7 @@
     vcemcli -failover -hostname web01.example.com | -ipaddress 192.0.2.11
     vcemcli -move profile -profilename web01-profile -targetenclosurename enc01
             -targetbayname 5 [-nopoweron] [--wait]
-    vcemcli -show job [-jobid N]
+    vcemcli -show job [-jobid N [--wait]]
     vcemcli -cancel job -jobid N
     vcemcli -add spare -enclosurename enc01 -bayname 12      (-remove spare: undesignate)
     vcemcli -startvcdmaint | -completevcdmaint | -cancelvcdmaint -domaingroupname dg-web
@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cli._client import AuthenticationFailed, CimClient, CimError, ClientError, Param, keys
+from cli._pipes import quiet_on_closed_stdout
 
 __all__ = ["UsageError", "main"]
 
@@ -123,6 +124,8 @@ def parse(argv: Sequence[str]) -> Command:
         _seconds(values["--timeout"])  # checked before anything is sent, not after a submit
     if verb is None:
         raise UsageError("no command given (-failover, -move profile, -show job, ...)")
+    if verb == "-show job" and "--wait" in switches and "-jobid" not in values:
+        raise UsageError("-show job --wait needs -jobid: it waits for one job")
     return Command(verb, values, switches)
 
 
@@ -242,7 +245,12 @@ def run(cmd: Command, client: CimClient, out: Callable[[str], None]) -> int:
         return _submitted(client, cmd, "moveProfile", params, what, out)
     if cmd.verb == "-show job":
         if "-jobid" in cmd.values:
-            out(describe_job(get_job(client, _job_id(cmd.values["-jobid"]))))
+            job_id = _job_id(cmd.values["-jobid"])
+            out(describe_job(get_job(client, job_id)))
+            if "--wait" in cmd.switches:
+                # Exit 0 / 6 / 7 as for a submitted job, so `vcemcli -show job -jobid N
+                # --wait && ...` goes on only when the job completed.
+                return wait_for(client, job_id, _seconds(cmd.values.get("--timeout", "600")), out)
         else:
             for job in client.enumerate_instances(JOB_CLASS):
                 out(f"{job.get('JobID'):>6}  {_state(job):<10}  {job.get('PercentComplete'):>3}%  "
@@ -273,6 +281,7 @@ def run(cmd: Command, client: CimClient, out: Callable[[str], None]) -> int:
     return EXIT_OK
 
 
+@quiet_on_closed_stdout
 def main(argv: Sequence[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
 

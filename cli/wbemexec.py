@@ -45,6 +45,8 @@ from enum import Enum
 from typing import BinaryIO, NoReturn
 from urllib.parse import quote
 
+from cli._pipes import quiet_on_closed_stdout
+
 __all__ = [
     "UsageError",
     "WbemExecError",
@@ -1264,6 +1266,7 @@ def execute(options: Options, stdin: BinaryIO, out: BinaryIO) -> int:
     return 0
 
 
+@quiet_on_closed_stdout
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point `wbemexec`. Returns the exit status (0 success, 1 error)."""
     arguments = list(sys.argv[1:] if argv is None else argv)

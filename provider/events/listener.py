@@ -92,8 +92,9 @@ class FailoverPath:
         except Exception as exc:
             self.audit.record(principal, "ExportIndication", "failoverProfile", error=exc, **where)
             raise
+        # Audited as the failoverProfile call it stands for: 4096, job started (SPEC 3.3).
         self.audit.record(
-            principal, "ExportIndication", "failoverProfile", return_value=0, job=job, **where
+            principal, "ExportIndication", "failoverProfile", return_value=4096, job=job, **where
         )
         return job
 

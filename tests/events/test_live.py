@@ -76,7 +76,7 @@ def test_failover_mode_event_starts_one_job_and_mails_its_number(world: World) -
     audited = [r for r in _audited_failovers(world.active) if r.get("job") == job_id]
     assert len(audited) == 1, _audited_failovers(world.active)
     assert audited[0]["method"] == "failoverProfile" and audited[0]["user"] == "admin"
-    assert audited[0]["outcome"] == "success"
+    assert audited[0]["outcome"] == "success" and audited[0]["return_value"] == 4096
     assert audited[0]["params"] == {"HostName": "web01.example.com"}
     assert job["JobType"] == "failover" and job["SourceEnclosureName"] == "enc01"
     assert job["SourceBayName"] == "3" and job["Owner"] == "admin"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,8 @@ def test_failover_with_wait_over_the_unix_socket_then_show_job(tmp_path: Path) -
         assert done.stdout.splitlines()[-1] == "Job 1: Completed"
         shown = vcemcli(gm, "-show", "job", "-jobid", "1")
         assert "Job State: Completed" in shown.stdout
+        waited = vcemcli(gm, "-show", "job", "-jobid", "1", "--wait")
+        assert waited.returncode == 0 and waited.stdout.splitlines()[-1] == "Job 1: Completed"
         assert "Target: enc01 bay 12" in shown.stdout
         listed = vcemcli(gm, "-show", "job")
         assert "Completed" in listed.stdout and "dg-web" in listed.stdout
@@ -41,6 +44,10 @@ def test_exit_codes_for_not_found_refused_and_a_failed_job(tmp_path: Path) -> No
         failed = vcemcli(gm, "-failover", "-enclosurename", "enc05", "-bayname", "1", "--wait")
         assert failed.returncode == EXIT_JOB_FAILED
         assert "stays powered off" in failed.stdout
+        # Waiting on an existing job exits as waiting on a submitted one: 6 when it failed.
+        job_id = failed.stdout.split()[1]
+        shown = vcemcli(gm, "-show", "job", "-jobid", job_id, "--wait")
+        assert shown.returncode == EXIT_JOB_FAILED, shown.stdout + shown.stderr
         assert vcemcli(gm, "-startvcdmaint", "-domaingroupname", "dg-web").returncode == 0
         refused = vcemcli(gm, "-failover", "-hostname", "web02.example.com")
         assert refused.returncode == EXIT_REFUSED and "maintenance" in refused.stderr
@@ -80,6 +87,7 @@ def test_usage_errors() -> None:
         ["-failover", "-hostname", "h", "--wait", "--timeout", "abc"],
         ["-failover", "-hostname", "h", "--wait", "--timeout", "0"],
         ["-failover", "-hostname", "h", "--wait", "--timeout", "nan"],
+        ["-show", "job", "--wait"],
     ):
         try:
             parse(argv)
@@ -113,3 +121,25 @@ def test_wbemexec_request_file_starts_a_job_that_vcemcli_shows(tmp_path: Path) -
         shown = vcemcli(gm, "-show", "job", "-jobid", job_id)
         assert "Job State: Completed" in shown.stdout
         assert "enc01 bay 3" in shown.stdout
+
+
+def test_a_closed_standard_output_ends_quietly() -> None:
+    """`vcemcli ... | head`: a reader that went away is no traceback."""
+    for module in ("cli.vcemcli", "cli.icapmanage", "cli.wbemexec"):
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # the reader is gone before the first line
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", module, "--help"],
+                cwd=ROOT,
+                stdout=write_end,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=60,
+            )
+        finally:
+            os.close(write_end)
+        assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, (
+            module,
+            done.stderr,
+        )
