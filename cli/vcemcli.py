@@ -245,12 +245,12 @@ def run(cmd: Command, client: CimClient, out: Callable[[str], None]) -> int:
         return _submitted(client, cmd, "moveProfile", params, what, out)
     if cmd.verb == "-show job":
         if "-jobid" in cmd.values:
-            job_id = _job_id(cmd.values["-jobid"])
-            out(describe_job(get_job(client, job_id)))
+            number = _job_id(cmd.values["-jobid"])
+            out(describe_job(get_job(client, number)))
             if "--wait" in cmd.switches:
                 # Exit 0 / 6 / 7 as for a submitted job, so `vcemcli -show job -jobid N
                 # --wait && ...` goes on only when the job completed.
-                return wait_for(client, job_id, _seconds(cmd.values.get("--timeout", "600")), out)
+                return wait_for(client, number, _seconds(cmd.values.get("--timeout", "600")), out)
         else:
             for job in client.enumerate_instances(JOB_CLASS):
                 out(f"{job.get('JobID'):>6}  {_state(job):<10}  {job.get('PercentComplete'):>3}%  "
