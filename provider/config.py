@@ -57,6 +57,8 @@ class RolesConfig:
     automatic_takeover: bool = False
     lease_ttl: float = 15.0
     renew_interval: float = 3.0
+    # stepDown and a shutdown let a job step acting on a device end first, this long at most.
+    drain_timeout: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -183,14 +185,21 @@ def load_config(path: Path) -> Config:
     if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
         raise r.fail(["store"], "url", "store.url must start with sqlite:/// or postgresql://.")
 
-    ro = r.section("roles", {"start_as", "automatic_takeover", "lease_ttl", "renew_interval"})
+    ro = r.section(
+        "roles", {"start_as", "automatic_takeover", "lease_ttl", "renew_interval", "drain_timeout"}
+    )
     rd = RolesConfig()
     roles = RolesConfig(
         start_as=r.get(["roles"], ro, "start_as", str, rd.start_as),
         automatic_takeover=r.get(["roles"], ro, "automatic_takeover", bool, rd.automatic_takeover),
         lease_ttl=r.get(["roles"], ro, "lease_ttl", float, rd.lease_ttl),
         renew_interval=r.get(["roles"], ro, "renew_interval", float, rd.renew_interval),
+        drain_timeout=r.get(["roles"], ro, "drain_timeout", float, rd.drain_timeout),
     )
+    if not 0 < roles.drain_timeout <= 3600:
+        raise r.fail(
+            ["roles"], "drain_timeout", "roles.drain_timeout must be between 0 and 3600 seconds."
+        )
     if roles.start_as not in ("active", "standby"):
         raise r.fail(["roles"], "start_as", 'roles.start_as must be "active" or "standby".')
     from provider.roles.manager import TimingError, check_timing  # the rule RoleManager applies

@@ -202,6 +202,7 @@ async def _serve(config: Config) -> int:
         auto_takeover=config.roles.automatic_takeover,
         start_as=config.roles.start_as,
     )
+    roles.drain_timeout = config.roles.drain_timeout
     await asyncio.to_thread(roles.start)
     authorizer = authorizer_from_config(config)
     audit = AuditLog(
@@ -276,10 +277,15 @@ async def _serve(config: Config) -> int:
         with contextlib.suppress(FileNotFoundError):
             (config.state_dir / "ready.json").unlink()
         await server.close()
-        for task in tasks:
+        others = [task for task in tasks if task is not lease_task]
+        for task in others:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*others, return_exceptions=True)
+        # The lease loop keeps renewing while close() lets a job step in flight end: the
+        # other node must not take over (and repeat it) before its device action returns.
         await asyncio.to_thread(roles.close)
+        lease_task.cancel()
+        await asyncio.gather(lease_task, return_exceptions=True)
         store.close()
         audit.close()
     return 0

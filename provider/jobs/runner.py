@@ -90,6 +90,11 @@ class JobRunner:
         self._recovered_epoch: int | None = None
         self._on_active = on_active  # e.g. seed the inventory, before any job runs
         self._stopping = threading.Event()  # asked by job threads between transactions
+        # stepDown / shutdown: start no step, let the ones acting end (pause, resume).
+        self._paused = threading.Event()
+        self._executing: set[int] = set()  # jobs whose thread is inside drive() now
+        self._readopt = False  # after a pause: start the running jobs that have no thread
+        self._idle = threading.Condition(self._lock)  # notified when _executing shrinks
         self._rediscover_after = 0.0  # monotonic; rediscovery is looked for on the poll only
 
     # -- wiring --------------------------------------------------------------------------
@@ -112,6 +117,40 @@ class JobRunner:
         if change.new is Role.ACTIVE and self._loop is not None and self._wake is not None:
             self._loop.call_soon_threadsafe(self._wake.set)  # recovery first, on the loop
 
+    def _held(self) -> bool:
+        """Asked by job threads between transactions: stop here (shutdown, or a pause)."""
+        return self._stopping.is_set() or self._paused.is_set()
+
+    # -- pausing for a step-down or a shutdown (provider.roles.Quiescer) -------------------
+
+    def pause(self, timeout: float) -> bool:
+        """Start no job and no step; wait up to `timeout` s for the steps under way to be
+        recorded. True once no job thread is inside a job, False if one still is (its
+        device action has not returned). The jobs stay running in the store: the node that
+        holds the lease next adopts them at their first unrecorded step."""
+        self._paused.set()
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._executing:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    log.warning(
+                        "jobs %s still acting after %g s",
+                        ", ".join(map(str, sorted(self._executing))),
+                        timeout,
+                    )
+                    return False
+                self._idle.wait(left)
+        return True
+
+    def resume(self) -> None:
+        """Run again. The jobs a pause stopped between two steps are still running in the
+        store with no thread: the next round starts them again (`_readopt`)."""
+        self._readopt = True
+        self._paused.clear()
+        if self._loop is not None and self._wake is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
     def _submit(self, fn: Callable[..., object], *args: Any) -> None:
         if self._stopping.is_set():
             return
@@ -128,6 +167,7 @@ class JobRunner:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self.roles.add_listener(self._on_role_change)
+        self.roles.add_quiescer(self)
         try:
             while True:
                 if self.roles.role is Role.ACTIVE:
@@ -150,6 +190,11 @@ class JobRunner:
                     log.info("recovering job %d under epoch %d", job_id, epoch)
                     self._start(job_id)
                 self._recovered_epoch = epoch
+                self._readopt = False
+            elif self._readopt:
+                self._readopt = False
+                for job_id in await self._in_thread(self.journal.active_job_ids):
+                    self._start(job_id)  # those still in a thread of ours are skipped
             # The fallback: submits and job ends start the next jobs themselves (wake).
             await self._in_thread(self._start_claimable)
             # Rediscovery is due minutes after a job: looked for at the poll interval.
@@ -172,7 +217,7 @@ class JobRunner:
 
     def _take_claimable(self) -> list[int]:
         """The claimable jobs not started yet, now marked as started (the caller runs them)."""
-        if self.roles.role is not Role.ACTIVE:
+        if self.roles.role is not Role.ACTIVE or self._held():
             return []
         try:
             claimable = self.journal.claimable()
@@ -208,7 +253,7 @@ class JobRunner:
         next_id: int | None = job_id
         while next_id is not None:
             self._run_job(next_id)
-            if self._stopping.is_set():
+            if self._held():
                 return
             next_id = self._hand_out(self._take_claimable())
 
@@ -221,10 +266,15 @@ class JobRunner:
 
     def _run_job(self, job_id: int) -> None:
         """The whole job in this worker thread (started: in `_running` until it ends)."""
+        with self._lock:
+            if self._held():  # paused or stopping since it was handed out: not started
+                self._running.discard(job_id)
+                return
+            self._executing.add(job_id)
         try:
-            while not self._stopping.is_set():
+            while not self._held():
                 try:
-                    drive(self.context, job_id, self._stopping.is_set)
+                    drive(self.context, job_id, self._held)
                     break
                 except (NotActive, Fenced):
                     log.warning("job %d stops: this node is no longer active", job_id)
@@ -242,6 +292,8 @@ class JobRunner:
         finally:
             with self._lock:
                 self._running.discard(job_id)
+                self._executing.discard(job_id)
+                self._idle.notify_all()
 
     def _fail(self, job_id: int, reason: str) -> None:
         try:

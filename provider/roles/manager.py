@@ -50,6 +50,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from provider.errors import ConfigError, Fenced, NotActive, Refused, StoreError
 from provider.store import FencedTx, Lease, Store
@@ -76,6 +77,21 @@ class RoleChange:
 
 
 Listener = Callable[[RoleChange], None]
+
+# How long stepDown and a shutdown wait for a job step that is acting on a device.
+DRAIN_TIMEOUT = 30.0
+
+
+class Quiescer(Protocol):
+    """Work that must end before the lease goes (the job runner's device steps)."""
+
+    def pause(self, timeout: float) -> bool:
+        """Start nothing new; True once nothing is in flight, False if still after `timeout`."""
+        ...
+
+    def resume(self) -> None:
+        """Start work again (after a refused step-down, or as a standby: nothing to do)."""
+        ...
 
 
 class TimingError(ConfigError):
@@ -161,6 +177,8 @@ class RoleManager:
         self._hold_off_until = float("-inf")
         self._started = False
         self._listeners: list[Listener] = []
+        self._quiescers: list[Quiescer] = []
+        self.drain_timeout = DRAIN_TIMEOUT
         self._state_lock = threading.Lock()
         self._lease_lock = threading.RLock()
 
@@ -200,6 +218,21 @@ class RoleManager:
                 return None
             still_valid = self._lease_seen_at + lease.remaining > self._clock()
             return lease.holder if still_valid else None
+
+    def add_quiescer(self, quiescer: Quiescer) -> None:
+        """Ask `quiescer` to end what it has in flight before this node lets the lease go
+        (stepDown, shutdown): a device action under way cannot be taken back, and the other
+        node would otherwise repeat it as soon as it holds the lease."""
+        self._quiescers.append(quiescer)
+
+    def _quiesce(self) -> bool:
+        """Pause every quiescer; True when nothing is in flight any more (within the
+        drain time), False when something still is (the caller keeps the lease)."""
+        return all([q.pause(self.drain_timeout) for q in self._quiescers])
+
+    def _resume(self) -> None:
+        for q in self._quiescers:
+            q.resume()
 
     def add_listener(self, listener: Listener) -> None:
         """Call `listener(RoleChange)` after every change of role (e.g. to start job recovery
@@ -347,17 +380,31 @@ class RoleManager:
             return epoch_or_none
 
     def step_down(self) -> None:
-        """stepDown: end our lease so the other node can take control."""
-        with self._lease_lock:
-            epoch = self._active_epoch("step down")
-            self._hold_off_until = self._clock() + self._ttl
-            try:
-                self._store.step_down(self._node, epoch)
-            finally:
-                # Even if the store could not be told, we stop acting as active: the lease
-                # then lapses on its own (fail closed).
-                self._demote(Event.STEP_DOWN, epoch)
-            self._report()
+        """stepDown: end our lease so the other node can take control.
+
+        First the steps in flight end (`add_quiescer`), with the lease still renewed: the
+        other node takes over only when no device action of ours is under way. If one is
+        still running after `drain_timeout`, the step-down is refused and nothing changes."""
+        self._active_epoch("step down")
+        try:
+            if not self._quiesce():
+                raise Refused(
+                    "A job step is still acting on a device after "
+                    f"{self.drain_timeout:g} s; this node stays active so that the other one "
+                    "does not repeat it. Try stepDown again when the step has ended.\n"
+                )
+            with self._lease_lock:
+                epoch = self._active_epoch("step down")
+                self._hold_off_until = self._clock() + self._ttl
+                try:
+                    self._store.step_down(self._node, epoch)
+                finally:
+                    # Even if the store could not be told, we stop acting as active: the
+                    # lease then lapses on its own (fail closed).
+                    self._demote(Event.STEP_DOWN, epoch)
+                self._report()
+        finally:
+            self._resume()
 
     def refresh(self) -> Lease:
         """Read the lease now (for an exact ActiveManager); updates what properties show."""
@@ -426,12 +473,27 @@ class RoleManager:
             await asyncio.sleep(delay)
 
     def close(self) -> None:
-        """Shut down: step down if active (best effort), then STOPPED for good."""
+        """Shut down: step down if active (best effort), then STOPPED for good.
+
+        Before the lease is released, the steps in flight end (`add_quiescer`; keep the
+        lease loop running meanwhile). If one is still acting after `drain_timeout`, the
+        lease is kept: it lapses `ttl` after the last renewal, as after a crash, and the other
+        node then reads the device before it acts."""
+        drained = self._machine.role is not Role.ACTIVE or self._quiesce()
         with self._lease_lock:
             role = self._machine.role
             if role is Role.STOPPED:
                 return
-            if role is Role.ACTIVE:
+            if role is Role.ACTIVE and not drained:
+                log.warning(
+                    "node %s: a job step is still acting on a device after %g s; the lease "
+                    "is kept and lapses within %g s, so that the other node does not act "
+                    "before the device has",
+                    self._node,
+                    self.drain_timeout,
+                    self._ttl,
+                )
+            elif role is Role.ACTIVE:
                 try:
                     self._store.step_down(self._node, self._epoch)
                 except StoreError as exc:
