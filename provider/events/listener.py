@@ -45,8 +45,11 @@ from provider.errors import (
     NotActive,
     NotSupported,
     ServerError,
+    StoreError,
 )
 from provider.http.messages import Principal
+from provider.jobs.journal import Job, JobJournal
+from provider.jobs.model import JobState
 from provider.privileges import TableAuthorizer
 from provider.roles import Role
 from provider.vcem import repository as repo
@@ -189,6 +192,33 @@ class EventListener:
             self._spawn(self.notifier.notify(subject, body))
         else:
             log.info("%s", _log_line(decision))
+        if decision.outcome is Outcome.FAILOVER_STARTED and decision.job_id is not None:
+            # The on-call person must also learn how it ended, above all when it failed.
+            self._spawn(self._follow(decision, system))
+
+    async def _follow(self, decision: Decision, system: System | None) -> None:
+        """Mail the end of an event-started failover job (from the store, so also when
+        another node finished it after a takeover). Given up after FOLLOW_LIMIT, or with this
+        process: the job's own record then tells."""
+        assert decision.job_id is not None
+        jobs = JobJournal(self.store, self.roles.fenced)
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + FOLLOW_LIMIT
+        while True:
+            try:
+                job = await asyncio.to_thread(jobs.get, decision.job_id)
+            except StoreError as exc:
+                log.warning("following job %d: %s", decision.job_id, exc.description)
+                job = None
+            if job is not None and job.state.finished:
+                break
+            if loop.time() > give_up:
+                log.warning("job %d has not ended after %g s; no end mail", decision.job_id,
+                            FOLLOW_LIMIT)  # fmt: skip
+                return
+            await asyncio.sleep(FOLLOW_POLL)
+        subject, body = end_notice(decision, job, system)
+        await self.notifier.notify(subject, body)
 
     async def _decide(
         self, event: Event, principal: Principal | None
@@ -306,6 +336,39 @@ _SUBJECTS = {
     Outcome.NOT_ACTIVE: "Standby Group Manager {node}: no failover for {system}",
     Outcome.FAILOVER_REFUSED: "Automatic failover refused for {system}",
 }
+
+
+# How often, and how long, the end of an event-started job is waited for (its mail).
+FOLLOW_POLL = 0.5
+FOLLOW_LIMIT = 6 * 3600.0
+
+
+def end_notice(d: Decision, job: Job, system: System | None) -> tuple[str, str]:
+    """The mail for the end of the failover job an event started."""
+    where = system.label if system is not None else d.system_named
+    lines = [
+        f"Job:       {job.id} (GM_ConcreteJob InstanceID=GM:ConcreteJob:{job.id}; "
+        f"vcemcli -show job -jobid {job.id})",
+        f"Started:   by rule {d.rule} for the event received {d.at:%Y-%m-%d %H:%M:%S} UTC "
+        f"(GM_EventDecision InstanceID={d.instance_id})",
+        f"Source:    enclosure {job.source_enclosure} bay {job.source_bay}",
+    ]
+    if job.state is JobState.COMPLETED:
+        subject = f"Automatic failover: job {job.id} completed for {where}"
+        lines += [
+            f"Profile:   {job.profile} now in enclosure {job.target_enclosure} bay "
+            f"{job.target_bay}, powered {'on' if job.power_on else 'off'}",
+            "The host name and IP addresses follow once the server has booted (rediscovery).",
+        ]
+    else:
+        subject = f"Automatic failover FAILED: job {job.id} for {where}"
+        lines += [
+            f"State:     {job.state.value} at step {job.error_step or job.current_step or '-'}",
+            f"Reason:    {job.error_description}",
+            "Nothing was rolled back. Fix the cause, then fail over by hand: vcemcli -failover "
+            f"-enclosurename {job.source_enclosure} -bayname {job.source_bay}",
+        ]
+    return subject, "\n".join(lines)
 
 
 def notice(d: Decision, event: Event, system: System | None) -> tuple[str, str]:
