@@ -8,7 +8,11 @@ has seized rights." Here the entry runs our wbemexec with the request file in
 managed with python-crontab in either
 
 * a user's crontab (`[gicap] crontab = "user"`, the default: the user running the server), or
-* a crontab file (`crontab = "/path/to/file"`, the `tabfile=` mode; tests and cron.d use it).
+* a crontab file (`crontab = "/path/to/file"`, the `tabfile=` mode), in the format of a
+  user's crontab (five time fields, then the command), or, with `crontab_user` set, in the
+  format of /etc/crontab and /etc/cron.d files, whose sixth field is the user the command
+  runs as (crontab(5)). A file under /etc/cron.d or /etc/crontab itself needs `crontab_user`:
+  cron would read the command's first word as a user name and never run it.
 
 `sync(wanted)` is idempotent: it installs the entry when wanted and missing (or changed),
 removes it when not wanted, and otherwise leaves the file untouched.
@@ -33,6 +37,7 @@ class CronSettings:
     wbemexec: Path = Path("wbemexec")
     request_file: Path = Path("GiCAP.checkScavengedMember.xml")
     socket: Path | None = None  # exported as GM_PROVIDER_SOCKET when not the default
+    user: str | None = None  # a system crontab file's user field (/etc/cron.d), or None
 
 
 class ScavengerCron:
@@ -53,6 +58,8 @@ class ScavengerCron:
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             path.touch()
+        if self.settings.user is not None:
+            return CronTab(tabfile=str(path), user=False)  # system format: a user field
         return CronTab(tabfile=str(path))
 
     def _write(self, tab: CronTab) -> None:
@@ -74,7 +81,11 @@ class ScavengerCron:
         tab = self._open()
         jobs = list(tab.find_comment(self.marker))
         current = [
-            j for j in jobs if j.command == self.command and str(j.slices) == self.settings.schedule
+            j
+            for j in jobs
+            if j.command == self.command
+            and str(j.slices) == self.settings.schedule
+            and (self.settings.user is None or j.user == self.settings.user)
         ]
         if wanted and len(current) == 1 and len(jobs) == 1:
             return "unchanged"
@@ -83,7 +94,7 @@ class ScavengerCron:
         for job in jobs:
             tab.remove(job)
         if wanted:
-            job = tab.new(command=self.command, comment=self.marker)
+            job = tab.new(command=self.command, comment=self.marker, user=self.settings.user)
             job.setall(self.settings.schedule)
         self._write(tab)
         return "installed" if wanted else "removed"

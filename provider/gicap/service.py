@@ -87,7 +87,14 @@ def gicap_settings(
     config: Any, etc_dir: Path, venv_bin: Path, socket: Path | None
 ) -> GicapSettings:
     section = config.section("gicap")
-    known = {"tick", "rebalance_minutes", "crontab", "cron_schedule", "test_clock_offset_file"}
+    known = {
+        "tick",
+        "rebalance_minutes",
+        "crontab",
+        "crontab_user",
+        "cron_schedule",
+        "test_clock_offset_file",
+    }
     for key in section:
         if key not in known:
             raise config.error(
@@ -113,6 +120,26 @@ def gicap_settings(
     schedule = text("cron_schedule", "*/30 * * * *")
     if len(schedule.split()) != 5:
         raise config.error("gicap", "cron_schedule", "gicap.cron_schedule needs 5 cron fields.")
+    cron_user = section.get("crontab_user")
+    if cron_user is not None:
+        if not isinstance(cron_user, str) or not cron_user or any(c.isspace() for c in cron_user):
+            raise config.error(
+                "gicap", "crontab_user", 'gicap.crontab_user must be a user name, e.g. "root".'
+            )
+        if crontab == "user":
+            raise config.error(
+                "gicap",
+                "crontab_user",
+                "gicap.crontab_user is the user field of a crontab file (/etc/cron.d); "
+                'it needs gicap.crontab = "/etc/cron.d/<name>", not "user".',
+            )
+    elif crontab != "user" and _system_crontab(Path(crontab)):
+        raise config.error(
+            "gicap",
+            "crontab",
+            f"{crontab} is a system crontab: its lines name the user a command runs as. Set "
+            'gicap.crontab_user (e.g. "root"), or cron would never run the entry.',
+        )
     offset = section.get("test_clock_offset_file")
     return GicapSettings(
         tick=number("tick", 5.0),
@@ -124,8 +151,14 @@ def gicap_settings(
             wbemexec=venv_bin / "wbemexec",
             request_file=etc_dir / "requests" / "GiCAP.checkScavengedMember.xml",
             socket=socket,
+            user=cron_user,
         ),
     )
+
+
+def _system_crontab(path: Path) -> bool:
+    """/etc/crontab, or a file under /etc/cron.d: the format with a user field."""
+    return path == Path("/etc/crontab") or Path("/etc/cron.d") in path.parents
 
 
 class CapacityService:

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from provider.config import load_config
 from provider.drivers.cron import CronSettings, ScavengerCron
 from provider.drivers.probe import StaticProber, TcpProber, probe_hosts
 from provider.errors import ConfigError
 from provider.gicap.inventory import parse_capacity_inventory
+from provider.gicap.service import gicap_settings
 
 
 def test_probes_run_concurrently_under_one_timeout() -> None:
@@ -66,6 +68,61 @@ def test_cron_entry_is_idempotent_and_keeps_other_lines(tmp_path: Path) -> None:
     assert cron.sync(False) == "removed"
     assert cron.sync(False) == "unchanged"
     assert tab.read_text().splitlines() == ["0 3 * * * /usr/bin/backup # someone else's"]
+
+
+def test_a_system_crontab_file_gets_the_user_field(tmp_path: Path) -> None:
+    """/etc/cron.d files name the user a command runs as; a line without it never runs."""
+    tab = tmp_path / "gm-provider"
+    tab.write_text("SHELL=/bin/sh\n0 3 * * * root /usr/bin/backup\n")
+    settings = CronSettings(
+        target=str(tab),
+        wbemexec=Path("/venv/bin/wbemexec"),
+        request_file=Path("/etc/requests/GiCAP.checkScavengedMember.xml"),
+        user="root",
+    )
+    cron = ScavengerCron(settings, "gm1")
+    assert cron.sync(True) == "installed"
+    assert cron.sync(True) == "unchanged"
+    lines = tab.read_text().splitlines()
+    assert lines[:2] == ["SHELL=/bin/sh", "0 3 * * * root /usr/bin/backup"]
+    assert lines[2] == (
+        "*/30 * * * * root /venv/bin/wbemexec /etc/requests/GiCAP.checkScavengedMember.xml"
+        " # gm-provider checkScavengedMember node=gm1"
+    )
+    assert cron.sync(False) == "removed"
+    assert tab.read_text().splitlines() == ["SHELL=/bin/sh", "0 3 * * * root /usr/bin/backup"]
+
+
+@pytest.mark.parametrize(
+    ("gicap", "key", "words"),
+    [
+        ('crontab = "/etc/cron.d/gm-provider"', "crontab", "Set gicap.crontab_user"),
+        ('crontab = "user"\ncrontab_user = "root"', "crontab_user", "needs gicap.crontab ="),
+        ('crontab = "/tmp/x"\ncrontab_user = "a b"', "crontab_user", "must be a user name"),
+    ],
+)
+def test_crontab_settings_that_cron_could_not_run_are_refused(
+    tmp_path: Path, gicap: str, key: str, words: str
+) -> None:
+    path = tmp_path / "etc" / "gm-provider.toml"
+    path.parent.mkdir()
+    path.write_text(f"[gicap]\n{gicap}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        gicap_settings(load_config(path), tmp_path, tmp_path, None)
+    assert words in err.value.description and str(path) in err.value.description
+    lines = path.read_text().splitlines()
+    line = int(err.value.description.split(":")[1])
+    assert lines[line - 1].startswith(key), (lines, line)
+
+
+def test_a_cron_d_file_with_its_user_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "etc" / "gm-provider.toml"
+    path.parent.mkdir()
+    path.write_text(
+        '[gicap]\ncrontab = "/etc/cron.d/gm-provider"\ncrontab_user = "root"\n', encoding="utf-8"
+    )
+    settings = gicap_settings(load_config(path), tmp_path, tmp_path, None)
+    assert settings.cron.user == "root" and settings.cron.target == "/etc/cron.d/gm-provider"
 
 
 GOOD = """\
