@@ -397,9 +397,9 @@ def notice(d: Decision, event: Event, system: System | None) -> tuple[str, str]:
             f"Job:       {d.job_id} (GM_ConcreteJob InstanceID=GM:ConcreteJob:{d.job_id}; "
             f"vcemcli -show job -jobid {d.job_id})"
         )
-    if d.outcome is Outcome.ALERTED and system is not None:
+    if d.outcome in (Outcome.ALERTED, Outcome.KILL_SWITCH) and system is not None:
         # Mode 2 of seed 000: "After verifying the problem, the administrator initiates
-        # failover via the UI or CLI."
+        # failover via the UI or CLI." The kill switch turns a failover rule into that alert.
         lines.append(
             "After verifying the problem, fail over with: vcemcli -failover "
             f"-enclosurename {system.enclosure} -bayname {system.bay}"

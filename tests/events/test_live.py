@@ -160,6 +160,8 @@ def test_kill_switch_holds_until_switched_back(world: World) -> None:
     assert world.job_ids() == jobs
     mail = world.inbox.wait_for("Automatic failover is disabled")
     assert "10.0.4.31" in str(mail["Subject"]) and "enc04 bay 1" in str(mail["Subject"])
+    # As an alert: the line to fail over by hand once the problem is verified.
+    assert "vcemcli -failover -enclosurename enc04 -bayname 1" in body_of(mail)
     # Switching it needs manageEventRules (administrator by default).
     try:
         world.active.connection("operator").InvokeMethod(
