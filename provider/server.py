@@ -19,6 +19,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -291,6 +292,38 @@ async def _serve(config: Config) -> int:
     return 0
 
 
+class RepeatFilter(logging.Filter):
+    """Say a warning once a minute, not at every retry: while the store is down, the lease
+    loop, the job runner and the capacity pass each retry every few seconds with the same
+    text, and a one-hour outage wrote tens of thousands of lines. A repeat within `window`
+    seconds is counted instead, and the next time the message passes it says how many
+    there were. INFO and DEBUG lines pass unchanged."""
+
+    def __init__(self, window: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        super().__init__()
+        self.window = window
+        self.clock = clock
+        self._seen: dict[tuple[str, int, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = (record.name, record.levelno, record.getMessage())
+        now = self.clock()
+        last = self._seen.get(key)
+        if last is not None and now - last[0] < self.window:
+            self._seen[key] = (last[0], last[1] + 1)
+            return False
+        if len(self._seen) > 1000:  # many distinct messages: forget the old ones
+            self._seen = {k: v for k, v in self._seen.items() if now - v[0] < self.window}
+        self._seen[key] = (now, 0)
+        if last is not None and last[1]:
+            record.msg = f"{record.getMessage()} (and {last[1]} times more in the last "
+            record.msg += f"{now - last[0]:.0f} s)"
+            record.args = None
+        return True
+
+
 def _logging() -> None:
     level = os.environ.get("GM_LOG_LEVEL", "INFO").upper()
     logging.basicConfig(
@@ -298,6 +331,8 @@ def _logging() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RepeatFilter())
 
 
 def tune_interpreter(config: Config) -> None:

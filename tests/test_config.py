@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from provider.config import load_config
 from provider.errors import ConfigError
 from provider.privileges import Role, authorizer_from_config
-from provider.server import tune_interpreter
+from provider.server import RepeatFilter, tune_interpreter
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -120,3 +121,24 @@ def test_privileges_actions_match_without_regard_to_case(tmp_path: Path) -> None
     path = _write(tmp_path, '[privileges]\nfailoverprofile = "limited-operator"\n')
     authorizer = authorizer_from_config(load_config(path))
     assert authorizer.required("failoverProfile") is Role.LIMITED_OPERATOR
+
+
+def test_a_repeated_warning_is_said_once_a_minute_with_its_count() -> None:
+    """A store outage once wrote the same warnings several times a second."""
+    now = [0.0]
+    repeats = RepeatFilter(window=60.0, clock=lambda: now[0])
+
+    def passes(msg: str, level: int = logging.WARNING) -> str | None:
+        record = logging.LogRecord("gm.jobs", level, __file__, 1, msg, None, None)
+        return record.getMessage() if repeats.filter(record) else None
+
+    assert passes("store down") == "store down"
+    for second in range(1, 40):
+        now[0] = second
+        assert passes("store down") is None
+    assert passes("another thing") == "another thing"
+    assert passes("chatty", logging.INFO) == "chatty" and passes("chatty", logging.INFO)
+    now[0] = 61.0
+    assert passes("store down") == "store down (and 39 times more in the last 61 s)"
+    now[0] = 62.0
+    assert passes("store down") is None
