@@ -186,9 +186,24 @@ class JobRunner:
                 if self._on_active is not None:
                     await self._in_thread(self._on_active)
                 # Start or takeover: adopt what earlier epochs left running (B.2 item 5).
-                for job_id in await self._in_thread(self.journal.adopt):
-                    log.info("recovering job %d under epoch %d", job_id, epoch)
-                    self._start(job_id)
+                adopted = await self._in_thread(self.journal.adopt)
+                wait = self.roles.preempted_for()
+                if adopted and wait > 0:
+                    # Control was taken by force from a live active: a device step of its
+                    # may still be acting. Its jobs go on once that node's lease would have
+                    # lapsed; then the step reads the device before acting (no repeat).
+                    log.warning(
+                        "took control from a running active: jobs %s resume in %.0f s, when "
+                        "its lease would have lapsed",
+                        ", ".join(map(str, adopted)),
+                        wait,
+                    )
+                    assert self._loop is not None
+                    self._loop.call_later(wait, self._start_adopted, adopted, epoch)
+                else:
+                    for job_id in adopted:
+                        log.info("recovering job %d under epoch %d", job_id, epoch)
+                        self._start(job_id)
                 self._recovered_epoch = epoch
                 self._readopt = False
             elif self._readopt:
@@ -228,6 +243,13 @@ class JobRunner:
             fresh = [job_id for job_id in claimable if job_id not in self._running]
             self._running.update(fresh)
         return fresh
+
+    def _start_adopted(self, job_ids: list[int], epoch: int) -> None:
+        if self._epoch() != epoch:
+            return  # no longer active under that epoch: the next holder adopts them
+        for job_id in job_ids:
+            log.info("recovering job %d under epoch %d", job_id, epoch)
+            self._start(job_id)
 
     def _start(self, job_id: int) -> None:
         with self._lock:

@@ -179,6 +179,8 @@ class RoleManager:
         self._listeners: list[Listener] = []
         self._quiescers: list[Quiescer] = []
         self.drain_timeout = DRAIN_TIMEOUT
+        # After a forced takeover from a live active: until then, its steps may still act.
+        self._preempted_until = float("-inf")
         self._state_lock = threading.Lock()
         self._lease_lock = threading.RLock()
 
@@ -364,8 +366,15 @@ class RoleManager:
                     self._became_active(Event.TAKE_CONTROL, epoch, t0)
                     return epoch
                 self._demote(Event.RENEW_FAILED, epoch)
+            before = self._store.current() if force else None
             t0 = self._clock()
             epoch_or_none = self._store.take_control(self._node, self._ttl, force)
+            replaced = before is not None and before.valid and before.holder != self._node
+            if epoch_or_none is not None and replaced:
+                # A live active was replaced. It learns so at its next renewal, but a device
+                # action it has under way still runs to its end, and real hardware cannot
+                # check our epoch: its jobs wait (`preempted_for`).
+                self._preempted_until = t0 + self._ttl
             if epoch_or_none is None:
                 lease = self._store.current()
                 self._saw(lease)
@@ -378,6 +387,12 @@ class RoleManager:
             self._hold_off_until = float("-inf")
             self._report()
             return epoch_or_none
+
+    def preempted_for(self) -> float:
+        """Seconds the jobs adopted from the active this node replaced by force must still
+        wait: a device action that node had under way may still be acting until its lease
+        would have lapsed (as after a crash, where the lease lapses before anyone adopts)."""
+        return max(0.0, self._preempted_until - self._clock())
 
     def step_down(self) -> None:
         """stepDown: end our lease so the other node can take control.

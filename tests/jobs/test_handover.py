@@ -104,3 +104,30 @@ def test_step_down_is_refused_while_a_step_acts_longer_than_the_drain_time(
         gm2.stop()
         gm1.stop()
     assert _power_on_record(tmp_path / "gm.db") == ("completed", ("done", 1), 1)
+
+
+def test_a_forced_takeover_waits_for_the_replaced_actives_lease(tmp_path: Path) -> None:
+    """takeControl with Force (icapmanage -Q) replaces a live active at once; a device step
+    it has under way still runs to its end on real hardware. The new active resumes that job
+    only when the old lease would have lapsed, as after a crash, and then reads the device."""
+    gm1, gm2 = _pair(tmp_path)
+    gm1.start()
+    gm2.start()
+    try:
+        _powering_on(gm1)
+        taken_at = time.time()
+        assert invoke(gm2.connection(), "takeControl", Force=True)[0] == 0
+        job = wait_job(gm2.connection(), JOB, timeout=40)
+        assert job["JobState"] == 7, job["ErrorDescription"]
+    finally:
+        gm2.stop()
+        gm1.stop()
+    with sqlite3.connect(tmp_path / "gm.db") as c:
+        resumed_at, attempts = c.execute(
+            "SELECT intent_at, attempts FROM gm_job_steps WHERE job_id = 1"
+            " AND step = 'power_on_target'"
+        ).fetchone()
+        ons = c.execute("SELECT SUM(power_ons) FROM sim_bays").fetchone()[0]
+    assert attempts == 2 and ons == 1
+    ttl = 6.0  # tests.harness: lease_ttl
+    assert resumed_at >= taken_at + ttl - 0.5, (resumed_at - taken_at, ttl)
