@@ -237,9 +237,10 @@ def seize(state: CapacityState, host: str, answered: Mapping[str, bool], now: da
         + f"; {counts.leave} left, one per active cell. Reboot the partition or make its "
         "cells inactive within 12 hours, or it is assumed to use all its cores."
     )
-    actions.append(
-        Action("seize", group.name, member, part.name, total, text=text, notify=deferred)
-    )
+    # Mailed, loan or permanent: "core usage rights have been acquired from an inactive
+    # group member" (reference §3.3), and the 12-hour instruction is for whoever is on call,
+    # not only for the administrator who ran -x.
+    actions.append(Action("seize", group.name, member, part.name, total, text=text, notify=True))
     return Outcome(
         state,
         actions,

@@ -190,10 +190,13 @@ def test_seizing_from_a_reachable_partition_is_refused(world: World) -> None:
     assert world.cron_lines() == []
 
 
-def test_partial_outage_seizes_the_reference_count_permanently(world: World) -> None:
+def test_partial_outage_seizes_the_reference_count_permanently(
+    world: World, inbox: tuple[_Inbox, int]
+) -> None:
     """Reference §3.2: "2-cell partition consuming 6 rights → 4 seized"; another partition
     answers, so the seizure is permanent (§3.3) and no cron entry is needed."""
-    gm = world.start()
+    mails, port = inbox
+    gm = world.start(smtp_port=port)
     world.hosts(down=["hostA1.example.com"])
     rv, out = _invoke(gm, "seizeRights", HostName="hostA1.example.com")
     assert rv == 0 and out["SeizedCores"] == 4 and out["Deferred"] is False
@@ -206,6 +209,8 @@ def test_partial_outage_seizes_the_reference_count_permanently(world: World) -> 
         _invoke(gm, "seizeRights", HostName="hostA1.example.com")
     assert "once per hard partition" in err.value.description
     assert world.cron_lines() == []
+    # Mailed as a loan is: whoever is on call gets the 12-hour instruction too.
+    _wait("seizure e-mail", lambda: any("inactive group member" in s for s in mails.subjects()))
 
 
 def test_complete_outage_scavenges_the_member_and_installs_the_cron_entry(
