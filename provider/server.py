@@ -19,7 +19,9 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -297,29 +299,38 @@ class RepeatFilter(logging.Filter):
     loop, the job runner and the capacity pass each retry every few seconds with the same
     text, and a one-hour outage wrote tens of thousands of lines. A repeat within `window`
     seconds is counted instead, and the next time the message passes it says how many
-    there were. INFO and DEBUG lines pass unchanged."""
+    there were. INFO and DEBUG lines pass unchanged; so does a record whose message cannot
+    be formatted (the handler reports that, as without this filter)."""
+
+    _LIMIT = 1000  # distinct warnings remembered
 
     def __init__(self, window: float = 60.0, clock: Callable[[], float] = time.monotonic):
         super().__init__()
         self.window = window
         self.clock = clock
-        self._seen: dict[tuple[str, int, str], tuple[float, int]] = {}
+        self._seen: OrderedDict[tuple[str, int, str], tuple[float, int]] = OrderedDict()
+        self._lock = threading.Lock()  # filters run outside the handler's lock
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:
             return True
-        key = (record.name, record.levelno, record.getMessage())
-        now = self.clock()
-        last = self._seen.get(key)
-        if last is not None and now - last[0] < self.window:
-            self._seen[key] = (last[0], last[1] + 1)
-            return False
-        if len(self._seen) > 1000:  # many distinct messages: forget the old ones
-            self._seen = {k: v for k, v in self._seen.items() if now - v[0] < self.window}
-        self._seen[key] = (now, 0)
+        try:
+            text = record.getMessage()
+        except Exception:
+            return True
+        key = (record.name, record.levelno, text)
+        with self._lock:
+            now = self.clock()
+            last = self._seen.get(key)
+            if last is not None and now - last[0] < self.window:
+                self._seen[key] = (last[0], last[1] + 1)
+                return False
+            self._seen[key] = (now, 0)
+            self._seen.move_to_end(key)
+            while len(self._seen) > self._LIMIT:
+                self._seen.popitem(last=False)  # the least recently said
         if last is not None and last[1]:
-            record.msg = f"{record.getMessage()} (and {last[1]} times more in the last "
-            record.msg += f"{now - last[0]:.0f} s)"
+            record.msg = f"{text} (and {last[1]} times more in the last {now - last[0]:.0f} s)"
             record.args = None
         return True
 

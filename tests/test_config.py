@@ -142,3 +142,8 @@ def test_a_repeated_warning_is_said_once_a_minute_with_its_count() -> None:
     assert passes("store down") == "store down (and 39 times more in the last 61 s)"
     now[0] = 62.0
     assert passes("store down") is None
+
+
+def test_the_section_of_the_configured_hardware_driver_is_known(tmp_path: Path) -> None:
+    text = '[vcem]\ndriver = "redfish"\n[redfish]\nurl = "https://oa.example"\n'
+    assert load_config(_write(tmp_path, text)).section("redfish") == {"url": "https://oa.example"}

@@ -247,6 +247,18 @@ def _convert_intrinsic(kind: str, value: Any, name: str) -> Any:
     return _text(value, name)
 
 
+def _as_declared(shaper: _Shaper, name: str, value: Any) -> Any:
+    """A provider row's value as the declared CIM type (a datetime as CIMDateTime), so it
+    compares with what a client sent; the value unchanged if it does not convert."""
+    ptype = shaper.types.get(name.lower())
+    if ptype is None:
+        return value
+    try:
+        return typed_value(value, ptype.cimtype, ptype.is_array, name)
+    except (CIMClientError, ValueError, TypeError):
+        return value
+
+
 def _same(have: Any, want: Any) -> bool:
     """A provider row's value and a typed value sent by a client: the same CIM value?"""
     if isinstance(have, list | tuple) and isinstance(want, list | tuple):
@@ -765,7 +777,9 @@ class CimOperations:
             # CIM_ERR_NOT_FOUND for an instance that does not exist.
             current = provider.get(ctx, shaper.classname, keys)
             changes = {
-                k: v for k, v in changes.items() if not (k in current and _same(current[k], v))
+                k: v
+                for k, v in changes.items()
+                if not (k in current and _same(_as_declared(shaper, k, current[k]), v))
             }
             if not changes:
                 return VoidResult()

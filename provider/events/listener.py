@@ -41,6 +41,7 @@ from provider.drivers.notify import Notifier
 from provider.errors import (
     CIMClientError,
     Fenced,
+    GMError,
     InvalidParameter,
     NotActive,
     NotSupported,
@@ -207,8 +208,10 @@ class EventListener:
         while True:
             try:
                 job = await asyncio.to_thread(jobs.get, decision.job_id)
-            except StoreError as exc:
+            except GMError as exc:  # the store (retried), or the job gone (given up)
                 log.warning("following job %d: %s", decision.job_id, exc.description)
+                if not isinstance(exc, StoreError):
+                    return
                 job = None
             if job is not None and job.state.finished:
                 break

@@ -229,6 +229,11 @@ def load_users_file(path: Path) -> dict[str, UserRecord]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the users file: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        at_line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}:{at_line}: not UTF-8 text (byte offset {exc.start}); save the file as UTF-8"
+        ) from None
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):

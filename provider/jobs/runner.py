@@ -146,10 +146,11 @@ class JobRunner:
     def resume(self) -> None:
         """Run again. The jobs a pause stopped between two steps are still running in the
         store with no thread: the next round starts them again (`_readopt`)."""
+        self._paused.clear()  # first: a round that sees the flag must be able to start jobs
         self._readopt = True
-        self._paused.clear()
         if self._loop is not None and self._wake is not None:
-            self._loop.call_soon_threadsafe(self._wake.set)
+            with contextlib.suppress(RuntimeError):  # the loop has closed: we are stopping
+                self._loop.call_soon_threadsafe(self._wake.set)
 
     def _submit(self, fn: Callable[..., object], *args: Any) -> None:
         if self._stopping.is_set():
@@ -206,9 +207,10 @@ class JobRunner:
                         self._start(job_id)
                 self._recovered_epoch = epoch
                 self._readopt = False
-            elif self._readopt:
-                self._readopt = False
-                for job_id in await self._in_thread(self.journal.active_job_ids):
+            elif self._readopt and not self._held():
+                running = await self._in_thread(self.journal.active_job_ids)
+                self._readopt = False  # only once read: a store error retries next round
+                for job_id in running:
                     self._start(job_id)  # those still in a thread of ours are skipped
             # The fallback: submits and job ends start the next jobs themselves (wake).
             await self._in_thread(self._start_claimable)

@@ -267,3 +267,11 @@ def test_a_users_file_broken_at_start_is_refused(tmp_path: Path) -> None:
 def test_format_users_line_refuses_names_it_could_not_read_back(name: str) -> None:
     with pytest.raises(ValueError):
         format_users_line(UserRecord(name, "read-only", "scrypt$1$2$3$4$5"))
+
+
+def test_a_users_file_that_is_not_utf8_names_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "users"
+    admin = UserRecord("admin", "administrator", hash_password("pw1", n=2**10))
+    path.write_bytes(f"{format_users_line(admin)}\n".encode() + b"# caf\xe9\n")
+    with pytest.raises(ConfigError, match=":2: not UTF-8 text"):
+        load_users_file(path)
