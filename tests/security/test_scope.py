@@ -107,7 +107,8 @@ def _gm(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_user_cli_binds_group_roles_and_refuses_groups_for_global_roles(tmp_path: Path) -> None:
+def _user_config(tmp_path: Path) -> tuple[Path, Path]:
+    """A configuration whose users file is `tmp_path/users`: (config path, users path)."""
     config = tmp_path / "etc" / "gm-provider.toml"
     config.parent.mkdir()
     users = tmp_path / "users"
@@ -115,6 +116,11 @@ def test_user_cli_binds_group_roles_and_refuses_groups_for_global_roles(tmp_path
         f'[node]\nstate_dir = "{tmp_path / "state"}"\n[security]\nusers_file = "{users}"\n',
         encoding="utf-8",
     )
+    return config, users
+
+
+def test_user_cli_binds_group_roles_and_refuses_groups_for_global_roles(tmp_path: Path) -> None:
+    config, users = _user_config(tmp_path)
     added = _gm(
         config,
         "add",
@@ -163,13 +169,7 @@ def test_user_add_refuses_a_name_the_file_cannot_hold(
 ) -> None:
     """A name with ':' once wrote a line no later command could read, and the running
     server then refused every client."""
-    config = tmp_path / "etc" / "gm-provider.toml"
-    config.parent.mkdir()
-    users = tmp_path / "users"
-    config.write_text(
-        f'[node]\nstate_dir = "{tmp_path / "state"}"\n[security]\nusers_file = "{users}"\n',
-        encoding="utf-8",
-    )
+    config, users = _user_config(tmp_path)
     assert (
         _gm(config, "add", "admin", "--role", "administrator", "--password", "pw").returncode == 0
     )
