@@ -139,6 +139,11 @@ def _seconds(text: str) -> float:
     return seconds
 
 
+def _wait_seconds(cmd: Command) -> float:
+    """How long --wait waits: --timeout, 600 s by default."""
+    return _seconds(cmd.values.get("--timeout", "600"))
+
+
 def _job_id(text: str) -> int:
     if not text.isdigit():
         raise UsageError(f"-jobid needs a job number, not {text!r}")
@@ -214,8 +219,7 @@ def _submitted(client: CimClient, cmd: Command, method: str, params: dict[str, A
     # "its job number is returned so you can check the job status" (WP-NEW-6).
     out(f"Job {job_id} submitted: {what}.")
     if "--wait" in cmd.switches:
-        timeout = _seconds(cmd.values.get("--timeout", "600"))
-        return wait_for(client, job_id, timeout, out)
+        return wait_for(client, job_id, _wait_seconds(cmd), out)
     return EXIT_OK
 
 
@@ -250,7 +254,7 @@ def run(cmd: Command, client: CimClient, out: Callable[[str], None]) -> int:
             if "--wait" in cmd.switches:
                 # Exit 0 / 6 / 7 as for a submitted job, so `vcemcli -show job -jobid N
                 # --wait && ...` goes on only when the job completed.
-                return wait_for(client, number, _seconds(cmd.values.get("--timeout", "600")), out)
+                return wait_for(client, number, _wait_seconds(cmd), out)
         else:
             for job in client.enumerate_instances(JOB_CLASS):
                 out(f"{job.get('JobID'):>6}  {_state(job):<10}  {job.get('PercentComplete'):>3}%  "

@@ -202,9 +202,7 @@ class JobRunner:
                     assert self._loop is not None
                     self._loop.call_later(wait, self._start_adopted, adopted, epoch)
                 else:
-                    for job_id in adopted:
-                        log.info("recovering job %d under epoch %d", job_id, epoch)
-                        self._start(job_id)
+                    self._start_adopted(adopted, epoch)
                 self._recovered_epoch = epoch
                 self._readopt = False
             elif self._readopt and not self._held():

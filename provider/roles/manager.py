@@ -102,11 +102,16 @@ class TimingError(ConfigError):
         self.setting = setting
 
 
+def default_margin(ttl: float) -> float:
+    """The safety margin when none is given: a tenth of the lease."""
+    return ttl / 10
+
+
 def check_timing(ttl: float, renew_interval: float, safety_margin: float | None = None) -> None:
-    """TimingError unless the lease can be renewed in time (`safety_margin` None: ttl/10,
-    the default of RoleManager)."""
+    """TimingError unless the lease can be renewed in time (`safety_margin` None:
+    `default_margin`, as RoleManager)."""
     if safety_margin is None:
-        safety_margin = ttl / 10
+        safety_margin = default_margin(ttl)
     if not ttl > 0:
         raise TimingError("ttl", f"ttl must be a positive number of seconds, not {ttl!r}")
     if not renew_interval > 0:
@@ -159,7 +164,7 @@ class RoleManager:
             raise ConfigError(
                 f"node_name must be 1-255 characters without surrounding spaces: {node_name!r}"
             )
-        margin = ttl / 10 if safety_margin is None else safety_margin
+        margin = default_margin(ttl) if safety_margin is None else safety_margin
         check_timing(ttl, renew_interval, margin)
         self._store = store
         self._node = node_name

@@ -46,14 +46,19 @@ def test_tcp_probe_answers_only_when_a_connection_is_accepted() -> None:
     assert answered == {f"127.0.0.1:{port}": True, f"127.0.0.1:{closed_port}": False}
 
 
-def test_cron_entry_is_idempotent_and_keeps_other_lines(tmp_path: Path) -> None:
-    tab = tmp_path / "crontab"
-    tab.write_text("0 3 * * * /usr/bin/backup # someone else's\n")
-    settings = CronSettings(
+def _cron_settings(tab: Path, user: str | None = None) -> CronSettings:
+    return CronSettings(
         target=str(tab),
         wbemexec=Path("/venv/bin/wbemexec"),
         request_file=Path("/etc/requests/GiCAP.checkScavengedMember.xml"),
+        user=user,
     )
+
+
+def test_cron_entry_is_idempotent_and_keeps_other_lines(tmp_path: Path) -> None:
+    tab = tmp_path / "crontab"
+    tab.write_text("0 3 * * * /usr/bin/backup # someone else's\n")
+    settings = _cron_settings(tab)
     cron = ScavengerCron(settings, "gm1")
     assert cron.sync(True) == "installed"
     assert cron.sync(True) == "unchanged"
@@ -74,12 +79,7 @@ def test_a_system_crontab_file_gets_the_user_field(tmp_path: Path) -> None:
     """/etc/cron.d files name the user a command runs as; a line without it never runs."""
     tab = tmp_path / "gm-provider"
     tab.write_text("SHELL=/bin/sh\n0 3 * * * root /usr/bin/backup\n")
-    settings = CronSettings(
-        target=str(tab),
-        wbemexec=Path("/venv/bin/wbemexec"),
-        request_file=Path("/etc/requests/GiCAP.checkScavengedMember.xml"),
-        user="root",
-    )
+    settings = _cron_settings(tab, user="root")
     cron = ScavengerCron(settings, "gm1")
     assert cron.sync(True) == "installed"
     assert cron.sync(True) == "unchanged"
