@@ -132,6 +132,9 @@ class _Authenticator:
     def verify_basic(self, user: str, password: str) -> Principal | None:
         return self._file.verify_basic(user, password)
 
+    def recall_basic(self, user: str, password: str) -> tuple[bool, Principal | None]:
+        return self._file.recall_basic(user, password)
+
     def identify_peer(self, uid: int, gid: int) -> Principal | None:
         principal = self._file.identify_peer(uid, gid)
         if principal is None or principal.role is not None:

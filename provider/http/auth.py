@@ -33,7 +33,9 @@ import os
 import pwd
 import secrets
 import threading
-from collections.abc import Mapping
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -68,11 +70,17 @@ _HASH_BYTES = 32
 
 
 class Authenticator(Protocol):
-    """What the transport asks. Both methods may block briefly (the server runs `verify_basic`
-    in a worker thread, since scrypt is slow by design)."""
+    """What the transport asks. The server runs `verify_basic` on a thread of its own (scrypt
+    is slow by design); `recall_basic` and `identify_peer` run on the event loop and must be
+    quick."""
 
     def verify_basic(self, user: str, password: str) -> Principal | None:
         """The principal for these Basic credentials, or None if they are wrong."""
+        ...
+
+    def recall_basic(self, user: str, password: str) -> tuple[bool, Principal | None]:
+        """(True, the answer) when these credentials were verified lately and nothing has
+        changed since; (False, None) when they must go to `verify_basic`."""
         ...
 
     def identify_peer(self, uid: int, gid: int) -> Principal | None:
@@ -282,12 +290,86 @@ class InMemoryAuthenticator:
             return None
         return Principal(user=user, via=Via.HTTP, peer="", role=self._roles.get(user))
 
+    def recall_basic(self, user: str, password: str) -> tuple[bool, Principal | None]:
+        return False, None  # plain-text checks are quick: nothing to remember
+
     def identify_peer(self, uid: int, gid: int) -> Principal | None:
         if self._peer_uids is not None and uid not in self._peer_uids:
             return None
         principal = principal_for_peer(uid, gid)
         role = self._roles.get(principal.user)
         return principal if role is None else principal_for_peer(uid, gid, role=role)
+
+
+# How long, and for how many credentials, a verified answer is remembered (`_Answers`).
+_RECALL_SECONDS = 300.0
+_RECALL_ENTRIES = 1024
+
+
+class _Answers:
+    """The answers given lately to Basic credentials, for the next connection that sends them.
+
+    A keep-alive connection checks its password once; a script that opens a connection per
+    call (`wbemexec` from cron, sblim `wbemcli`) would pay a whole scrypt every call, and a
+    storm of scripts with a stale password would keep the password thread busy for minutes.
+    With this, a repeated pair costs one keyed hash. What is kept is HMAC-SHA256 of the pair
+    under a key made at start and never written anywhere: no password, and nothing that can
+    be guessed against offline without that key. An answer counts only for the version of the
+    users file it was checked against (`version`), for `seconds`, and at most `entries` are
+    kept (the least recently used go first), so a flood of made-up pairs holds bounded memory.
+    """
+
+    def __init__(
+        self,
+        entries: int = _RECALL_ENTRIES,
+        seconds: float = _RECALL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._key = secrets.token_bytes(32)
+        self._entries_max = entries
+        self._seconds = seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._kept: OrderedDict[bytes, tuple[object, float, Principal | None]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def _digest(self, user: str, password: str) -> bytes:
+        # The user's length first: no other (user, password) pair gives the same bytes.
+        data = b"%d:%s%s" % (len(user), user.encode("utf-8"), password.encode("utf-8"))
+        return hmac.digest(self._key, data, "sha256")
+
+    def recall(self, user: str, password: str, version: object) -> tuple[bool, Principal | None]:
+        digest = self._digest(user, password)
+        with self._lock:
+            kept = self._kept.get(digest)
+            if kept is None:
+                return False, None
+            kept_version, until, answer = kept
+            if kept_version != version or self._clock() >= until:
+                del self._kept[digest]
+                return False, None
+            self._kept.move_to_end(digest)
+            return True, answer
+
+    def remember(self, user: str, password: str, version: object, answer: Principal | None) -> None:
+        digest = self._digest(user, password)
+        with self._lock:
+            self._kept[digest] = (version, self._clock() + self._seconds, answer)
+            self._kept.move_to_end(digest)
+            while len(self._kept) > self._entries_max:
+                self._kept.popitem(last=False)
+
+
+_Stamp = tuple[int, int, int, int]
+
+
+def _stamp(st: os.stat_result) -> _Stamp:
+    """Which version of the users file this is. The inode tells apart two versions written
+    within one tick of the file system's clock with the same length (a changed password):
+    `gm-provider user` writes a new file and renames it over the old one."""
+    return (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
 
 
 class FileAuthenticator:
@@ -305,11 +387,12 @@ class FileAuthenticator:
     def __init__(self, path: Path) -> None:
         self._path = path
         self._lock = threading.Lock()
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: _Stamp | None = None
         self._users: dict[str, UserRecord] = {}
         self._reload_if_changed(at_start=True)
         # Checked for unknown users so that a wrong name costs the same time as a wrong password.
         self._decoy = hash_password(secrets.token_hex(8))
+        self._answers = _Answers()
 
     @property
     def users(self) -> Mapping[str, UserRecord]:
@@ -323,9 +406,9 @@ class FileAuthenticator:
             error = ConfigError(f"{self._path}: cannot read the users file: {exc.strerror}")
             if at_start:
                 raise error from exc
-            self._keep_last_table((-1, -1), error)
+            self._keep_last_table((-1, -1, -1, -1), error)
             return
-        stamp = (st.st_mtime_ns, st.st_size)
+        stamp = _stamp(st)
         if stamp == self._stamp:
             return
         with self._lock:
@@ -343,7 +426,7 @@ class FileAuthenticator:
             if not at_start:
                 log.info("%s: re-read, %d users", self._path, len(users))
 
-    def _keep_last_table(self, stamp: tuple[int, int], error: ConfigError) -> None:
+    def _keep_last_table(self, stamp: _Stamp, error: ConfigError) -> None:
         """Keep the users read last; say so once for this version of the file."""
         if stamp != self._stamp:
             self._stamp = stamp
@@ -355,7 +438,15 @@ class FileAuthenticator:
 
     def verify_basic(self, user: str, password: str) -> Principal | None:
         self._reload_if_changed()
-        record = self._users.get(user)
+        # The version before the table: a reload sets the table first, so the answer below is
+        # never filed under a newer version than the table it was checked against.
+        version = self._stamp
+        answer = self._check(self._users, user, password)
+        self._answers.remember(user, password, version, answer)
+        return answer
+
+    def _check(self, users: Mapping[str, UserRecord], user: str, password: str) -> Principal | None:
+        record = users.get(user)
         if record is None:
             verify_password(password, self._decoy)
             return None
@@ -368,6 +459,15 @@ class FileAuthenticator:
             role=record.role,
             domain_groups=record.domain_groups,
         )
+
+    def recall_basic(self, user: str, password: str) -> tuple[bool, Principal | None]:
+        """The answer `verify_basic` gave these credentials lately, while the file is as it was
+        then (a changed password, role or user list makes every earlier answer void)."""
+        try:
+            st = self._path.stat()
+        except OSError:
+            return False, None
+        return self._answers.recall(user, password, _stamp(st))
 
     def identify_peer(self, uid: int, gid: int) -> Principal | None:
         self._reload_if_changed()

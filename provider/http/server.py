@@ -33,6 +33,7 @@ import stat
 import struct
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -160,6 +161,13 @@ class _ServerState:
         self.limits = limits
         self.connections: set[_Connection] = set()
         self.closing = False
+        # Password checks (scrypt, slow by design) run on threads of their own: a storm of
+        # logins -- 500 scripts with a stale password -- then waits for these, and never
+        # delays the work other code hands to the loop's default executor (a failover's
+        # submit, a capacity change). One thread per core but one: the loop keeps a core.
+        self.auth_pool = ThreadPoolExecutor(
+            max(1, (os.cpu_count() or 2) - 1), thread_name_prefix="gm-auth"
+        )
 
 
 class _Connection(asyncio.Protocol):
@@ -642,10 +650,12 @@ class _Connection(asyncio.Protocol):
         credentials = parse_basic_authorization(authorization)
         if credentials is None:
             return None, "Malformed Authorization header; use HTTP Basic."
-        # scrypt takes tens of milliseconds on purpose: keep it off the event loop.
-        principal = await self._loop.run_in_executor(
-            None, server.authenticator.verify_basic, *credentials
-        )
+        known, principal = server.authenticator.recall_basic(*credentials)
+        if not known:
+            # scrypt takes tens of milliseconds on purpose: keep it off the event loop.
+            principal = await self._loop.run_in_executor(
+                server.auth_pool, server.authenticator.verify_basic, *credentials
+            )
         if principal is None:
             return None, "Invalid user name or password."
         principal = dataclasses.replace(principal, via=self._via, peer=self._peer)
@@ -822,6 +832,7 @@ class HttpServer:
             if bound.path is not None:
                 with contextlib.suppress(OSError):
                     bound.path.unlink()
+        self._state.auth_pool.shutdown(wait=False, cancel_futures=True)
         self._closed.set()
 
     async def wait_closed(self) -> None:
@@ -866,6 +877,7 @@ async def serve(
     except BaseException:
         for server in servers:
             server.close()
+        state.auth_pool.shutdown(wait=False)
         raise
     return HttpServer(state, servers, tuple(bound))
 

@@ -38,7 +38,7 @@ machine (`machine.py`), and keeps the epoch this node holds. The rules it follow
 Threads: the methods may be called from any thread (CIM request workers, the loop's worker
 thread); the state is guarded by a lock and lease operations are serialised. Blocking calls:
 `start`, `tick`, `take_control`, `step_down`, `refresh`, `close`, and the body of `fenced`.
-From asyncio, run them with `asyncio.to_thread`; `run()` does so for the loop.
+From asyncio, run them with `asyncio.to_thread`; `run()` ticks on a thread of its own.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -484,13 +485,24 @@ class RoleManager:
         return self._renew_interval
 
     async def run(self) -> None:
-        """The lease loop for the server's asyncio loop; blocking calls run in a thread.
+        """The lease loop for the server's asyncio loop; each tick runs on a thread of its own.
 
         Runs until `close()` or cancellation. Start it once: `task = create_task(m.run())`.
+        Not on the loop's default executor: what waits there (a stepDown draining its job
+        steps for up to `drain_timeout`, a burst of requests' store work) must never hold
+        back a renewal until the lease lapses under a healthy active. The wait between ticks
+        is on the event loop, so a node whose loop stops turning stops renewing: the other
+        node then takes over from a node that no longer answers.
         """
-        while self._machine.role is not Role.STOPPED:
-            delay = await asyncio.to_thread(self.tick)
-            await asyncio.sleep(delay)
+        loop = asyncio.get_running_loop()
+        pool = ThreadPoolExecutor(1, thread_name_prefix="gm-lease")
+        try:
+            while self._machine.role is not Role.STOPPED:
+                delay = await loop.run_in_executor(pool, self.tick)
+                await asyncio.sleep(delay)
+        finally:
+            # Not waiting: a tick blocked on an unreachable store ends on its own timeout.
+            pool.shutdown(wait=False)
 
     def close(self) -> None:
         """Shut down: step down if active (best effort), then STOPPED for good.

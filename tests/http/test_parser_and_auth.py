@@ -17,6 +17,7 @@ from provider.errors import ConfigError
 from provider.http.auth import (
     FileAuthenticator,
     UserRecord,
+    _Answers,
     format_users_line,
     hash_password,
     load_users_file,
@@ -169,6 +170,51 @@ def test_users_file_load_verify_and_reload(tmp_path: Path) -> None:
     path.write_text(f"{format_users_line(admin)}\n{format_users_line(operator)}\n# longer\n")
     principal = authenticator.verify_basic("operator", "pw2")
     assert principal is not None and principal.role == "operator"
+
+
+def test_verified_answers_are_recalled_until_the_users_file_changes(tmp_path: Path) -> None:
+    """A script that opens a connection per call pays scrypt once, not every call; a changed
+    password, role or user list voids every answer given before."""
+    path = tmp_path / "users"
+    admin = UserRecord("admin", "administrator", hash_password("pw1", n=2**10))
+    path.write_text(f"{format_users_line(admin)}\n")
+    authenticator = FileAuthenticator(path)
+    assert authenticator.recall_basic("admin", "pw1") == (False, None)  # never verified
+    assert authenticator.verify_basic("admin", "pw1") is not None
+    assert authenticator.verify_basic("admin", "stale") is None
+    known, principal = authenticator.recall_basic("admin", "pw1")
+    assert known and principal is not None and principal.role == "administrator"
+    assert authenticator.recall_basic("admin", "stale") == (True, None)  # a wrong one, too
+    assert authenticator.recall_basic("admin", "pw2") == (False, None)
+    # Pairs that share their bytes are told apart.
+    assert authenticator.recall_basic("admin:", "pw1") == (False, None)
+    assert authenticator.recall_basic("admi", "npw1") == (False, None)
+
+    # The password changes, written as `gm-provider user` writes (same length, same tick).
+    changed = tmp_path / "users.tmp"
+    admin2 = UserRecord("admin", "administrator", hash_password("pw2", n=2**10))
+    changed.write_text(f"{format_users_line(admin2)}\n")
+    changed.replace(path)
+    assert authenticator.recall_basic("admin", "pw1") == (False, None)
+    assert authenticator.recall_basic("admin", "stale") == (False, None)
+    assert authenticator.verify_basic("admin", "pw1") is None
+    assert authenticator.verify_basic("admin", "pw2") is not None
+    assert authenticator.recall_basic("admin", "pw2")[0]
+
+
+def test_recalled_answers_expire_and_are_bounded() -> None:
+    now = [0.0]
+    answers = _Answers(entries=3, seconds=10.0, clock=lambda: now[0])
+    for n in range(5):
+        answers.remember("u", f"p{n}", "v1", None)
+    assert len(answers) == 3
+    assert answers.recall("u", "p0", "v1") == (False, None)  # the oldest went first
+    assert answers.recall("u", "p4", "v1") == (True, None)
+    assert answers.recall("u", "p4", "v2") == (False, None)  # another file version
+    assert answers.recall("u", "p3", "v1") == (True, None)
+    now[0] = 10.0
+    assert answers.recall("u", "p3", "v1") == (False, None)  # expired, and dropped
+    assert len(answers) == 1
 
 
 @pytest.mark.parametrize(

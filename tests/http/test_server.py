@@ -5,15 +5,24 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
 from provider.errors import ProtocolError
-from provider.http.auth import InMemoryAuthenticator
+from provider.http.auth import (
+    FileAuthenticator,
+    InMemoryAuthenticator,
+    UserRecord,
+    format_users_line,
+    hash_password,
+)
 from provider.http.limits import TransportLimits
-from provider.http.messages import Application, HttpRequest, HttpResponse
+from provider.http.messages import Application, HttpRequest, HttpResponse, Principal
 from provider.http.server import HttpServer, TCPListener, serve
 from tests.http.helpers import RawClient, Recorder, chunks, post, server_in_thread
 
@@ -189,6 +198,62 @@ def test_unauthenticated_gets_basic_challenge_then_succeeds() -> None:
     assert request.principal.role == "administrator"
     assert request.principal.via.value == "http"
     assert request.principal.peer.startswith("127.0.0.1:")
+
+
+def test_logins_do_not_wait_for_the_default_executor() -> None:
+    """Password checks have threads of their own: work queued on the loop's default executor
+    (here: its only worker, blocked) does not hold logins back, and a storm of logins does
+    not hold that work back."""
+    release = threading.Event()
+
+    async def scenario(server: HttpServer, rec: Recorder) -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(1))
+        blocked = loop.run_in_executor(None, release.wait, 5)
+        client = await RawClient.tcp(server.ports[0])
+        await client.send(post(headers=[basic("admin", "secret")]))
+        assert (await client.response()).status == 200  # within READ_TIMEOUT, not after 5 s
+        assert not blocked.done()
+        release.set()
+        await blocked
+        await client.close()
+
+    try:
+        run_with(scenario, auth=True)
+    finally:
+        release.set()
+
+
+def test_a_new_connection_with_verified_credentials_skips_the_password_check(
+    tmp_path: Path,
+) -> None:
+    """`wbemexec` from cron opens a connection per call: the second call's credentials are
+    recalled, not checked with scrypt again; a wrong password is recalled as wrong."""
+    users = tmp_path / "users"
+    record = UserRecord("admin", "administrator", hash_password("secret", n=2**10))
+    users.write_text(format_users_line(record) + "\n")
+    checked: list[str] = []
+
+    class Counting(FileAuthenticator):
+        def verify_basic(self, user: str, password: str) -> Principal | None:
+            checked.append(password)
+            return super().verify_basic(user, password)
+
+    async def main() -> None:
+        server = await serve(
+            Recorder(), [TCPListener()], authenticator=Counting(users), require_auth=True
+        )
+        try:
+            for password, status in [("secret", 200), ("secret", 200), ("bad", 401)] * 2:
+                client = await RawClient.tcp(server.ports[0])
+                await client.send(post(headers=[basic("admin", password)]))
+                assert (await client.response()).status == status
+                await client.close()
+        finally:
+            await server.close(grace=1.0)
+
+    asyncio.run(main())
+    assert checked == ["secret", "bad"]
 
 
 def test_oversized_content_length_is_refused_without_reading_the_body() -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -266,3 +268,31 @@ def test_take_control_before_the_loop_starts_is_kept(store: Store) -> None:
     assert gm1.take_control() == 1
     gm1.tick()  # the first tick runs start(): it must not acquire a second time
     assert (gm1.role, gm1.epoch) == (Role.ACTIVE, 1)
+
+
+def test_the_lease_is_renewed_while_the_default_executor_is_blocked(store: Store) -> None:
+    """Work waiting on the loop's default executor (a stepDown draining its steps, a burst of
+    store reads) must not hold back a renewal until a healthy active loses its lease."""
+    release = threading.Event()
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(1))
+        gm1 = RoleManager(store, "gm1", 0.6, 0.2, start_as="active")
+        blocked = loop.run_in_executor(None, release.wait, 5)  # the only default worker
+        lease_loop = asyncio.create_task(gm1.run())
+        for _ in range(30):  # 1.5 s: more than two ttls
+            await asyncio.sleep(0.05)
+            assert gm1.role is Role.ACTIVE, "the lease lapsed behind the blocked executor"
+        assert not blocked.done()
+        lease = store.current()
+        assert lease.holder == "gm1" and lease.valid
+        release.set()
+        await blocked
+        gm1.close()
+        await asyncio.wait_for(lease_loop, 2)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        release.set()
