@@ -61,14 +61,18 @@ class Notifier:
         with smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.timeout) as smtp:
             smtp.send_message(msg)
 
-    async def notify(self, subject: str, body: str) -> None:
+    async def notify(self, subject: str, body: str) -> bool:
+        """Log the notice and mail it; False only when the SMTP server could not take it (the
+        error is logged). Without `[notify]` the log is the whole notice: True."""
         log.warning("%s: %s", subject, body)
         if not self.settings.smtp_host or not self.settings.to:
-            return
+            return True
         try:
             await asyncio.to_thread(self._send, self._message(subject, body))
         except (OSError, smtplib.SMTPException) as exc:
             log.error("cannot e-mail %r to %s: %s", subject, ", ".join(self.settings.to), exc)
+            return False
+        return True
 
 
 def notify_settings(config: Any) -> NotifySettings:

@@ -89,4 +89,5 @@ def install(registry: ProviderRegistry, services: Services) -> ExportHandler:
         clock=services.clock,
         node=services.node_name,
     )
+    services.add_background(listener.end_mails.run)
     return listener

@@ -56,6 +56,20 @@ class Decision:
     def past(self) -> Past:
         return Past(self.at, self.outcome, self.rule or "", self.job_id)
 
+    @property
+    def owes_end_mail(self) -> bool:
+        """A failover this decision started: how its job ended is mailed too."""
+        return self.outcome is Outcome.FAILOVER_STARTED and self.job_id is not None
+
+    @property
+    def label(self) -> str:
+        """The system as the mails name it (as `System.label`): the event's first name (a
+        started failover's decision lists every name the system had after it)."""
+        named = self.system_named.split(",")[0].strip() or "(no name given)"
+        if self.enclosure is None:
+            return named
+        return f"{named} (enclosure {self.enclosure} bay {self.bay}, group {self.domain_group})"
+
 
 def _decision(row: Any) -> Decision:
     return Decision(
@@ -146,10 +160,10 @@ class DecisionLog:
         new_id = tx.scalar(
             "INSERT INTO events_decisions (at, node, sender, indication_class, indication_id,"
             " event_id, severity, system_named, system_key, enclosure, bay, domain_group, rule,"
-            " mode, decision, job_id, reason, notified) VALUES (%(at)s, %(node)s, %(sender)s,"
-            " %(cls)s, %(iid)s, %(eid)s, %(sev)s, %(named)s, %(key)s, %(enc)s, %(bay)s,"
-            " %(grp)s, %(rule)s, %(mode)s, %(dec)s, %(job)s, %(reason)s, %(notified)s)"
-            " RETURNING id",
+            " mode, decision, job_id, reason, notified, end_mail) VALUES (%(at)s, %(node)s,"
+            " %(sender)s, %(cls)s, %(iid)s, %(eid)s, %(sev)s, %(named)s, %(key)s, %(enc)s,"
+            " %(bay)s, %(grp)s, %(rule)s, %(mode)s, %(dec)s, %(job)s, %(reason)s, %(notified)s,"
+            " %(end_mail)s) RETURNING id",
             {
                 "at": d.at.timestamp(),
                 "node": d.node,
@@ -169,11 +183,15 @@ class DecisionLog:
                 "job": d.job_id,
                 "reason": d.reason,
                 "notified": d.notified,
+                "end_mail": "owed" if d.owes_end_mail else None,
             },
         )
-        # Bounded retention: the newest `retention` decisions stay (ids only grow).
+        # Bounded retention: the newest `retention` decisions stay (ids only grow), and those
+        # whose end mail is still owed.
         tx.execute(
-            "DELETE FROM events_decisions WHERE id <= %(last)s", {"last": new_id - self.retention}
+            "DELETE FROM events_decisions WHERE id <= %(last)s"
+            " AND (end_mail IS NULL OR end_mail <> 'owed')",
+            {"last": new_id - self.retention},
         )
         return replace(d, instance_id=f"{_PREFIX}{int(new_id)}")
 
@@ -183,6 +201,26 @@ class DecisionLog:
             kept = replace(d, instance_id=f"{_PREFIX}{self.node}-{self._local_seq}")
             self._local.append(kept)
         return kept
+
+    def owed_end_mails(self) -> list[Decision]:
+        """The stored decisions whose job's end has not been mailed yet, oldest first."""
+        with self.store.read() as tx:
+            rows = tx.fetchall(
+                f"SELECT {_COLUMNS} FROM events_decisions WHERE end_mail = 'owed' ORDER BY id"
+            )
+        return [_decision(r) for r in rows]
+
+    def settle_end_mail(self, decision: Decision, how: str) -> bool:
+        """Mark the end mail of `decision` 'sent' or 'given-up' (a fenced write: only the
+        active settles). False when it was settled already (by the other node)."""
+        number = int(decision.instance_id.removeprefix(_PREFIX))
+        with self.roles.fenced("settle the end mail of an event-started failover") as tx:
+            changed: int = tx.execute(
+                "UPDATE events_decisions SET end_mail = %(how)s"
+                " WHERE id = %(id)s AND end_mail = 'owed'",
+                {"how": how, "id": number},
+            )
+        return changed == 1
 
     def recent(self) -> Iterator[Decision]:
         """Newest first: this node's in-memory decisions, then the stored ones."""

@@ -26,6 +26,7 @@ arrive together cannot both pass the first-occurrence check.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 from collections.abc import Callable, Coroutine
@@ -41,9 +42,9 @@ from provider.drivers.notify import Notifier
 from provider.errors import (
     CIMClientError,
     Fenced,
-    GMError,
     InvalidParameter,
     NotActive,
+    NotFound,
     NotSupported,
     ServerError,
     StoreError,
@@ -180,7 +181,8 @@ class EventListener:
         self.clock = clock
         self.node = node
         self._lock = asyncio.Lock()
-        self._mail: set[asyncio.Task[None]] = set()
+        self._mail: set[asyncio.Task[object]] = set()
+        self.end_mails = EndMails(journal, store, roles, notifier, clock)
 
     async def __call__(self, call: ExportCall, principal: Principal | None) -> None:
         indication = _new_indication(call)
@@ -193,35 +195,10 @@ class EventListener:
             self._spawn(self.notifier.notify(subject, body))
         else:
             log.info("%s", _log_line(decision))
-        if decision.outcome is Outcome.FAILOVER_STARTED and decision.job_id is not None:
-            # The on-call person must also learn how it ended, above all when it failed.
-            self._spawn(self._follow(decision, system))
-
-    async def _follow(self, decision: Decision, system: System | None) -> None:
-        """Mail the end of an event-started failover job (from the store, so also when
-        another node finished it after a takeover). Given up after FOLLOW_LIMIT, or with this
-        process: the job's own record then tells."""
-        assert decision.job_id is not None
-        jobs = JobJournal(self.store, self.roles.fenced)
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + FOLLOW_LIMIT
-        while True:
-            try:
-                job = await asyncio.to_thread(jobs.get, decision.job_id)
-            except GMError as exc:  # the store (retried), or the job gone (given up)
-                log.warning("following job %d: %s", decision.job_id, exc.description)
-                if not isinstance(exc, StoreError):
-                    return
-                job = None
-            if job is not None and job.state.finished:
-                break
-            if loop.time() > give_up:
-                log.warning("job %d has not ended after %g s; no end mail", decision.job_id,
-                            FOLLOW_LIMIT)  # fmt: skip
-                return
-            await asyncio.sleep(FOLLOW_POLL)
-        subject, body = end_notice(decision, job, system)
-        await self.notifier.notify(subject, body)
+        if decision.owes_end_mail:
+            # The on-call person must also learn how it ended, above all when it failed:
+            # `EndMails` mails it from the store, on whichever node is active then.
+            self.end_mails.wake()
 
     async def _decide(
         self, event: Event, principal: Principal | None
@@ -299,7 +276,7 @@ class EventListener:
             job_id,
         )
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, object]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._mail.add(task)
         task.add_done_callback(self._mail.discard)
@@ -341,14 +318,98 @@ _SUBJECTS = {
 }
 
 
-# How often, and how long, the end of an event-started job is waited for (its mail).
+# How often, and how long, the end of an event-started job is waited for (its mail); how
+# long a mail the SMTP server refused waits before it is tried again.
 FOLLOW_POLL = 0.5
 FOLLOW_LIMIT = 6 * 3600.0
+MAIL_RETRY = 60.0
 
 
-def end_notice(d: Decision, job: Job, system: System | None) -> tuple[str, str]:
+class EndMails:
+    """Mails how each event-started failover job ended.
+
+    What is owed lives in the store (`events_decisions.end_mail`, migration 0002), not in the
+    memory of the node that started the job: the active node mails it when the job ends, so
+    a restart, a stepDown or a takeover in between loses no end mail. A mail is marked sent
+    only after the SMTP server took it (a crash in between sends it twice rather than never:
+    "it failed" must reach the on-call person); one the SMTP server refused is tried again
+    every MAIL_RETRY seconds. A job that has not ended after FOLLOW_LIMIT, or is gone, is
+    given up with a warning in the log (its own record then tells)."""
+
+    def __init__(
+        self,
+        journal: DecisionLog,
+        store: Any,
+        roles: Any,
+        notifier: Notifier,
+        clock: Callable[[], datetime],
+        *,
+        poll: float = FOLLOW_POLL,
+        limit: float = FOLLOW_LIMIT,
+        retry: float = MAIL_RETRY,
+    ) -> None:
+        self.journal = journal
+        self.jobs = JobJournal(store, roles.fenced)
+        self.roles = roles
+        self.notifier = notifier
+        self.clock = clock
+        self.poll = poll
+        self.limit = timedelta(seconds=limit)
+        self.retry = timedelta(seconds=retry)
+        self._retry_at: dict[str, datetime] = {}
+        self._wake: asyncio.Event | None = None
+
+    def wake(self) -> None:
+        """Look now (a failover just started), not at the next poll."""
+        if self._wake is not None:
+            self._wake.set()
+
+    async def run(self) -> None:
+        """The server's background task: a pass every `poll` seconds while active."""
+        self._wake = asyncio.Event()
+        while True:
+            if self.roles.role is Role.ACTIVE:
+                try:
+                    await self.settle_ended()
+                except (StoreError, NotActive, Fenced) as exc:
+                    log.warning("end mails of event-started failovers: %s", exc.description)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll)
+            self._wake.clear()
+
+    async def settle_ended(self) -> int:
+        """One pass: mail every owed end that has come; returns how many were mailed."""
+        mailed = 0
+        now = self.clock()
+        for decision in await asyncio.to_thread(self.journal.owed_end_mails):
+            assert decision.job_id is not None
+            if self._retry_at.get(decision.instance_id, now) > now:
+                continue
+            try:
+                job = await asyncio.to_thread(self.jobs.get, decision.job_id)
+            except NotFound:
+                log.warning("job %d is gone; no end mail", decision.job_id)
+                await asyncio.to_thread(self.journal.settle_end_mail, decision, "given-up")
+                continue
+            if not job.state.finished:
+                if now - decision.at > self.limit:
+                    log.warning("job %d has not ended after %g s; no end mail", job.id,
+                                self.limit.total_seconds())  # fmt: skip
+                    await asyncio.to_thread(self.journal.settle_end_mail, decision, "given-up")
+                continue
+            subject, body = end_notice(decision, job)
+            if not await self.notifier.notify(subject, body):
+                self._retry_at[decision.instance_id] = now + self.retry
+                continue
+            self._retry_at.pop(decision.instance_id, None)
+            await asyncio.to_thread(self.journal.settle_end_mail, decision, "sent")
+            mailed += 1
+        return mailed
+
+
+def end_notice(d: Decision, job: Job) -> tuple[str, str]:
     """The mail for the end of the failover job an event started."""
-    where = system.label if system is not None else d.system_named
+    where = d.label
     lines = [
         f"Job:       {job.id} (GM_ConcreteJob InstanceID=GM:ConcreteJob:{job.id}; "
         f"vcemcli -show job -jobid {job.id})",
