@@ -50,7 +50,8 @@ class Notifier:
         msg = EmailMessage()
         msg["From"] = self.settings.sender
         msg["To"] = ", ".join(self.settings.to)
-        msg["Subject"] = subject
+        # One line: a header cannot hold a line break, and names in it come from indications.
+        msg["Subject"] = " ".join(subject.split())
         msg["Date"] = formatdate(localtime=False)
         msg["Message-ID"] = make_msgid(domain="gm-provider")
         msg.set_content(f"{body}\n\n-- \nGroup Manager {self.node}\n")

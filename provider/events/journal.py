@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from provider.errors import Fenced, NotActive
+from provider.jobs.model import JobState
 from provider.store import Tx
 
 from .decide import Outcome, Past
@@ -28,6 +29,7 @@ _COLUMNS = (
     "id, at, node, sender, indication_class, indication_id, event_id, severity, system_named,"
     " system_key, enclosure, bay, domain_group, rule, mode, decision, job_id, reason, notified"
 )
+_D_COLUMNS = ", ".join(f"d.{c.strip()}" for c in _COLUMNS.split(","))
 _PREFIX = "GM:EventDecision:"
 
 
@@ -62,9 +64,14 @@ class Decision:
         return self.outcome is Outcome.FAILOVER_STARTED and self.job_id is not None
 
     @property
+    def stored(self) -> bool:
+        """In the store (the active's), not in this process's memory (a standby's)."""
+        return self.instance_id.removeprefix(_PREFIX).isdigit()
+
+    @property
     def label(self) -> str:
-        """The system as the mails name it (as `System.label`): the event's first name (a
-        started failover's decision lists every name the system had after it)."""
+        """The system as the end mail names it: the event's first name (a started
+        failover's decision lists every name the system had after it), its bay and group."""
         named = self.system_named.split(",")[0].strip() or "(no name given)"
         if self.enclosure is None:
             return named
@@ -202,13 +209,16 @@ class DecisionLog:
             self._local.append(kept)
         return kept
 
-    def owed_end_mails(self) -> list[Decision]:
-        """The stored decisions whose job's end has not been mailed yet, oldest first."""
-        with self.store.read() as tx:
+    def owed_end_mails(self) -> list[tuple[Decision, JobState | None]]:
+        """The stored decisions whose job's end has not been mailed yet, oldest first, each
+        with its job's state (None: the job is gone). One query, polled while active."""
+        with self.store.read_one() as tx:
             rows = tx.fetchall(
-                f"SELECT {_COLUMNS} FROM events_decisions WHERE end_mail = 'owed' ORDER BY id"
+                f"SELECT {_D_COLUMNS}, j.state FROM events_decisions d"
+                " LEFT JOIN gm_jobs j ON j.id = d.job_id"
+                " WHERE d.end_mail = 'owed' ORDER BY d.id"
             )
-        return [_decision(r) for r in rows]
+        return [(_decision(r), None if r[-1] is None else JobState(r[-1])) for r in rows]
 
     def settle_end_mail(self, decision: Decision, how: str) -> bool:
         """Mark the end mail of `decision` 'sent' or 'given-up' (a fenced write: only the

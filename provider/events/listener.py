@@ -198,7 +198,7 @@ class EventListener:
         if decision.owes_end_mail:
             # The on-call person must also learn how it ended, above all when it failed:
             # `EndMails` mails it from the store, on whichever node is active then.
-            self.end_mails.wake()
+            self.end_mails.follow(decision)
 
     async def _decide(
         self, event: Event, principal: Principal | None
@@ -332,9 +332,18 @@ class EndMails:
     memory of the node that started the job: the active node mails it when the job ends, so
     a restart, a stepDown or a takeover in between loses no end mail. A mail is marked sent
     only after the SMTP server took it (a crash in between sends it twice rather than never:
-    "it failed" must reach the on-call person); one the SMTP server refused is tried again
-    every MAIL_RETRY seconds. A job that has not ended after FOLLOW_LIMIT, or is gone, is
-    given up with a warning in the log (its own record then tells)."""
+    "it failed" must reach the on-call person); if marking fails, it is marked at the next
+    pass, not mailed again. One the SMTP server refused is tried again every `retry` seconds.
+    An end not mailed `limit` after the event (the job never ended, or mail kept failing),
+    the end of a job that is gone, and one whose mail failed `MAX_FAILURES` times for a
+    reason of ours, are given up with a warning in the log (the job's own record tells).
+
+    A decision this node could not store (it lost the role between starting the job and
+    recording the decision) is followed in memory instead (`follow`), on any role: reading
+    the job and mailing change nothing in the store.
+    """
+
+    MAX_FAILURES = 5
 
     def __init__(
         self,
@@ -356,8 +365,18 @@ class EndMails:
         self.poll = poll
         self.limit = timedelta(seconds=limit)
         self.retry = timedelta(seconds=retry)
+        self._local: dict[str, Decision] = {}  # followed in memory (see above)
         self._retry_at: dict[str, datetime] = {}
+        self._failures: dict[str, int] = {}
+        self._mailed: set[str] = set()  # mailed, not yet marked sent in the store
         self._wake: asyncio.Event | None = None
+
+    def follow(self, decision: Decision) -> None:
+        """Mail the end of this decision's job: from the store's `owed` mark, or from memory
+        when the decision is not stored."""
+        if not decision.stored:
+            self._local[decision.instance_id] = decision
+        self.wake()
 
     def wake(self) -> None:
         """Look now (a failover just started), not at the next poll."""
@@ -365,46 +384,92 @@ class EndMails:
             self._wake.set()
 
     async def run(self) -> None:
-        """The server's background task: a pass every `poll` seconds while active."""
+        """The server's background task: a pass every `poll` seconds."""
         self._wake = asyncio.Event()
         while True:
-            if self.roles.role is Role.ACTIVE:
-                try:
-                    await self.settle_ended()
-                except (StoreError, NotActive, Fenced) as exc:
-                    log.warning("end mails of event-started failovers: %s", exc.description)
+            try:
+                await self.settle_ended()
+            except (StoreError, NotActive, Fenced) as exc:
+                log.warning("end mails of event-started failovers: %s", exc.description)
+            except Exception:
+                # A bug of ours must not end the loop: every later end mail would be lost.
+                log.exception("end mails of event-started failovers failed; trying again")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll)
             self._wake.clear()
 
     async def settle_ended(self) -> int:
         """One pass: mail every owed end that has come; returns how many were mailed."""
-        mailed = 0
-        now = self.clock()
-        for decision in await asyncio.to_thread(self.journal.owed_end_mails):
+        owed: list[tuple[Decision, JobState | None]] = []
+        if self.roles.role is Role.ACTIVE:
+            owed = await asyncio.to_thread(self.journal.owed_end_mails)
+            # Forget what the other node settled meanwhile (it was active for a while).
+            keep = {d.instance_id for d, _ in owed} | set(self._local)
+            for kept in (self._retry_at, self._failures):
+                for key in [k for k in kept if k not in keep]:
+                    del kept[key]
+            self._mailed &= keep
+        for decision in list(self._local.values()):
             assert decision.job_id is not None
-            if self._retry_at.get(decision.instance_id, now) > now:
-                continue
             try:
                 job = await asyncio.to_thread(self.jobs.get, decision.job_id)
+                owed.append((decision, job.state))
             except NotFound:
-                log.warning("job %d is gone; no end mail", decision.job_id)
-                await asyncio.to_thread(self.journal.settle_end_mail, decision, "given-up")
-                continue
-            if not job.state.finished:
-                if now - decision.at > self.limit:
-                    log.warning("job %d has not ended after %g s; no end mail", job.id,
-                                self.limit.total_seconds())  # fmt: skip
-                    await asyncio.to_thread(self.journal.settle_end_mail, decision, "given-up")
-                continue
-            subject, body = end_notice(decision, job)
-            if not await self.notifier.notify(subject, body):
-                self._retry_at[decision.instance_id] = now + self.retry
-                continue
-            self._retry_at.pop(decision.instance_id, None)
-            await asyncio.to_thread(self.journal.settle_end_mail, decision, "sent")
-            mailed += 1
+                owed.append((decision, None))
+        mailed = 0
+        now = self.clock()
+        for decision, state in owed:
+            try:
+                mailed += await self._settle(decision, state, now)
+            except (StoreError, NotActive, Fenced):
+                raise  # the store or the role: the whole pass waits for the next one
+            except Exception:
+                key = decision.instance_id
+                self._failures[key] = failures = self._failures.get(key, 0) + 1
+                log.exception("the end mail of job %s failed (%d)", decision.job_id, failures)
+                if failures >= self.MAX_FAILURES:
+                    await self._give_up(decision, f"it failed {failures} times")
         return mailed
+
+    async def _settle(self, decision: Decision, state: JobState | None, now: datetime) -> int:
+        key = decision.instance_id
+        assert decision.job_id is not None
+        if key in self._mailed:
+            await self._done(decision, "sent")  # mailed at an earlier pass; marking failed
+            return 0
+        if state is None:
+            await self._give_up(decision, f"job {decision.job_id} is gone")
+            return 0
+        if now - decision.at > self.limit:
+            why = "has not ended" if not state.finished else "could not be mailed"
+            hours = self.limit.total_seconds() / 3600
+            await self._give_up(decision, f"job {decision.job_id} {why} after {hours:g} h")
+            return 0
+        if not state.finished or self._retry_at.get(key, now) > now:
+            return 0
+        if decision.stored and self.roles.role is not Role.ACTIVE:
+            return 0  # the role was lost during this pass: the new active mails it
+        job = await asyncio.to_thread(self.jobs.get, decision.job_id)
+        subject, body = end_notice(decision, job)
+        if not await self.notifier.notify(subject, body):
+            self._retry_at[key] = now + self.retry
+            return 0
+        self._mailed.add(key)
+        await self._done(decision, "sent")
+        return 1
+
+    async def _give_up(self, decision: Decision, why: str) -> None:
+        log.warning("no end mail for event decision %s: %s", decision.instance_id, why)
+        await self._done(decision, "given-up")
+
+    async def _done(self, decision: Decision, how: str) -> None:
+        key = decision.instance_id
+        if decision.stored:
+            await asyncio.to_thread(self.journal.settle_end_mail, decision, how)
+        self._local.pop(key, None)
+        self._mailed.discard(key)
+        self._retry_at.pop(key, None)
+        self._failures.pop(key, None)
 
 
 def end_notice(d: Decision, job: Job) -> tuple[str, str]:

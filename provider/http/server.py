@@ -142,7 +142,17 @@ _Item = _Work | _Fatal
 _HEAD, _BODY_LENGTH, _BODY_CHUNKED, _DEAD = range(4)
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_AUTH_RECHECK = 1.0  # seconds a connection's verified credentials stand without a look
 _SO_PEERCRED = getattr(socket, "SO_PEERCRED", None)
+
+
+def _auth_threads() -> int:
+    """One per core this process may use, but one (at most 4: each scrypt holds 16 MiB)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 2
+    return min(4, max(1, cores - 1))
 
 
 class _ServerState:
@@ -164,10 +174,8 @@ class _ServerState:
         # Password checks (scrypt, slow by design) run on threads of their own: a storm of
         # logins -- 500 scripts with a stale password -- then waits for these, and never
         # delays the work other code hands to the loop's default executor (a failover's
-        # submit, a capacity change). One thread per core but one: the loop keeps a core.
-        self.auth_pool = ThreadPoolExecutor(
-            max(1, (os.cpu_count() or 2) - 1), thread_name_prefix="gm-auth"
-        )
+        # submit, a capacity change). The loop keeps a core (`_auth_threads`).
+        self.auth_pool = ThreadPoolExecutor(_auth_threads(), thread_name_prefix="gm-auth")
 
 
 class _Connection(asyncio.Protocol):
@@ -181,7 +189,8 @@ class _Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._peer = ""
         self._peer_principal: Principal | None = None
-        self._auth_cache: tuple[str, Principal] | None = None
+        self._auth_cache: tuple[str, Principal, float] | None = None
+        self._auth_pending: asyncio.Future[Principal | None] | None = None
         self._buf = bytearray()
         self._state = _HEAD
         self._work: _Work | None = None
@@ -250,6 +259,10 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
+        if self._auth_pending is not None:
+            # A client that left does not keep a password check queued (connect, send a
+            # made-up password, leave, again: the queue must stay bounded by the connections).
+            self._auth_pending.cancel()
         self._state = _DEAD
         self._server.connections.discard(self)
         self._queue.clear()
@@ -645,21 +658,30 @@ class _Connection(asyncio.Protocol):
                 return None, "Authentication required."
             return None, None
         cached = self._auth_cache
-        if cached is not None and cached[0] == authorization:
+        now = self._loop.time()
+        if cached is not None and cached[0] == authorization and now < cached[2]:
             return cached[1], None
+        # Past `_AUTH_RECHECK`, the answer is asked for again (recalled unless the users file
+        # changed): a user deleted, or whose password or role changed, does not go on for
+        # the life of a keep-alive connection.
         credentials = parse_basic_authorization(authorization)
         if credentials is None:
             return None, "Malformed Authorization header; use HTTP Basic."
         known, principal = server.authenticator.recall_basic(*credentials)
         if not known:
             # scrypt takes tens of milliseconds on purpose: keep it off the event loop.
-            principal = await self._loop.run_in_executor(
+            pending = self._loop.run_in_executor(
                 server.auth_pool, server.authenticator.verify_basic, *credentials
             )
+            self._auth_pending = pending
+            try:
+                principal = await pending
+            finally:
+                self._auth_pending = None
         if principal is None:
             return None, "Invalid user name or password."
         principal = dataclasses.replace(principal, via=self._via, peer=self._peer)
-        self._auth_cache = (authorization, principal)
+        self._auth_cache = (authorization, principal, now + _AUTH_RECHECK)
         return principal, None
 
     async def _send_error(self, status: int, detail: str) -> None:

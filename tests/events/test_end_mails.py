@@ -108,14 +108,14 @@ def test_owed_end_mails(store: Store, smtp: tuple[Smtp, int]) -> None:
     owed = [log.record(decision(clock, Outcome.FAILOVER_STARTED, n)) for n in (done, hung, 999)]
     for _ in range(5):  # retention 3: these push the owed ones out of the newest three
         log.record(decision(clock, Outcome.ALERTED, None))
-    assert [d.instance_id for d in log.owed_end_mails()] == [d.instance_id for d in owed]
+    assert [d.instance_id for d, _ in log.owed_end_mails()] == [d.instance_id for d in owed]
 
     def settle() -> int:
         return asyncio.run(end_mails.settle_ended())
 
     # No job has ended; the job that is gone is given up at once.
     assert settle() == 0 and handler.tries == 0
-    assert [d.job_id for d in log.owed_end_mails()] == [done, hung]
+    assert [d.job_id for d, _ in log.owed_end_mails()] == [done, hung]
 
     # The job ends while the SMTP server refuses mail: still owed, tried again only later.
     with roles.fenced("test end") as tx:
@@ -133,7 +133,7 @@ def test_owed_end_mails(store: Store, smtp: tuple[Smtp, int]) -> None:
         "(enclosure enc01 bay 3, group dg-web)"
     )
     assert settle() == 0 and handler.tries == 2  # sent once
-    assert [d.job_id for d in log.owed_end_mails()] == [hung]
+    assert [d.job_id for d, _ in log.owed_end_mails()] == [hung]
 
     # A job that never ends is given up after FOLLOW_LIMIT.
     clock.now += timedelta(seconds=FOLLOW_LIMIT)
@@ -144,3 +144,35 @@ def test_owed_end_mails(store: Store, smtp: tuple[Smtp, int]) -> None:
         )
     assert [tuple(r) for r in rows] == [(done, "sent"), (hung, "given-up"), (999, "given-up")]
     roles.close()
+
+
+def test_a_decision_the_node_could_not_store_is_followed_in_memory(
+    store: Store, smtp: tuple[Smtp, int]
+) -> None:
+    """The node lost the role between starting the job and recording the decision: the
+    decision is kept in its memory, and so is the end mail it owes (mailing is no change)."""
+    handler, port = smtp
+    clock = Clock()
+    active = RoleManager(store, "gm1", 30.0, 5.0, start_as="active")
+    active.start()
+    standby = RoleManager(store, "gm2", 30.0, 5.0)
+    standby.start()
+    jobs = JobJournal(store, active.fenced)
+    request = JobRequest(JobType.FAILOVER, "dg-web", "failover", "enc01", "3", "web01", "admin")
+    with active.fenced("test jobs") as tx:
+        job_id = jobs.submit(request, tx)
+    log = DecisionLog(store, standby, "gm2", retention=3)
+    kept = log.record(decision(clock, Outcome.FAILOVER_STARTED, job_id))
+    assert not kept.stored and log.owed_end_mails() == []
+    settings = NotifySettings(smtp_host="127.0.0.1", smtp_port=port, to=("ops@x.example",))
+    end_mails = EndMails(log, store, standby, Notifier(settings, "gm2"), clock)
+    end_mails.follow(kept)
+    assert asyncio.run(end_mails.settle_ended()) == 0  # not ended yet
+    with active.fenced("test end") as tx:
+        tx.execute("UPDATE gm_jobs SET state = 'exception' WHERE id = %(id)s", {"id": job_id})
+    assert asyncio.run(end_mails.settle_ended()) == 1
+    assert asyncio.run(end_mails.settle_ended()) == 0  # once
+    [mail] = handler.messages
+    assert f"Automatic failover FAILED: job {job_id}" in " ".join(str(mail["Subject"]).split())
+    active.close()
+    standby.close()

@@ -8,6 +8,7 @@ import contextlib
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -200,6 +201,26 @@ def test_verified_answers_are_recalled_until_the_users_file_changes(tmp_path: Pa
     assert authenticator.verify_basic("admin", "pw1") is None
     assert authenticator.verify_basic("admin", "pw2") is not None
     assert authenticator.recall_basic("admin", "pw2")[0]
+
+
+def test_checks_queued_behind_the_same_pair_find_its_answer(tmp_path: Path) -> None:
+    """A storm of one stale password: the checks queued behind the first one do not each
+    pay a scrypt."""
+    path = tmp_path / "users"
+    admin = UserRecord("admin", "administrator", hash_password("pw1", n=2**10))
+    path.write_text(f"{format_users_line(admin)}\n")
+    checked: list[str] = []
+
+    class Counting(FileAuthenticator):
+        def _check(self, users: Any, user: str, password: str) -> Any:
+            checked.append(password)
+            return super()._check(users, user, password)
+
+    authenticator = Counting(path)
+    assert [authenticator.verify_basic("admin", "stale") for _ in range(3)] == [None] * 3
+    assert authenticator.verify_basic("admin", "pw1") is not None
+    assert authenticator.verify_basic("admin", "pw1") is not None
+    assert checked == ["stale", "pw1"]
 
 
 def test_recalled_answers_expire_and_are_bounded() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import socket
+import struct
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -254,6 +256,87 @@ def test_a_new_connection_with_verified_credentials_skips_the_password_check(
 
     asyncio.run(main())
     assert checked == ["secret", "bad"]
+
+
+def test_a_client_that_leaves_does_not_keep_its_password_check_queued(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("provider.http.server._auth_threads", lambda: 1)
+    release = threading.Event()
+    checked: list[str] = []
+
+    class Slow(InMemoryAuthenticator):
+        def verify_basic(self, user: str, password: str) -> Principal | None:
+            checked.append(password)
+            if password == "hold":
+                release.wait(5)
+            return super().verify_basic(user, password)
+
+    async def main() -> None:
+        server = await serve(
+            Recorder(),
+            [TCPListener()],
+            authenticator=Slow({"admin": "secret"}),
+            require_auth=True,
+        )
+        try:
+            holding = await RawClient.tcp(server.ports[0])
+            await holding.send(post(headers=[basic("admin", "hold")]))  # the only thread
+            while not checked:
+                await asyncio.sleep(0.01)
+            leaving = await RawClient.tcp(server.ports[0])
+            await leaving.send(post(headers=[basic("admin", "queued")]))
+            await asyncio.sleep(0.2)
+            # Gone (reset) before its check could start. A half-close would still be owed
+            # its answer (RFC 9112 §9.6): the client may be waiting for it.
+            sock = leaving.writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            leaving.writer.transport.abort()
+            await asyncio.sleep(0.2)
+            release.set()
+            assert (await holding.response()).status == 401
+            await holding.close()
+            client = await RawClient.tcp(server.ports[0])  # the thread is free again
+            await client.send(post(headers=[basic("admin", "secret")]))
+            assert (await client.response()).status == 200
+            await client.close()
+        finally:
+            release.set()
+            await server.close(grace=1.0)
+
+    asyncio.run(main())
+    assert checked == ["hold", "secret"]
+
+
+def test_a_changed_password_ends_an_open_connection_s_access(tmp_path: Path) -> None:
+    """A keep-alive connection's credentials are looked at again after a second: a password
+    changed (or a user deleted) in the users file does not go on for the connection's life."""
+    users = tmp_path / "users"
+    record = UserRecord("admin", "administrator", hash_password("secret", n=2**10))
+    users.write_text(format_users_line(record) + "\n")
+
+    async def main() -> None:
+        server = await serve(
+            Recorder(), [TCPListener()], authenticator=FileAuthenticator(users), require_auth=True
+        )
+        try:
+            client = await RawClient.tcp(server.ports[0])
+            await client.send(post(headers=[basic("admin", "secret")]))
+            assert (await client.response()).status == 200
+            changed = tmp_path / "users.tmp"
+            record = UserRecord("admin", "administrator", hash_password("new", n=2**10))
+            changed.write_text(format_users_line(record) + "\n")
+            changed.replace(users)
+            await asyncio.sleep(1.1)
+            await client.send(post(headers=[basic("admin", "secret")]))
+            assert (await client.response()).status == 401
+            await client.send(post(headers=[basic("admin", "new")]))
+            assert (await client.response()).status == 200
+            await client.close()
+        finally:
+            await server.close(grace=1.0)
+
+    asyncio.run(main())
 
 
 def test_oversized_content_length_is_refused_without_reading_the_body() -> None:
