@@ -39,6 +39,9 @@ class NotifySettings:
     sender: str = "gm-provider@localhost"
     to: tuple[str, ...] = ()
     timeout: float = 10.0
+    # A mail the SMTP server did not take is tried again after this many seconds (the owed
+    # mails of provider.events; `[notify] retry_s`).
+    retry: float = 60.0
 
 
 class Notifier:
@@ -62,10 +65,12 @@ class Notifier:
         with smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.timeout) as smtp:
             smtp.send_message(msg)
 
-    async def notify(self, subject: str, body: str) -> bool:
+    async def notify(self, subject: str, body: str, *, log_notice: bool = True) -> bool:
         """Log the notice and mail it; False only when the SMTP server could not take it (the
-        error is logged). Without `[notify]` the log is the whole notice: True."""
-        log.warning("%s: %s", subject, body)
+        error is logged). Without `[notify]` the log is the whole notice: True.
+        `log_notice=False`: a retry of a notice logged already."""
+        if log_notice:
+            log.warning("%s: %s", subject, body)
         if not self.settings.smtp_host or not self.settings.to:
             return True
         try:
@@ -78,7 +83,7 @@ class Notifier:
 
 def notify_settings(config: Any) -> NotifySettings:
     section: Mapping[str, Any] = config.section("notify")
-    known = {"smtp_host", "smtp_port", "from", "to", "timeout"}
+    known = {"smtp_host", "smtp_port", "from", "to", "timeout", "retry_s"}
     for key in section:
         if key not in known:
             raise config.error(
@@ -103,4 +108,9 @@ def notify_settings(config: Any) -> NotifySettings:
     timeout = section.get("timeout", d.timeout)
     if not isinstance(timeout, int | float) or timeout <= 0:
         raise config.error("notify", "timeout", "notify.timeout must be seconds > 0.")
-    return NotifySettings(host, port, sender, tuple(a.strip() for a in to), float(timeout))
+    retry = section.get("retry_s", d.retry)
+    if isinstance(retry, bool) or not isinstance(retry, int | float) or retry <= 0:
+        raise config.error("notify", "retry_s", "notify.retry_s must be seconds > 0.")
+    return NotifySettings(
+        host, port, sender, tuple(a.strip() for a in to), float(timeout), float(retry)
+    )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -23,7 +23,7 @@ from provider.store import Tx
 
 from .decide import Outcome, Past
 
-__all__ = ["Decision", "DecisionLog"]
+__all__ = ["Decision", "DecisionLog", "Notice"]
 
 _COLUMNS = (
     "id, at, node, sender, indication_class, indication_id, event_id, severity, system_named,"
@@ -102,6 +102,20 @@ def _decision(row: Any) -> Decision:
     )
 
 
+# Writes the notice (subject, body) of a decision just given its number.
+Render = Callable[[Decision], tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class Notice:
+    """The mail of a stored decision, owed until sent (migration 0003)."""
+
+    instance_id: str
+    at: datetime
+    subject: str
+    body: str
+
+
 class DecisionLog:
     def __init__(self, store: Any, roles: Any, node: str, retention: int) -> None:
         self.store = store
@@ -136,8 +150,12 @@ class DecisionLog:
         """The newest failover started since `since` for a system the event names: VCEM removes
         the source's host name and IPs from discovery during the move and rediscovers them on
         the spare ten minutes later (reference vcem-domain.md §1.6), so a repeat event in that
-        window resolves to no bay; this finds the system it meant."""
-        wanted = {n.lower() for n in names}
+        window resolves to no bay; this finds the system it meant. After the rediscovery the
+        names resolve to the spare's bay, another key: this finds the failover all the same,
+        so that the same server is never failed over twice within the cool-down."""
+        wanted = {n.strip().lower() for n in names if n.strip()}
+        if not wanted:
+            return None
         with self.store.read() as tx:
             rows = tx.fetchall(
                 f"SELECT {_COLUMNS} FROM events_decisions WHERE decision = %(d)s"
@@ -155,15 +173,19 @@ class DecisionLog:
                 return decision
         return None
 
-    def record(self, decision: Decision) -> Decision:
-        """Store the decision (active), or keep it in memory (standby, or superseded now)."""
+    def record(self, decision: Decision, mail: Render | None = None) -> Decision:
+        """Store the decision (active), or keep it in memory (standby, or superseded now).
+
+        `mail` writes the notice of a notified decision (it needs the decision's number): it is
+        stored with the decision, owed until `EndMails` has sent it, in the same transaction,
+        so no notice is lost between recording and sending."""
         try:
             with self.roles.fenced("record event decisions") as tx:
-                return self._insert(tx, decision)
+                return self._insert(tx, decision, mail)
         except (NotActive, Fenced):
             return self._remember(decision)
 
-    def _insert(self, tx: Tx, d: Decision) -> Decision:
+    def _insert(self, tx: Tx, d: Decision, mail: Render | None = None) -> Decision:
         new_id = tx.scalar(
             "INSERT INTO events_decisions (at, node, sender, indication_class, indication_id,"
             " event_id, severity, system_named, system_key, enclosure, bay, domain_group, rule,"
@@ -193,14 +215,22 @@ class DecisionLog:
                 "end_mail": "owed" if d.owes_end_mail else None,
             },
         )
+        kept = replace(d, instance_id=f"{_PREFIX}{int(new_id)}")
+        if d.notified and mail is not None:
+            subject, body = mail(kept)
+            tx.execute(
+                "UPDATE events_decisions SET mail = 'owed', mail_subject = %(s)s,"
+                " mail_body = %(b)s WHERE id = %(id)s",
+                {"s": subject, "b": body, "id": new_id},
+            )
         # Bounded retention: the newest `retention` decisions stay (ids only grow), and those
-        # whose end mail is still owed.
+        # whose notice or end mail is still owed.
         tx.execute(
             "DELETE FROM events_decisions WHERE id <= %(last)s"
-            " AND (end_mail IS NULL OR end_mail <> 'owed')",
+            " AND (end_mail IS NULL OR end_mail <> 'owed') AND (mail IS NULL OR mail <> 'owed')",
             {"last": new_id - self.retention},
         )
-        return replace(d, instance_id=f"{_PREFIX}{int(new_id)}")
+        return kept
 
     def _remember(self, d: Decision) -> Decision:
         with self._lock:
@@ -219,6 +249,34 @@ class DecisionLog:
                 " WHERE d.end_mail = 'owed' ORDER BY d.id"
             )
         return [(_decision(r), None if r[-1] is None else JobState(r[-1])) for r in rows]
+
+    def owed_notices(self) -> list[Notice]:
+        """The stored notices not sent yet, oldest first. One query, polled while active."""
+        with self.store.read_one() as tx:
+            rows = tx.fetchall(
+                "SELECT id, at, mail_subject, mail_body FROM events_decisions"
+                " WHERE mail = 'owed' ORDER BY id"
+            )
+        return [
+            Notice(
+                f"{_PREFIX}{int(r[0])}",
+                datetime.fromtimestamp(float(r[1]), UTC),
+                str(r[2] or ""),
+                str(r[3] or ""),
+            )
+            for r in rows
+        ]
+
+    def settle_notice(self, instance_id: str, how: str) -> bool:
+        """Mark a notice 'sent' or 'given-up' (fenced: only the active settles). False when it
+        was settled already (by the other node)."""
+        number = int(instance_id.removeprefix(_PREFIX))
+        with self.roles.fenced("settle the mail of an event decision") as tx:
+            changed: int = tx.execute(
+                "UPDATE events_decisions SET mail = %(how)s WHERE id = %(id)s AND mail = 'owed'",
+                {"how": how, "id": number},
+            )
+        return changed == 1
 
     def settle_end_mail(self, decision: Decision, how: str) -> bool:
         """Mark the end mail of `decision` 'sent' or 'given-up' (a fenced write: only the

@@ -55,9 +55,10 @@ from provider.jobs.model import JobState
 from provider.privileges import TableAuthorizer
 from provider.roles import Role
 from provider.vcem import repository as repo
+from provider.vcem.spares import Candidate, NoSpare, SourceServer, choose_spare
 
-from .decide import Outcome, Plan, System, decide, unknown_key
-from .journal import Decision, DecisionLog
+from .decide import Outcome, Past, Plan, System, decide, unknown_key
+from .journal import Decision, DecisionLog, Notice
 from .rules import Event, RulesFile, event_from_instance, system_names
 
 __all__ = ["EventListener", "FailoverPath", "resolve_system"]
@@ -150,6 +151,52 @@ def resolve_system(store: Any, names: list[str]) -> System | None:
     return None
 
 
+def no_spare_reason(store: Any, system: System) -> str | None:
+    """Why an automatic failover of `system` would find no spare, by the last known state of
+    its group's bays (the job reads the devices again), or None when one qualifies.
+
+    VCEM powers the source off before it looks for a spare (reference vcem-domain.md §2.3), so
+    a failover into an empty pool leaves a server off for nothing; an event must not do that
+    (§5.4 [I]: "stop automatic failover if the spare pool is empty"). A by-hand failoverProfile
+    is not held back: the administrator chose it. A power state the store does not know does
+    not count against a spare.
+    """
+    with store.read() as tx:
+        group = repo.group(tx, system.group)
+        source = repo.bay(tx, system.enclosure, system.bay)
+        spares = repo.bays_of_group(tx, system.group, spares_only=True)
+    if group is None or source is None:
+        return None  # the failover path says what is wrong with them
+    candidates = [
+        Candidate(
+            domain=b.domain,
+            domain_state=b.domain_state,
+            enclosure=b.enclosure,
+            enclosure_position=b.enclosure_position,
+            bay=b.bay,
+            is_spare=b.is_spare,
+            profile=b.profile,
+            present=b.server_present and b.covered_by is None,
+            model=b.model,
+            generation=b.generation,
+            powered_on=b.power_state == "on",
+        )
+        for b in spares
+    ]
+    server = SourceServer(source.enclosure, source.bay, source.model, source.generation)
+    choice = choose_spare(server, candidates, group.same_generation)
+    if not isinstance(choice, NoSpare):
+        return None
+    return (
+        f"no automatic failover: domain group {group.name} has no qualified spare for "
+        f"{source.label} (model {source.model}) by the last known state of its bays: "
+        f"{choice.describe()}. A failover powers the server off before it looks for a spare, "
+        "so it would have stayed off for nothing; it was left running. Designate a spare "
+        f"(setSpare), then fail over by hand: vcemcli -failover -enclosurename "
+        f"{source.enclosure} -bayname {source.bay}"
+    )
+
+
 def _names_of(names: list[str], system: System | None, outcome: Outcome) -> list[str]:
     """The event's names; for a started failover also every name the system had, so a later
     event naming it by another name (an IP) finds this decision once discovery dropped it."""
@@ -189,10 +236,13 @@ class EventListener:
         event = event_from_instance(indication)
         async with self._lock:
             decision, system = await self._decide(event, principal)
-        if decision.notified:
-            # The notifier logs it as well as mailing it.
-            subject, body = notice(decision, event, system)
-            self._spawn(self.notifier.notify(subject, body))
+        if decision.notified and decision.stored:
+            # Recorded with its mail, owed in the store until sent (EndMails): told now.
+            log.warning("%s: %s", *notice(decision, event, system))
+            self.end_mails.wake()
+        elif decision.notified:
+            # Not stored (a standby's decision, or the role was lost): mailed once from here.
+            self._spawn(self.notifier.notify(*notice(decision, event, system)))
         else:
             log.info("%s", _log_line(decision))
         if decision.owes_end_mail:
@@ -212,7 +262,7 @@ class EventListener:
         if system is None:
             system = await asyncio.to_thread(self._failed_over_system, names, since)
         key = system.key if system is not None else unknown_key(names)
-        history = await asyncio.to_thread(self.journal.history, key, since)
+        history = await asyncio.to_thread(self._history, key, names, system, since)
         active = self.roles.role is Role.ACTIVE
         plan = decide(rules, event, names, system, history, now, active)
         outcome, reason, job_id = plan.outcome, plan.reason, None
@@ -239,7 +289,25 @@ class EventListener:
             reason=reason,
             notified=outcome.notifies,
         )
-        return await asyncio.to_thread(self.journal.record, decision), system
+        stored = await asyncio.to_thread(
+            self.journal.record, decision, lambda d: notice(d, event, system)
+        )
+        return stored, system
+
+    def _history(
+        self, key: str, names: list[str], system: System | None, since: datetime
+    ) -> list[Past]:
+        """The system's recent decisions, and a failover started recently under any of its
+        names: once the spare is rediscovered (`[vcem] rediscovery_delay_s`) the host name
+        resolves to the spare's bay, and a repeat event about the same server must still fall
+        in the cool-down (reference vcem-domain.md §5.4: "never auto-failover the same
+        server twice within T")."""
+        history = self.journal.history(key, since)
+        known = [*names, *(system.names() if system is not None else [])]
+        earlier = self.journal.failed_over_naming(known, since)
+        if earlier is not None and earlier.system_key != key:
+            history.append(earlier.past())
+        return history
 
     def _failed_over_system(self, names: list[str], since: datetime) -> System | None:
         """The bay a recent failover moved the named system away from (see
@@ -263,6 +331,9 @@ class EventListener:
         self, plan: Plan, system: System, principal: Principal | None
     ) -> tuple[Outcome, str, int | None]:
         assert plan.rule is not None
+        empty = await asyncio.to_thread(no_spare_reason, self.store, system)
+        if empty is not None:
+            return Outcome.FAILOVER_REFUSED, empty, None
         try:
             job_id = await self.failover.start(principal, system)
         except NotActive as exc:
@@ -341,6 +412,12 @@ class EndMails:
     A decision this node could not store (it lost the role between starting the job and
     recording the decision) is followed in memory instead (`follow`), on any role: reading
     the job and mailing change nothing in the store.
+
+    The notice of a decision (migration 0003: the alert, "failover job N started", a
+    refusal...) is owed in the store the same way, written when the decision was recorded:
+    each pass sends the owed notices first, oldest first, and a job's end is not mailed
+    before its start was. A notice the SMTP server did not take is tried again every `retry`
+    seconds and given up `limit` after its event.
     """
 
     MAX_FAILURES = 5
@@ -355,7 +432,7 @@ class EndMails:
         *,
         poll: float = FOLLOW_POLL,
         limit: float = FOLLOW_LIMIT,
-        retry: float = MAIL_RETRY,
+        retry: float | None = None,
     ) -> None:
         self.journal = journal
         self.jobs = JobJournal(store, roles.fenced)
@@ -364,11 +441,18 @@ class EndMails:
         self.clock = clock
         self.poll = poll
         self.limit = timedelta(seconds=limit)
+        if retry is None:
+            retry = getattr(getattr(notifier, "settings", None), "retry", MAIL_RETRY)
         self.retry = timedelta(seconds=retry)
         self._local: dict[str, Decision] = {}  # followed in memory (see above)
         self._retry_at: dict[str, datetime] = {}
         self._failures: dict[str, int] = {}
         self._mailed: set[str] = set()  # mailed, not yet marked sent in the store
+        # The same for notices (keyed by decision too, kept apart from the end mails').
+        self._notice_retry_at: dict[str, datetime] = {}
+        self._notice_failures: dict[str, int] = {}
+        self._notice_mailed: set[str] = set()
+        self._notices_owed: set[str] = set()  # as of the last pass: their ends wait
         self._wake: asyncio.Event | None = None
 
     def follow(self, decision: Decision) -> None:
@@ -388,6 +472,7 @@ class EndMails:
         self._wake = asyncio.Event()
         while True:
             try:
+                await self.send_notices()
                 await self.settle_ended()
             except (StoreError, NotActive, Fenced) as exc:
                 log.warning("end mails of event-started failovers: %s", exc.description)
@@ -397,6 +482,62 @@ class EndMails:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll)
             self._wake.clear()
+
+    async def send_notices(self) -> int:
+        """One pass over the owed notices (active only); returns how many were mailed."""
+        if self.roles.role is not Role.ACTIVE:
+            return 0
+        owed = await asyncio.to_thread(self.journal.owed_notices)
+        keys = {n.instance_id for n in owed}
+        for kept in (self._notice_retry_at, self._notice_failures):
+            for key in [k for k in kept if k not in keys]:
+                del kept[key]
+        self._notice_mailed &= keys
+        self._notices_owed = keys
+        now = self.clock()
+        mailed = 0
+        for notice in owed:
+            key = notice.instance_id
+            try:
+                mailed += await self._send_notice(notice, now)
+            except (StoreError, NotActive, Fenced):
+                raise
+            except Exception:
+                self._notice_failures[key] = failures = self._notice_failures.get(key, 0) + 1
+                log.exception("the mail of event decision %s failed (%d)", key, failures)
+                if failures >= self.MAX_FAILURES:
+                    await self._notice_done(key, "given-up", f"it failed {failures} times")
+        return mailed
+
+    async def _send_notice(self, notice: Notice, now: datetime) -> int:
+        key = notice.instance_id
+        if key in self._notice_mailed:
+            await self._notice_done(key, "sent")  # mailed at an earlier pass; marking failed
+            return 0
+        if now - notice.at > self.limit:
+            hours = self.limit.total_seconds() / 3600
+            await self._notice_done(key, "given-up", f"not mailed after {hours:g} h")
+            return 0
+        if self._notice_retry_at.get(key, now) > now:
+            return 0
+        if self.roles.role is not Role.ACTIVE:
+            return 0  # the role was lost during this pass: the new active mails it
+        # The notice was logged when the event was decided; attempts only mail it.
+        if not await self.notifier.notify(notice.subject, notice.body, log_notice=False):
+            self._notice_retry_at[key] = now + self.retry
+            return 0
+        self._notice_mailed.add(key)
+        await self._notice_done(key, "sent")
+        return 1
+
+    async def _notice_done(self, key: str, how: str, why: str = "") -> None:
+        if why:
+            log.warning("no mail for event decision %s: %s", key, why)
+        await asyncio.to_thread(self.journal.settle_notice, key, how)
+        self._notices_owed.discard(key)
+        self._notice_mailed.discard(key)
+        self._notice_retry_at.pop(key, None)
+        self._notice_failures.pop(key, None)
 
     async def settle_ended(self) -> int:
         """One pass: mail every owed end that has come; returns how many were mailed."""
@@ -447,6 +588,8 @@ class EndMails:
             return 0
         if not state.finished or self._retry_at.get(key, now) > now:
             return 0
+        if key in self._notices_owed:
+            return 0  # "started" goes out before how it ended
         if decision.stored and self.roles.role is not Role.ACTIVE:
             return 0  # the role was lost during this pass: the new active mails it
         job = await asyncio.to_thread(self.jobs.get, decision.job_id)
