@@ -13,7 +13,10 @@ logged; it is also mailed when `smtp_host` and `to` are set:
     timeout = 10.0
 
 Sending runs smtplib in a worker thread. A failed send is logged and never fails the
-operation that caused it (the log line is the durable record).
+operation that caused it (the log line is the durable record). `tell()` logs now and mails
+in the background, in order: the caller (a method an administrator or cron waits for) does
+not wait for a slow or silent mail server, and its audit line follows at once. The events'
+mails, which must not be lost, are owed in the store instead (provider.events).
 """
 
 from __future__ import annotations
@@ -48,6 +51,35 @@ class Notifier:
     def __init__(self, settings: NotifySettings, node: str) -> None:
         self.settings = settings
         self.node = node
+        self._outbox: asyncio.Queue[tuple[str, str]] | None = None
+        self._sender: asyncio.Task[None] | None = None
+
+    def tell(self, subject: str, body: str) -> None:
+        """Log the notice now and mail it in the background, after the ones told before it.
+        Call from the event loop."""
+        log.warning("%s: %s", subject, body)
+        if not self.settings.smtp_host or not self.settings.to:
+            return
+        if self._outbox is None:
+            self._outbox = asyncio.Queue()
+        self._outbox.put_nowait((subject, body))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.get_running_loop().create_task(self._send_told())
+
+    async def _send_told(self) -> None:
+        outbox = self._outbox
+        assert outbox is not None
+        while not outbox.empty():
+            subject, body = outbox.get_nowait()
+            try:
+                await self.notify(subject, body, log_notice=False)
+            except Exception:
+                log.exception("cannot e-mail %r", subject)
+
+    async def drain(self) -> None:
+        """Wait until what was told has been mailed (or failed): tests and shutdown."""
+        while self._sender is not None and not self._sender.done():
+            await asyncio.shield(self._sender)
 
     def _message(self, subject: str, body: str) -> EmailMessage:
         msg = EmailMessage()

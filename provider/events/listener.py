@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -228,7 +228,6 @@ class EventListener:
         self.clock = clock
         self.node = node
         self._lock = asyncio.Lock()
-        self._mail: set[asyncio.Task[object]] = set()
         self.end_mails = EndMails(journal, store, roles, notifier, clock)
 
     async def __call__(self, call: ExportCall, principal: Principal | None) -> None:
@@ -242,7 +241,7 @@ class EventListener:
             self.end_mails.wake()
         elif decision.notified:
             # Not stored (a standby's decision, or the role was lost): mailed once from here.
-            self._spawn(self.notifier.notify(*notice(decision, event, system)))
+            self.notifier.tell(*notice(decision, event, system))
         else:
             log.info("%s", _log_line(decision))
         if decision.owes_end_mail:
@@ -346,11 +345,6 @@ class EventListener:
             f"failover job {job_id} started for {system.label} by rule {plan.rule.name}",
             job_id,
         )
-
-    def _spawn(self, coro: Coroutine[Any, Any, object]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._mail.add(task)
-        task.add_done_callback(self._mail.discard)
 
 
 def _new_indication(call: ExportCall) -> CIMInstance:

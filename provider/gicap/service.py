@@ -271,10 +271,12 @@ class CapacityService:
         return outcome
 
     async def report(self, actions: list[Action]) -> None:
+        """Log every action now; mail those that notify in the background (`Notifier.tell`),
+        so the method's answer and its audit line do not wait for the mail server."""
         for action in actions:
             if action.notify:
                 subject = _SUBJECTS.get(action.kind, "Instant Capacity notice")
-                await self.notifier.notify(f"{subject}: {action.group}", action.text)
+                self.notifier.tell(f"{subject}: {action.group}", action.text)
             else:
                 log.info("%s: %s", action.kind, action.text)
 
@@ -289,7 +291,7 @@ class CapacityService:
         try:
             result = await asyncio.to_thread(self.cron.sync, wanted)
         except Exception as exc:
-            await self.notifier.notify(
+            self.notifier.tell(
                 "Cannot update the checkScavengedMember cron entry",
                 f"{self.cron.settings.target}: {exc}. Run checkScavengedMember yourself "
                 f"({self.cron.command}) until this is fixed.",

@@ -9,9 +9,11 @@ etc/inventory.example.toml).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -211,6 +213,46 @@ def test_partial_outage_seizes_the_reference_count_permanently(
     assert world.cron_lines() == []
     # Mailed as a loan is: whoever is on call gets the 12-hour instruction too.
     _wait("seizure e-mail", lambda: any("inactive group member" in s for s in mails.subjects()))
+
+
+class _HeldInbox(_Inbox):
+    """A mail server that takes the message only once `release` is set (a slow one)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrived = threading.Event()
+        self.release = threading.Event()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.arrived.set()
+        while not self.release.is_set():
+            await asyncio.sleep(0.02)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_a_seizure_is_answered_and_audited_without_waiting_for_the_mail_server(
+    world: World,
+) -> None:
+    """The seizure's mail went out before the method answered: a mail server that took 10 s
+    (the notify timeout) held icapmanage, and the audit line, as long."""
+    held = _HeldInbox()
+    controller = Controller(held, hostname="127.0.0.1", port=_free_port())
+    controller.start()
+    try:
+        gm = world.start(smtp_port=controller.port)
+        world.hosts(down=["hostA1.example.com"])
+        rv, out = _invoke(gm, "seizeRights", HostName="hostA1.example.com")
+        assert rv == 0 and out["SeizedCores"] == 4
+        audit = gm.workdir / f"{gm.node}-state" / "audit.log"
+        lines = [json.loads(x) for x in audit.read_text(encoding="utf-8").splitlines()]
+        assert [x["method"] for x in lines if x["method"] == "seizeRights"] == ["seizeRights"]
+        assert held.arrived.wait(10), "the seizure's mail was never sent"
+        assert held.messages == []  # the mail server still holds it: the call did not wait
+        held.release.set()
+        _wait("seizure e-mail", lambda: any("inactive group member" in s for s in held.subjects()))
+    finally:
+        held.release.set()
+        controller.stop()
 
 
 def test_complete_outage_scavenges_the_member_and_installs_the_cron_entry(
