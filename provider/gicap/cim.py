@@ -23,7 +23,7 @@ from provider.cim.provider import (
 from provider.errors import InvalidParameter, NotFound, NotSupported
 
 from . import rules
-from .model import CapacityState, Complex, Seizure
+from .model import CapacityState, Complex, Seizure, SeizureState
 from .service import (
     WHAT_ACTIVATE,
     WHAT_CHECK,
@@ -54,7 +54,11 @@ def group_row(state: CapacityState, name: str) -> Row:
     # One pass over the seizures, not one per member (in force: holds_rights).
     names = {c.name for c in members}
     seized = [s for s in state.seizures if s.member in names and s.state.holds_rights]
-    expiries = [s.expires_at for s in seized if s.expires_at is not None and s.deferred]
+    # The MOF: "Earliest expiration of pending (deferred) seizures". A deferred seizure whose
+    # member reconnected is a loan now, and a loan does not expire (reference §3.3).
+    expiries = [
+        s.expires_at for s in seized if s.expires_at is not None and s.state is SeizureState.PENDING
+    ]
     total = state.group_ticap(name)
     return {
         "Name": name,

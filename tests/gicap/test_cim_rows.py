@@ -13,7 +13,7 @@ from typing import Any
 
 from provider.gicap import cim, rules
 from provider.gicap.inventory import parse_capacity_inventory
-from provider.gicap.model import CapacityState
+from provider.gicap.model import CapacityState, SeizureState
 
 INVENTORY = Path(__file__).parent / "inventory.toml"
 T0 = datetime(2024, 3, 1, 8, 0, tzinfo=UTC)
@@ -58,5 +58,22 @@ def test_group_row_counts_the_seizures_in_force() -> None:
     row = cim.group_row(state, "Group1")
     in_force = [s for c in state.members("Group1") for s in state.in_force(c.name)]
     assert row["SeizedCoreRights"] == sum(s.cores for s in in_force) > 0
-    expiries = [s.expires_at for s in in_force if s.expires_at is not None and s.deferred]
-    assert row["SeizedRightsExpiration"] == (min(expiries) if expiries else None)
+    pending = [
+        s.expires_at
+        for s in in_force
+        if s.state is SeizureState.PENDING and s.expires_at is not None
+    ]
+    assert row["SeizedRightsExpiration"] == (min(pending) if pending else None)
+
+
+def test_a_loan_shows_no_expiration() -> None:
+    """A deferred seizure whose member reconnected is a loan: it does not expire, and the
+    group's SeizedRightsExpiration ("pending (deferred) seizures", the MOF) is empty."""
+    state = parse_capacity_inventory(INVENTORY.read_text(encoding="utf-8"), INVENTORY)
+    state = rules.seize(state, "hostB1.example.com", {}, T0).state
+    row = cim.group_row(state, "Group1")
+    assert row["SeizedRightsExpiration"] == T0 + timedelta(days=10)
+    state = rules.check_scavenged(state, {"complexB": True}, T0 + timedelta(days=1)).state
+    assert [s.state for s in state.seizures] == [SeizureState.LOAN]
+    row = cim.group_row(state, "Group1")
+    assert row["SeizedCoreRights"] > 0 and row["SeizedRightsExpiration"] is None
