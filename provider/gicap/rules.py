@@ -180,6 +180,14 @@ def seize(state: CapacityState, host: str, answered: Mapping[str, bool], now: da
         answered.get(h, False) for p in cx.partitions if p is not part for h in p.all_hosts
     )
     counts = seizure_counts(cx, part)
+    if counts.partition + counts.unassigned == 0:
+        # Nothing to take: recording it would spend the partition's one seizure, scavenge the
+        # member and start the 12-hour rule for no rights at all.
+        raise Refused(
+            f"No usage rights can be seized from nPar {part.name} of member {member}: it "
+            f"intends {part.intended} active cores, the minimum of one per active cell "
+            f"({counts.leave}), and the member has no unassigned rights. Nothing was seized."
+        )
     deferred = not others_up
     expires: datetime | None = None
     actions: list[Action] = []
@@ -287,7 +295,11 @@ def restore(state: CapacityState, host: str, now: datetime) -> Outcome:
             f"No usage rights seized from nPar {part.name} of member {member} are held by the "
             "group; there is nothing to restore."
         )
-    need = sum(s.cores for s in seized)
+    seized_cores = sum(s.cores for s in seized)
+    # The partition gets back what it had, never more cores than its active cells hold: if
+    # it intends more already (the 12-hour rule assumed all its cores), the rest stays with
+    # the group, where another member can use it.
+    need = min(seized_cores, max(0, part.cores_on_active_cells - part.intended))
     if group.free_rights < need:
         raise Refused(
             f"Cannot restore {need} core usage rights to nPar {part.name} of member {member}: "
@@ -300,6 +312,12 @@ def restore(state: CapacityState, host: str, now: datetime) -> Outcome:
     for s in seized:
         s.state = SeizureState.RESTORED
     text = f"{need} core usage rights were restored to nPar {part.name} of member {member}."
+    if need < seized_cores:
+        text += (
+            f" The other {seized_cores - need} of the {seized_cores} seized stay with group "
+            f"{group.name}: the nPar intends {part.intended} active cores, all its active "
+            f"cells hold ({part.cores_on_active_cells})."
+        )
     return Outcome(
         state,
         [Action("restore", group.name, member, part.name, need, text=text)],
