@@ -303,7 +303,10 @@ class RepeatFilter(logging.Filter):
     text, and a one-hour outage wrote tens of thousands of lines. A repeat within `window`
     seconds is counted instead, and the next time the message passes it says how many
     there were. INFO and DEBUG lines pass unchanged; so does a record whose message cannot
-    be formatted (the handler reports that, as without this filter)."""
+    be formatted (the handler reports that, as without this filter). A record with a
+    traceback is a repeat only of the same exception raised at the same place: a client
+    told "the server log has the details" must find them, and the same message ("GetInstance
+    failed unexpectedly") covers different bugs."""
 
     _LIMIT = 1000  # distinct warnings remembered
 
@@ -321,7 +324,7 @@ class RepeatFilter(logging.Filter):
             text = record.getMessage()
         except Exception:
             return True
-        key = (record.name, record.levelno, text)
+        key = (record.name, record.levelno, text + _exception_key(record))
         with self._lock:
             now = self.clock()
             last = self._seen.get(key)
@@ -336,6 +339,18 @@ class RepeatFilter(logging.Filter):
             record.msg = f"{text} (and {last[1]} times more in the last {now - last[0]:.0f} s)"
             record.args = None
         return True
+
+
+def _exception_key(record: logging.LogRecord) -> str:
+    """What tells one logged exception from another: its type, text and where it was raised."""
+    exc = record.exc_info[1] if record.exc_info else None
+    if exc is None:
+        return ""
+    tb, last = exc.__traceback__, None
+    while tb is not None:
+        last, tb = tb, tb.tb_next
+    where = f"{last.tb_frame.f_code.co_filename}:{last.tb_lineno}" if last is not None else ""
+    return f"\n{type(exc).__qualname__}: {exc} at {where}"
 
 
 def _logging() -> None:

@@ -144,6 +144,26 @@ def test_a_repeated_warning_is_said_once_a_minute_with_its_count() -> None:
     assert passes("store down") is None
 
 
+def test_a_different_exception_under_the_same_message_is_logged() -> None:
+    """Clients told "the server log has the details" found only the first traceback: every
+    other internal error of the same operation within the minute was counted, not logged."""
+    repeats = RepeatFilter(window=60.0, clock=lambda: 0.0)
+
+    def logged(exc: Exception) -> bool:
+        try:
+            raise exc
+        except Exception:
+            info = sys.exc_info()
+        record = logging.LogRecord(
+            "gm.app", logging.ERROR, __file__, 1, "GetInstance failed unexpectedly", None, info
+        )
+        return repeats.filter(record)
+
+    assert logged(ValueError("invalid literal for int() with base 10: '2'"))
+    assert logged(OverflowError("Python int too large to convert to SQLite INTEGER"))
+    assert not logged(OverflowError("Python int too large to convert to SQLite INTEGER"))
+
+
 def test_the_section_of_the_configured_hardware_driver_is_known(tmp_path: Path) -> None:
     text = '[vcem]\ndriver = "redfish"\n[redfish]\nurl = "https://oa.example"\n'
     assert load_config(_write(tmp_path, text)).section("redfish") == {"url": "https://oa.example"}

@@ -221,7 +221,7 @@ def _convert_intrinsic(kind: str, value: Any, name: str) -> Any:
         return text == "TRUE"
     if kind == _U:
         text = _text(value, name).strip()
-        if not text.isdigit() or int(text) > 0xFFFFFFFF:
+        if not (text.isascii() and text.isdigit()) or int(text) > 0xFFFFFFFF:
             raise InvalidParameter(f"Parameter {name} must be a uint32, not {value!r}.")
         return int(text)
     if kind == _CN:

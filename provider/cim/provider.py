@@ -38,9 +38,22 @@ __all__ = [
     "RoleGate",
     "Row",
     "WriteSpec",
+    "numbered",
 ]
 
 Row = Mapping[str, Any]
+
+
+def numbered(instance_id: str, prefix: str) -> int | None:
+    """The number of an InstanceID `prefix` + number as we write them (ASCII digits, no
+    leading zero, at most 18 of them), or None: "GM:ConcreteJob:01", ":²" and a number
+    past the store's integers name no instance, and must not become an internal error."""
+    if not instance_id.startswith(prefix):
+        return None
+    text = instance_id[len(prefix) :]
+    if not (text.isascii() and text.isdigit()) or len(text) > 18 or str(int(text)) != text:
+        return None
+    return int(text)
 
 
 class RoleGate(Protocol):

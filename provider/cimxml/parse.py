@@ -247,7 +247,7 @@ def _array_size(el: _Element) -> int | None:
     value = el.get("ARRAYSIZE")
     if value is None:
         return None
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         raise _bad(el, f"invalid ARRAYSIZE={value!r}")
     return int(value)
 

@@ -104,7 +104,7 @@ class TcpProber:
 
     def _target(self, host: str) -> tuple[str, int]:
         name, sep, port = host.rpartition(":")
-        if sep and port.isdigit():
+        if sep and port.isascii() and port.isdigit():
             return name, int(port)
         return host, self.port
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from provider.cim.provider import numbered
 from provider.errors import Fenced, NotActive
 from provider.jobs.model import JobState
 from provider.store import Tx
@@ -66,7 +67,7 @@ class Decision:
     @property
     def stored(self) -> bool:
         """In the store (the active's), not in this process's memory (a standby's)."""
-        return self.instance_id.removeprefix(_PREFIX).isdigit()
+        return numbered(self.instance_id, _PREFIX) is not None
 
     @property
     def label(self) -> str:
@@ -304,14 +305,14 @@ class DecisionLog:
             yield _decision(row)
 
     def get(self, instance_id: str) -> Decision | None:
-        number = instance_id.removeprefix(_PREFIX)
         if not instance_id.startswith(_PREFIX):
             return None
-        if number.isdigit():
+        number = numbered(instance_id, _PREFIX)
+        if number is not None:
             with self.store.read() as tx:
                 row = tx.fetchone(
                     f"SELECT {_COLUMNS} FROM events_decisions WHERE id = %(id)s",
-                    {"id": int(number)},
+                    {"id": number},
                 )
             return None if row is None else _decision(row)
         with self._lock:

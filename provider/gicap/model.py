@@ -64,6 +64,13 @@ def name_problem(kind: str, name: str) -> str | None:
         return f"a {kind} name must not be empty"
     if len(name) > MAX_NAME:
         return f"the {kind} name {name[:20]!r}... is {len(name)} characters long; at most 127"
+    if name != name.strip():
+        # Key values are read without the white space around them (wbemcli and OpenPegasus
+        # request files put some there), so such a name could never be addressed again.
+        return (
+            f"the {kind} name {name!r} begins or ends with a space; a key value is read "
+            f"without the spaces around it, so use {name.strip()!r}"
+        )
     if not _NAME.match(name):
         bad = sorted({c for c in name if not _NAME.match(c)})
         return (

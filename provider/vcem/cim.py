@@ -29,6 +29,7 @@ from provider.cim.provider import (
     ProviderRegistry,
     Row,
     WriteSpec,
+    numbered,
 )
 from provider.drivers import DriverContext, create_driver
 from provider.errors import InvalidParameter, NotFound
@@ -325,10 +326,10 @@ class _Jobs(InstanceProvider):
 
     def get(self, ctx: OperationContext, classname: str, keys: Mapping[str, Any]) -> Row:
         instance_id = str(next(iter(keys.values()), ""))
-        number = instance_id.removeprefix(_JOB_PREFIX)
-        if not instance_id.startswith(_JOB_PREFIX) or not number.isdigit():
+        number = numbered(instance_id, _JOB_PREFIX)
+        if number is None:
             raise NotFound(f'No GM_ConcreteJob with InstanceID "{instance_id}".')
-        return job_row(self.journal.get(int(number)))
+        return job_row(self.journal.get(number))
 
 
 # -- install ---------------------------------------------------------------------------------
