@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pywbem import (
+    CIMClass,
     CIMClassName,
     CIMDateTime,
     CIMInstance,
@@ -286,6 +287,13 @@ def typed_value(value: Any, cimtype: str, is_array: bool, what: str) -> Any:
             if isinstance(value, CIMInstanceName | CIMClassName):
                 return value
             raise TypeMismatch(f"{what} must be a reference.")
+        if isinstance(value, CIMInstanceName | CIMClassName | CIMInstance | CIMClass):
+            # A reference or an object where a value is declared: never read as its text.
+            kind = "an object" if isinstance(value, CIMInstance | CIMClass) else "a reference"
+            raise TypeMismatch(
+                f"{what} is a {cimtype}; {kind} was sent: send "
+                f"{_TYPE_FORMS.get(cimtype, 'a ' + cimtype + ' value')}."
+            )
         if isinstance(value, str) and cimtype != "string":
             value = value.strip()
             if cimtype == "boolean":

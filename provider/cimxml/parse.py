@@ -374,7 +374,12 @@ class _Decoder:
             if value_el.tag == "KEYVALUE":
                 keys[name] = self.keyvalue(value_el)
             else:
-                keys[name] = self.value_reference(value_el)
+                ref = self.value_reference(value_el)
+                if not isinstance(ref, CIMInstanceName):
+                    # DSP0004: a reference key refers to an instance; pywbem cannot hold a
+                    # class path there either.
+                    raise _bad(kb, "a key's VALUE.REFERENCE must name an instance, not a class")
+                keys[name] = ref
         return CIMInstanceName(classname, keys, namespace=namespace, host=host)
 
     def keyvalue(self, el: _Element) -> Any:
@@ -652,7 +657,9 @@ class _Decoder:
         qualifiers, rest = self._split_qualifiers(el, _PARAMETER_TAGS)
         return CIMMethod(
             _cimname(el),
-            return_type=_cimtype(el, required=False),
+            # DSP0201 leaves TYPE #IMPLIED, but a method without a return type cannot be
+            # declared (DSP0004; pywbem's CIMMethod refuses it too).
+            return_type=_cimtype(el),
             parameters=[self.parameter(p) for p in rest],
             class_origin=el.get("CLASSORIGIN"),
             propagated=_flag(el, "PROPAGATED"),
@@ -942,4 +949,9 @@ def parse_request(
 ) -> Request:
     """Decode one CIM-XML request body (operation or export) or raise ProtocolError."""
     root = _parse_xml(body, max_depth, max_elements)
-    return _Decoder(max_depth, max_elements).cim(root)
+    try:
+        return _Decoder(max_depth, max_elements).cim(root)
+    except (ValueError, TypeError) as exc:
+        # pywbem's constructors check what the walker did not (a combination of attributes):
+        # still the client's request, so a 400 that says why, never an internal error.
+        raise _invalid(f"Request is not valid: {exc}") from None

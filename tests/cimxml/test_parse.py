@@ -449,3 +449,16 @@ def test_element_count_limit() -> None:
     err = _error(body, max_elements=100)
     assert (err.status, err.cim_error) == (400, "request-not-valid")
     assert "more than 100 elements" in err.detail
+
+
+def test_a_method_without_a_return_type_is_not_valid() -> None:
+    """Found by the fuzz test: pywbem's CIMMethod refused it with a ValueError, which the
+    transport answered 500 (an internal error) instead of 400."""
+    body = wrap(
+        b'<IMETHODCALL NAME="CreateClass">' + NS + b'<IPARAMVALUE NAME="NewClass">'
+        b'<CLASS NAME="GM_X"><METHOD NAME="stepDown"></METHOD></CLASS>'
+        b"</IPARAMVALUE></IMETHODCALL>"
+    )
+    err = _error(body)
+    assert err.status == 400 and err.cim_error == "request-not-valid"
+    assert "missing attribute TYPE" in err.detail and "METHOD" in err.detail

@@ -45,3 +45,56 @@ def test_a_max_object_count_that_is_not_a_uint32_is_invalid(gm: ProviderHandle, 
     status, _, payload = exchange(gm, body, _headers(CIMMethod="OpenEnumerateInstances"))
     assert status == 200
     assert b'<ERROR CODE="4"' in payload and b"MaxObjectCount" in payload, payload
+
+
+def _message(inner: str) -> str:
+    return (
+        '<?xml version="1.0" encoding="utf-8" ?><CIM CIMVERSION="2.0" DTDVERSION="2.0">'
+        f'<MESSAGE ID="9" PROTOCOLVERSION="1.0"><SIMPLEREQ>{inner}</SIMPLEREQ></MESSAGE></CIM>'
+    )
+
+
+_NS = '<LOCALNAMESPACEPATH><NAMESPACE NAME="root"/><NAMESPACE NAME="cimv2"/></LOCALNAMESPACEPATH>'
+
+
+def test_a_reference_where_a_string_is_declared_is_a_type_mismatch(gm: ProviderHandle) -> None:
+    """setSpare took <VALUE.REFERENCE><CLASSNAME NAME="enc01"/> as the text "enc01" and
+    changed the bay."""
+    conn = gm.connection()
+    bay = pywbem.CIMInstanceName("GM_DeviceBay", {"EnclosureName": "enc01", "BayName": "4"})
+    before = conn.GetInstance(bay)["IsSpare"]
+    call = (
+        f'<METHODCALL NAME="setSpare"><LOCALCLASSPATH>{_NS}<CLASSNAME NAME="GM_GroupManager"/>'
+        '</LOCALCLASSPATH><PARAMVALUE NAME="EnclosureName" PARAMTYPE="reference">'
+        '<VALUE.REFERENCE><CLASSNAME NAME="enc01"/></VALUE.REFERENCE></PARAMVALUE>'
+        '<PARAMVALUE NAME="BayName" PARAMTYPE="string"><VALUE>4</VALUE></PARAMVALUE>'
+        f'<PARAMVALUE NAME="IsSpare" PARAMTYPE="boolean"><VALUE>{str(not before).upper()}'
+        "</VALUE></PARAMVALUE></METHODCALL>"
+    )
+    headers = _headers(CIMMethod="setSpare", CIMObject="root%2Fcimv2%3AGM_GroupManager")
+    status, _, payload = exchange(gm, _message(call), headers)
+    assert status == 200
+    assert b'<ERROR CODE="13"' in payload and b"EnclosureName is a string" in payload, payload
+    assert conn.GetInstance(bay)["IsSpare"] == before
+    # A key given as a reference to an instance is refused the same way.
+    get = (
+        f'<IMETHODCALL NAME="GetInstance">{_NS}<IPARAMVALUE NAME="InstanceName">'
+        '<INSTANCENAME CLASSNAME="GM_DeviceBay"><KEYBINDING NAME="EnclosureName">'
+        '<VALUE.REFERENCE><INSTANCENAME CLASSNAME="GM_Enclosure"><KEYBINDING NAME="Name">'
+        "<KEYVALUE>enc01</KEYVALUE></KEYBINDING></INSTANCENAME></VALUE.REFERENCE></KEYBINDING>"
+        '<KEYBINDING NAME="BayName"><KEYVALUE>4</KEYVALUE></KEYBINDING></INSTANCENAME>'
+        "</IPARAMVALUE></IMETHODCALL>"
+    )
+    status, _, payload = exchange(gm, _message(get), _headers(CIMMethod="GetInstance"))
+    assert status == 200 and b'<ERROR CODE="13"' in payload, payload
+    # A class where a key's reference must name an instance: not a valid request.
+    status, headers, _ = exchange(
+        gm,
+        _message(get).replace(
+            '<INSTANCENAME CLASSNAME="GM_Enclosure"><KEYBINDING NAME="Name">'
+            "<KEYVALUE>enc01</KEYVALUE></KEYBINDING></INSTANCENAME>",
+            '<CLASSNAME NAME="enc01"/>',
+        ),
+        _headers(CIMMethod="GetInstance"),
+    )
+    assert status == 400 and headers["cimerror"] == "request-not-valid"
