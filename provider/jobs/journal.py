@@ -450,14 +450,19 @@ class JobJournal:
             if job.state is not JobState.QUEUED:
                 raise Refused(_not_cancellable(job))
             now = self.clock()
-            tx.execute(
+            # The state is checked again by the UPDATE itself: on PostgreSQL (READ COMMITTED) a
+            # claim can commit between the read above and this write, which then waits for the
+            # claim's row lock and changes nothing. Only a row changed here is a cancellation.
+            row = tx.fetchone(
                 "UPDATE gm_jobs SET state = 'terminated', changed_at = %(now)s,"
                 " finished_at = %(now)s, error_description = %(why)s WHERE id = %(id)s"
-                " AND state = 'queued'",
+                f" AND state = 'queued' RETURNING {_COLUMNS}",
                 {"now": now, "why": f"Cancelled by {user} while queued.", "id": job_id},
             )
+            if row is None:
+                raise Refused(_not_cancellable(self.get(job_id, tx)))
             tx.audit(f"cancelled job {job_id} for {user}")
-            return self.get(job_id, tx)
+            return _job(row)
 
     def due_rediscoveries(self, now: float) -> list[Job]:
         with self.store.read_one() as tx:

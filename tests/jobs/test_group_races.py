@@ -120,3 +120,48 @@ def test_a_group_change_waits_for_a_claim_and_then_refuses(
             assert still is not None and still.is_spare
 
     asyncio.run(main())
+
+
+@pytest.mark.postgres
+def test_a_cancel_that_meets_a_claim_is_refused(tmp_path: Path, postgres_url: str) -> None:
+    """PostgreSQL: cancelJob read 'queued', a claim committed meanwhile, and its UPDATE (which
+    waited for the claim's row lock) changed nothing; it still answered "cancelled", and the
+    job ran. Now the cancel is refused as for a running job."""
+
+    async def main() -> None:
+        async with vcem_stack(tmp_path, store_url=postgres_url, start_runner=False) as stack:
+            job_id = stack.service.submit_failover(FailoverSource(host=HOST), "t")
+            claiming = threading.Event()
+            release = threading.Event()
+            outcome: list[BaseException | object] = []
+
+            def claim_slowly() -> None:
+                with stack.roles.fenced("claim in a test") as tx:
+                    tx.execute(
+                        "UPDATE gm_jobs SET state = 'starting' WHERE id = %(id)s", {"id": job_id}
+                    )
+                    claiming.set()
+                    release.wait(10)
+
+            def cancel() -> None:
+                try:
+                    outcome.append(stack.service.cancel(job_id, "admin"))
+                except BaseException as exc:
+                    outcome.append(exc)
+
+            claimer = threading.Thread(target=claim_slowly)
+            claimer.start()
+            assert claiming.wait(10)
+            canceller = threading.Thread(target=cancel)
+            canceller.start()
+            time.sleep(0.5)  # the cancel has read 'queued' and waits for the claim's row lock
+            release.set()
+            claimer.join(20)
+            canceller.join(20)
+            assert len(outcome) == 1 and isinstance(outcome[0], Refused), outcome
+            assert "cannot be cancelled" in str(outcome[0])
+            with stack.store.read() as tx:
+                state = tx.scalar("SELECT state FROM gm_jobs WHERE id = %(id)s", {"id": job_id})
+            assert state == "starting"  # the claim's, not the cancel's
+
+    asyncio.run(main())
