@@ -300,12 +300,26 @@ def _check_product(ctx: StepContext, job: Job) -> StepResult:
     if profile is None:
         raise StepFailed(f"server profile {job.profile} no longer exists.")
     source = _source(job)
+    # The profile must still be where it was when the job was asked for: a job queued behind
+    # another of its group (a move behind a failover of the same profile) would otherwise
+    # assign it to its target while it stays applied where the other job put it.
+    was = None if source is None else (source.enclosure, source.bay)
+    if (job.job_type is JobType.FAILOVER and source is None) or (
+        profile.enclosure,
+        profile.bay,
+    ) != (was or (None, None)):
+        now = (
+            f"it is now in {profile.enclosure} bay {profile.bay}"
+            if profile.enclosure is not None
+            else "it is now assigned to no bay"
+        )
+        asked = f"the source bay ({source})" if source is not None else "no bay"
+        raise StepFailed(
+            f"profile {profile.name} is no longer assigned to {asked}: {now}; another job or "
+            f"an administrator moved it after job {job.id} was asked for. Nothing was done; "
+            "ask again from where the profile is now."
+        )
     if job.job_type is JobType.FAILOVER:
-        if source is None or (profile.enclosure, profile.bay) != (source.enclosure, source.bay):
-            raise StepFailed(
-                f"profile {profile.name} is no longer assigned to the source bay; another job or "
-                "an administrator moved it. Nothing was done."
-            )
         if not profile.boot_from_san:
             raise StepFailed(
                 f"profile {profile.name} does not boot from SAN; failover needs the source and "

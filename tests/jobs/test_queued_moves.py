@@ -1,0 +1,54 @@
+"""A job queued behind another of its group finds the world the other left: a move asked
+while a failover of the same profile was queued or running recorded the profile's bay at
+submission and, when its turn came, assigned the profile to its target without taking it off
+the spare the failover had moved it to: one server identity (MACs, WWNs, boot LUN) applied
+in two bays, both powered on."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from provider.jobs import JobState, Step
+from provider.vcem import repository as repo
+from provider.vcem.service import FailoverSource
+from tests.vcem.direct import vcem_stack
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_a_move_queued_behind_a_failover_of_its_profile_does_nothing(
+    tmp_path: Path, store_url: str
+) -> None:
+    async def main() -> None:
+        async with vcem_stack(tmp_path, store_url=store_url, start_runner=False) as stack:
+            with stack.store.read() as tx:
+                source = repo.bay_by_host(tx, "web01.example.com")
+            assert source is not None and source.profile is not None
+            profile = source.profile
+            failover = stack.service.submit_failover(FailoverSource(host=source.host), "t")
+            move = stack.service.submit_move(profile, "enc01", "5", True, "t")
+            runner = asyncio.create_task(stack.runner.run())
+            try:
+                done = await stack.wait(failover)
+                moved = await stack.wait(move)
+            finally:
+                runner.cancel()
+            assert done.state is JobState.COMPLETED
+            spare = (done.target_enclosure, done.target_bay)
+            assert moved.state is JobState.EXCEPTION, moved
+            assert moved.error_step == Step.CHECK_PRODUCT.value
+            assert "no longer assigned to the source bay" in moved.error_description
+            assert f"{spare[0]} bay {spare[1]}" in moved.error_description
+            # The identity is in one bay only, and the move's target was never touched.
+            with stack.store.read() as tx:
+                rows = tx.fetchall(
+                    "SELECT enclosure, bay FROM sim_bays WHERE profile = %(p)s", {"p": profile}
+                )
+            assert [tuple(r) for r in rows] == [spare]
+            target = stack.sim("enc01", "5")
+            assert target["profile"] is None and target["power_ons"] == 0
+
+    asyncio.run(main())
