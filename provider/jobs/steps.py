@@ -303,11 +303,9 @@ def _check_product(ctx: StepContext, job: Job) -> StepResult:
     # The profile must still be where it was when the job was asked for: a job queued behind
     # another of its group (a move behind a failover of the same profile) would otherwise
     # assign it to its target while it stays applied where the other job put it.
-    was = None if source is None else (source.enclosure, source.bay)
-    if (job.job_type is JobType.FAILOVER and source is None) or (
-        profile.enclosure,
-        profile.bay,
-    ) != (was or (None, None)):
+    was = (None, None) if source is None else (source.enclosure, source.bay)
+    moved = (profile.enclosure, profile.bay) != was
+    if moved or (job.job_type is JobType.FAILOVER and source is None):
         now = (
             f"it is now in {profile.enclosure} bay {profile.bay}"
             if profile.enclosure is not None
@@ -319,13 +317,12 @@ def _check_product(ctx: StepContext, job: Job) -> StepResult:
             f"an administrator moved it after job {job.id} was asked for. Nothing was done; "
             "ask again from where the profile is now."
         )
-    if job.job_type is JobType.FAILOVER:
-        if not profile.boot_from_san:
-            raise StepFailed(
-                f"profile {profile.name} does not boot from SAN; failover needs the source and "
-                "the spare configured to boot from SAN with no dependency on a local drive "
-                "(reference §1.3). Nothing was done: the source is still powered as it was."
-            )
+    if job.job_type is JobType.FAILOVER and not profile.boot_from_san:
+        raise StepFailed(
+            f"profile {profile.name} does not boot from SAN; failover needs the source and "
+            "the spare configured to boot from SAN with no dependency on a local drive "
+            "(reference §1.3). Nothing was done: the source is still powered as it was."
+        )
     if source is None:
         return StepResult("skipped", f"profile {profile.name} is not assigned to a bay")
     state = _read_one(ctx, source)
