@@ -173,8 +173,7 @@ class _Read:
         return tx
 
     def _begin(self, conn: RawConnection) -> Tx:
-        conn.begin(False)
-        return Tx(conn)
+        return Tx(self._store._begin_on_live(conn, False))
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: object, tb: object) -> None:
         tx = self._tx
@@ -203,9 +202,10 @@ class _Read:
 class _OneStatementTx(Tx):
     """The `Tx` of `Store.read_one()`: one query, run outside a transaction block."""
 
-    def __init__(self, conn: RawConnection) -> None:
+    def __init__(self, conn: RawConnection, store: Store) -> None:
         super().__init__(conn)
         self._ran = False
+        self._store = store
 
     def _run(self, sql: str, params: Mapping[str, Any] | None) -> tuple[list[Row], int]:
         if self._ran and self._open:
@@ -214,6 +214,15 @@ class _OneStatementTx(Tx):
                 "several statements need store.read(), so that they see one snapshot"
             )
         self._ran = True
+        try:
+            return super()._run(sql, params)
+        except StoreError:
+            # The statement is the whole transaction: on a connection found dead, once more.
+            fresh = self._store._replacement(self._conn)
+            if fresh is None:
+                raise
+        fresh.begin_statement()
+        self._conn, self._failed = fresh, None
         return super()._run(sql, params)
 
     def run_script(self, script: str) -> None:
@@ -227,7 +236,7 @@ class _ReadOne(_Read):
 
     def _begin(self, conn: RawConnection) -> Tx:
         conn.begin_statement()
-        return _OneStatementTx(conn)
+        return _OneStatementTx(conn, self._store)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: object, tb: object) -> None:
         tx = self._tx
@@ -299,6 +308,28 @@ class Store:
         if not conn.usable and getattr(self._local, "conn", None) is conn:
             self._local.conn = None
 
+    def _replacement(self, conn: RawConnection) -> RawConnection | None:
+        """A new connection in place of `conn` when `conn` has just proved dead on the first
+        statement of a transaction (nothing of it ran), else None. A server restart ends every
+        idle connection of the pool; without this, the first request of each thread after
+        the store came back failed with "terminating connection due to administrator
+        command"."""
+        if conn.usable:
+            return None
+        self._forget_if_broken(conn)
+        return self._connection()
+
+    def _begin_on_live(self, conn: RawConnection, write: bool) -> RawConnection:
+        try:
+            conn.begin(write)
+            return conn
+        except StoreError:
+            fresh = self._replacement(conn)
+            if fresh is None:
+                raise
+        fresh.begin(write)
+        return fresh
+
     def close(self) -> None:
         """Close every connection of every thread. The store is unusable afterwards."""
         with self._lock:
@@ -326,7 +357,7 @@ class Store:
                 f"lock for {self._writer_timeout:g} s)"
             )
         try:
-            conn.begin(write)
+            conn = tx._conn = self._begin_on_live(conn, write)
             try:
                 yield
             except BaseException:

@@ -173,6 +173,44 @@ def test_a_failed_statement_aborts_the_transaction_on_both_backends(store: Store
     assert audit_rows(store) == []
 
 
+@pytest.mark.postgres
+def test_a_connection_the_server_ended_while_idle_is_replaced(postgres_url: str) -> None:
+    """After a PostgreSQL restart, the first request of each thread failed with "terminating
+    connection due to administrator command" (its pooled connection had died idle). The
+    first statement of a transaction, on a connection found dead, now runs once more on a
+    new one; nothing of the transaction had run."""
+    import psycopg
+
+    store = open_test_store(postgres_url)
+    try:
+        epoch = store.acquire("A", TTL)
+        assert epoch is not None
+
+        def end_this_threads_connection() -> None:
+            with store.read() as tx:
+                pid = tx.scalar("SELECT pg_backend_pid()")
+            admin = postgres_url.split("?")[0]
+            with psycopg.connect(admin, autocommit=True) as other:
+                assert other.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()
+            time.sleep(0.2)  # the backend is gone; the client learns it at its next statement
+
+        end_this_threads_connection()
+        with store.read() as tx:
+            assert tx.scalar("SELECT count(*) FROM gm_nodes") == 0
+        end_this_threads_connection()
+        with store.read_one() as tx:
+            assert tx.scalar("SELECT count(*) FROM gm_nodes") == 0
+        end_this_threads_connection()
+        with store.fenced("A", epoch) as tx:
+            tx.audit("after the restart")
+        assert audit_rows(store) == [(epoch, "A", "after the restart")]
+        # A statement that fails for another reason is not run twice.
+        with pytest.raises(StoreError), store.read_one() as tx:
+            tx.fetchall("SELECT no_such_column FROM gm_nodes")
+    finally:
+        store.close()
+
+
 def test_a_unique_violation_names_its_constraint_on_postgresql(store: Store) -> None:
     store.report_node("A", "standby", 0)
     with pytest.raises(ConstraintViolation) as caught, store._write() as tx:
