@@ -15,7 +15,9 @@ a replay after a crash repeats no power action.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from provider.drivers.base import DeviceState, PowerState
 
@@ -138,9 +140,12 @@ class StepFailed(Exception):
     """A step cannot complete; the job ends in Exception with this reason (exit on error,
     seed 002 / reference §3.2). The reason is written for the person who reads the job."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, effect: Callable[[Any], None] | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        # What the step did before it failed, written to the store with the job's end (a
+        # FencedTx -> None), so the store says where things are: nothing is rolled back.
+        self.effect = effect
 
 
 def needs_power_off(state: DeviceState) -> bool:

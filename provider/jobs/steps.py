@@ -197,14 +197,22 @@ def _unlock(job: Job) -> Callable[[FencedTx], None]:
 def _exception(job: Job, step: Step, exc: Exception) -> Ending:
     """Exit on error (seed 002): the job ends in Exception with the step and the reason,
     the group unlocks in the same transaction, and nothing is rolled back."""
+    unlock = _unlock(job)
     if isinstance(exc, StepFailed):
         reason = exc.reason
+        if exc.effect is not None:
+            done, unlock_only = exc.effect, unlock
+
+            def unlock(tx: FencedTx) -> None:
+                done(tx)
+                unlock_only(tx)
+
     elif isinstance(exc, DeviceError):
         reason = exc.description
     else:
         log.error("job %d failed unexpectedly in %s", job.id, step.value, exc_info=exc)
         reason = f"internal error in gm-provider: {exc!r}"
-    return Ending(JobState.EXCEPTION, _unlock(job), step, f"Step {step.value} failed: {reason}")
+    return Ending(JobState.EXCEPTION, unlock, step, f"Step {step.value} failed: {reason}")
 
 
 def _end_in_exception(ctx: StepContext, job: Job, step: Step, exc: Exception) -> None:
@@ -459,14 +467,19 @@ def _move_profile(ctx: StepContext, job: Job) -> StepResult:
     actions = move_actions(job.profile, states.get(source) if source else None, states[target])
     key = f"job {job.id} {Step.MOVE_PROFILE.value}"
     for action in actions:
-        if action is MoveAction.UNASSIGN_SOURCE and source is not None:
-            ctx.driver.unassign_profile(source, job.profile, key)
-        elif action is MoveAction.ASSIGN_TARGET:
-            ctx.driver.assign_profile(target, job.profile, key)
+        try:
+            if action is MoveAction.UNASSIGN_SOURCE and source is not None:
+                ctx.driver.unassign_profile(source, job.profile, key)
+            elif action is MoveAction.ASSIGN_TARGET:
+                ctx.driver.assign_profile(target, job.profile, key)
+        except DeviceError as exc:
+            _stranded(ctx, job, source, target, exc.description)
+            raise
     after = ctx.driver.read(bays)
     if after[target].profile != job.profile or (
         source is not None and after[source].profile == job.profile
     ):
+        _stranded(ctx, job, source, target, f"profile {job.profile} did not arrive on {target}.")
         raise StepFailed(f"profile {job.profile} did not arrive on {target}.")
 
     def effect(tx: FencedTx) -> None:
@@ -486,6 +499,30 @@ def _move_profile(ctx: StepContext, job: Job) -> StepResult:
     done = ", ".join(a.value for a in actions) or "already in place"
     outcome = "done" if actions else "already"
     return StepResult(outcome, f"profile {job.profile}{origin} to {target}: {done}", effect)
+
+
+def _stranded(ctx: StepContext, job: Job, source: BayRef | None, target: BayRef, why: str) -> None:
+    """A move that failed half-way: when the profile is now on neither bay (taken off the
+    source, not assigned to the target), say so, and have the store say so (it still named
+    the source, and the administrator would look for the identity there)."""
+    try:
+        now = ctx.driver.read([target] if source is None else [source, target])
+    except DeviceError:
+        return  # where it is cannot be read: the reason of the failure is what we know
+    if any(state.profile == job.profile for state in now.values()):
+        return  # still where the store says, or arrived after all: the reason says enough
+
+    def unassigned(tx: FencedTx) -> None:
+        repo.unassign_profile(tx, job.profile)
+
+    origin = f"was taken off {source} and " if source is not None else ""
+    raise StepFailed(
+        f"{why} Profile {job.profile} {origin}is now assigned to no bay (the inventory says so "
+        f"too). Nothing was rolled back. Fix the cause, then assign it where it should run: "
+        f"vcemcli -move profile -profilename {job.profile} -targetenclosurename "
+        f"{target.enclosure} -targetbayname {target.bay}",
+        unassigned,
+    )
 
 
 def _power_on_target(ctx: StepContext, job: Job) -> StepResult:

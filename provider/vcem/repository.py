@@ -606,6 +606,14 @@ def move_profile(
     return host, ips
 
 
+def unassign_profile(tx: FencedTx, profile_name: str) -> None:
+    """The profile is assigned to no bay (a move that failed after taking it off its bay)."""
+    tx.execute(
+        "UPDATE vcem_profiles SET enclosure = NULL, bay = NULL WHERE name = %(n)s",
+        {"n": profile_name},
+    )
+
+
 def set_discovery(
     tx: FencedTx, enclosure: str, name: str, host: str | None, ips: tuple[str, ...]
 ) -> None:

@@ -52,3 +52,32 @@ def test_a_move_queued_behind_a_failover_of_its_profile_does_nothing(
             assert target["profile"] is None and target["power_ons"] == 0
 
     asyncio.run(main())
+
+
+def test_a_move_that_fails_half_way_says_where_the_profile_is(
+    tmp_path: Path, store_url: str
+) -> None:
+    """The spare refused the profile after it had been taken off the source: the job said only
+    "assignment failed", and the store still showed the profile on the source bay."""
+
+    async def main() -> None:
+        with_fault = {"fail": {"assign": ["enc01/12"]}}  # the spare web01 gets
+        async with vcem_stack(tmp_path, simulator=with_fault, store_url=store_url) as stack:
+            with stack.store.read() as tx:
+                source = repo.bay_by_host(tx, "web01.example.com")
+            assert source is not None and source.profile is not None
+            job_id = stack.service.submit_failover(FailoverSource(host=source.host), "t")
+            job = await stack.wait(job_id)
+            assert job.state is JobState.EXCEPTION and job.error_step == Step.MOVE_PROFILE.value
+            why = job.error_description
+            assert f"was taken off {source.enclosure} bay {source.bay}" in why, why
+            assert "is now assigned to no bay" in why and "vcemcli -move profile" in why
+            with stack.store.read() as tx:
+                profile = repo.profile(tx, source.profile)
+                group = repo.group(tx, source.group)
+            assert profile is not None and (profile.enclosure, profile.bay) == (None, None)
+            assert group is not None and group.locked_by_job is None
+            assert stack.sim(source.enclosure, source.bay)["profile"] is None
+            assert stack.sim("enc01", "12")["profile"] is None
+
+    asyncio.run(main())
