@@ -188,6 +188,9 @@ _PARAMETER_BY_LOWER = {op: {k.lower(): k for k in sig} for op, sig in _SIGNATURE
 DEFAULT_OPERATION_TIMEOUT = 60  # seconds an idle enumeration context lives (DSP0200 §5.3.2.29)
 MAX_OPERATION_TIMEOUT = 3600
 MAX_CONTEXTS = 1000
+# One user's share: a user who leaves enumerations open (a script that never pulls to the
+# end) runs out of its own, not everyone's; pywbemcli holds one at a time.
+MAX_CONTEXTS_PER_USER = 100
 
 
 def _text(value: Any, name: str) -> str:
@@ -416,9 +419,17 @@ class EnumerationContexts:
         self, items: Iterator[Any], kind: str, namespace: str, owner: str, timeout: int
     ) -> str:
         self._expire()
+        mine = sum(1 for ctx in self._open.values() if ctx.owner == owner)
+        if mine >= MAX_CONTEXTS_PER_USER:
+            raise _ServerLimits(
+                f"{owner} has {mine} open enumerations, the most one user may hold; pull "
+                "them to the end or close them with CloseEnumeration (idle ones end after "
+                "their OperationTimeout)."
+            )
         if len(self._open) >= MAX_CONTEXTS:
             raise _ServerLimits(
-                f"Too many open enumerations ({MAX_CONTEXTS}); close some with CloseEnumeration."
+                f"Too many open enumerations ({MAX_CONTEXTS}) on this server; they end "
+                "after their OperationTimeout, or when their users close them."
             )
         cid = secrets.token_hex(12)
         self._open[cid] = _Context(items, kind, namespace, owner, timeout, self._clock() + timeout)
@@ -776,8 +787,18 @@ class CimOperations:
         changes = self._props(ctx, inst)
         if p["PropertyList"] is not None:
             wanted = {x.lower() for x in p["PropertyList"]}
+            unknown = sorted(x for x in p["PropertyList"] if x.lower() not in shaper.types)
+            if unknown:
+                raise InvalidParameter(
+                    f"PropertyList names {', '.join(unknown)}, which {shaper.classname} does "
+                    "not have."
+                )
             changes = {k: v for k, v in changes.items() if k.lower() in wanted}
         changes = {k: v for k, v in changes.items() if k not in keys}
+        if p["PropertyList"] is not None and not changes:
+            # Nothing to change (an empty PropertyList): done, once the instance exists.
+            provider.get(ctx, shaper.classname, keys)
+            return VoidResult()
         if p["PropertyList"] is None and changes:
             # Get-modify-put (pywbem's own example) sends every property back: the ones
             # equal to the instance's current values are not changes, so a read-only
@@ -844,8 +865,15 @@ class CimOperations:
                 "ContinueOnError is not supported; send it FALSE or omit it."
             )
         timeout = p["OperationTimeout"]
-        if timeout is None or timeout == 0:
+        if timeout is None:
             return DEFAULT_OPERATION_TIMEOUT
+        if timeout == 0:
+            # DSP0200: 0 asks the server never to time the enumeration out, which it may
+            # refuse with this status; one left open would hold its slot and memory forever.
+            raise _InvalidOperationTimeout(
+                "OperationTimeout 0 (never time out) is not supported; ask for 1 to "
+                f"{MAX_OPERATION_TIMEOUT} seconds, or omit it for {DEFAULT_OPERATION_TIMEOUT}."
+            )
         if timeout > MAX_OPERATION_TIMEOUT:
             raise _InvalidOperationTimeout(
                 f"OperationTimeout {timeout} is above this server's maximum of "

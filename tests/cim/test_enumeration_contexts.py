@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from provider.cim.operations import EnumerationContexts
+from provider.cim.operations import MAX_CONTEXTS_PER_USER, EnumerationContexts
+from provider.errors import CIMClientError
 
 
 @given(
@@ -53,3 +55,15 @@ def test_an_empty_enumeration_ends_on_the_first_batch_even_of_zero() -> None:
     ctx = contexts.take(cid, "instances", "root/cimv2", "admin")
     assert contexts.batch(cid, ctx, 0) == ([], True)
     assert len(contexts) == 0
+
+
+def test_one_user_cannot_hold_every_enumeration_slot() -> None:
+    """A read-only user opened 1,000 enumerations with an hour's timeout, and every other
+    user's pull (pywbemcli's default) failed for that hour."""
+    contexts = EnumerationContexts(clock=lambda: 0.0)
+    for _ in range(MAX_CONTEXTS_PER_USER):
+        contexts.open(iter(()), "instances", "root/cimv2", "ro", 3600)
+    with pytest.raises(CIMClientError) as err:
+        contexts.open(iter(()), "instances", "root/cimv2", "ro", 3600)
+    assert "ro has 100 open enumerations" in err.value.description
+    assert contexts.open(iter(()), "instances", "root/cimv2", "admin", 60)

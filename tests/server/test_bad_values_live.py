@@ -98,3 +98,29 @@ def test_a_reference_where_a_string_is_declared_is_a_type_mismatch(gm: ProviderH
         _headers(CIMMethod="GetInstance"),
     )
     assert status == 400 and headers["cimerror"] == "request-not-valid"
+
+
+def test_modify_with_an_empty_property_list_changes_nothing(gm: ProviderHandle) -> None:
+    """ModifyInstance of a bay with PropertyList=[] answered "IsSpare must be true or false"."""
+    conn = gm.connection()
+    path = pywbem.CIMInstanceName("GM_DeviceBay", {"EnclosureName": "enc01", "BayName": "4"})
+    bay = conn.GetInstance(path)
+    conn.ModifyInstance(bay, PropertyList=[])
+    assert conn.GetInstance(path)["IsSpare"] == bay["IsSpare"]
+    with pytest.raises(pywbem.CIMError) as err:
+        conn.ModifyInstance(bay, PropertyList=["Bogus"])
+    assert err.value.status_code == pywbem.CIM_ERR_INVALID_PARAMETER
+    assert "Bogus" in err.value.status_description
+    gone = pywbem.CIMInstanceName("GM_DeviceBay", {"EnclosureName": "enc01", "BayName": "99"})
+    bay.path = gone
+    with pytest.raises(pywbem.CIMError) as err:
+        conn.ModifyInstance(bay, PropertyList=[])
+    assert err.value.status_code == pywbem.CIM_ERR_NOT_FOUND
+
+
+def test_an_enumeration_that_never_times_out_is_refused(gm: ProviderHandle) -> None:
+    """OperationTimeout=0 ("never time out", DSP0200) was taken silently as 60 s."""
+    with pytest.raises(pywbem.CIMError) as err:
+        gm.connection().OpenEnumerateInstances("GM_Enclosure", OperationTimeout=0)
+    assert err.value.status_code == pywbem.CIM_ERR_INVALID_OPERATION_TIMEOUT
+    assert "never time out" in err.value.status_description
