@@ -170,6 +170,10 @@ class _ServerState:
         self.require_auth = require_auth
         self.limits = limits
         self.connections: set[_Connection] = set()
+        # Open connections by kind (True: the local Unix socket). Each kind has its own
+        # `max_connections`: clients on the network cannot fill the slots of cron and of
+        # administrators on the Group Manager itself.
+        self.open_by_kind = {True: 0, False: 0}
         self.closing = False
         # Password checks (scrypt, slow by design) run on threads of their own: a storm of
         # logins -- 500 scripts with a stale password -- then waits for these, and never
@@ -222,8 +226,10 @@ class _Connection(asyncio.Protocol):
         self._transport = transport = cast(asyncio.Transport, transport)
         server = self._server
         server.connections.add(self)
+        local = self._via is Via.UNIX
+        server.open_by_kind[local] += 1
         transport.set_write_buffer_limits(high=256 * 1024)
-        if len(server.connections) > self._limits.max_connections or server.closing:
+        if server.open_by_kind[local] > self._limits.max_connections or server.closing:
             # RFC 9110 §15.6.4: 503 "the server is currently unable to handle the request due
             # to a temporary overload"; Retry-After tells a client when to try again.
             self._end_with(_Fatal(503, "Too many concurrent connections; try again later."))
@@ -264,7 +270,10 @@ class _Connection(asyncio.Protocol):
             # made-up password, leave, again: the queue must stay bounded by the connections).
             self._auth_pending.cancel()
         self._state = _DEAD
-        self._server.connections.discard(self)
+        server = self._server
+        if self in server.connections:
+            server.connections.discard(self)
+            server.open_by_kind[self._via is Via.UNIX] -= 1
         self._queue.clear()
         self._buf = bytearray()
         for handle in (self._timer, self._linger):

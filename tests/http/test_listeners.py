@@ -15,8 +15,9 @@ import pytest
 import trustme
 
 from provider.http.auth import InMemoryAuthenticator
+from provider.http.limits import TransportLimits
 from provider.http.messages import Via
-from provider.http.server import TLSListener, UnixListener, serve
+from provider.http.server import TCPListener, TLSListener, UnixListener, serve
 from provider.http.tls import make_server_ssl_context
 from tests.http.helpers import RawClient, Recorder, post
 
@@ -172,6 +173,47 @@ def test_unix_peer_refused_by_the_authenticator_must_use_basic(tmp_path: Path) -
             assert response.status == 401
             assert response.headers["www-authenticate"] == 'Basic realm="gm-provider"'
             await client.close()
+        finally:
+            await server.close(grace=1.0)
+
+    asyncio.run(main())
+
+
+def test_network_clients_cannot_take_the_unix_sockets_connections(tmp_path: Path) -> None:
+    """515 idle TCP connections (no login needed) made the Unix socket answer 503: cron's
+    checkScavengedMember and an administrator on the Group Manager were locked out. Each kind
+    of listener now has its own `max_connections`."""
+    path = tmp_path / "cimxml.socket"
+
+    async def main() -> None:
+        server = await serve(
+            Recorder(),
+            [TCPListener(), UnixListener(path)],
+            require_auth=False,
+            limits=TransportLimits(max_connections=2),
+        )
+        try:
+            network = [await RawClient.tcp(server.ports[0]) for _ in range(2)]
+            for client in network:
+                await client.send(post())
+                assert (await client.response()).status == 200
+            refused = await RawClient.tcp(server.ports[0])
+            assert (await refused.response()).status == 503
+            local = await RawClient.unix(path)
+            await local.send(post())
+            assert (await local.response()).status == 200
+            for client in [*network, local, refused]:
+                await client.close()
+            # A closed connection gives its slot back.
+            for _ in range(100):
+                if server.connection_count == 0:
+                    break
+                await asyncio.sleep(0.05)
+            assert server.connection_count == 0
+            again = await RawClient.tcp(server.ports[0])
+            await again.send(post())
+            assert (await again.response()).status == 200
+            await again.close()
         finally:
             await server.close(grace=1.0)
 
