@@ -260,13 +260,26 @@ async def _serve(config: Config) -> int:
         body_timeout=config.server.request_timeout,
         keepalive_timeout=config.server.idle_timeout,
     )
-    server = await serve(
-        app,
-        _listeners(config),
-        authenticator=_Authenticator(config, users),
-        require_auth=config.server.require_auth,
-        limits=limits,
-    )
+    try:
+        server = await serve(
+            app,
+            _listeners(config),
+            authenticator=_Authenticator(config, users),
+            require_auth=config.server.require_auth,
+            limits=limits,
+        )
+    except OSError as exc:
+        # The lease is ours already: hand it back at once, or the other node waits a whole
+        # TTL for a node that never served.
+        lease_task.cancel()
+        await asyncio.gather(lease_task, return_exceptions=True)
+        await asyncio.to_thread(roles.close)
+        store.close()
+        audit.close()
+        raise ConfigError(
+            f"cannot listen: {exc}. Another gm-provider (or another program) uses that port or "
+            "socket: give each node its own [server] http_port, https_port and unix_socket."
+        ) from exc
     tasks = [lease_task]
     tasks += [asyncio.create_task(job(), name=job.__name__) for job in services.background]
     stop = asyncio.Event()

@@ -353,8 +353,9 @@ class Store:
         if writer is not None and not writer.acquire(timeout=self._writer_timeout):
             self._local.busy = False
             raise StoreError(
-                f"SQLite: database is locked (another thread of this process held the write "
-                f"lock for {self._writer_timeout:g} s)"
+                f"SQLite: database is locked (no write for {self._writer_timeout:g} s: another "
+                "write of this node was waiting itself, for a long write of this node or of "
+                "another process on the store file)"
             )
         try:
             conn = tx._conn = self._begin_on_live(conn, write)
