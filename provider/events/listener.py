@@ -429,6 +429,7 @@ class EndMails:
         retry: float | None = None,
     ) -> None:
         self.journal = journal
+        self.store = store
         self.jobs = JobJournal(store, roles.fenced)
         self.roles = roles
         self.notifier = notifier
@@ -587,13 +588,19 @@ class EndMails:
         if decision.stored and self.roles.role is not Role.ACTIVE:
             return 0  # the role was lost during this pass: the new active mails it
         job = await asyncio.to_thread(self.jobs.get, decision.job_id)
-        subject, body = end_notice(decision, job)
+        subject, body = end_notice(decision, job, await asyncio.to_thread(self._profile_at, job))
         if not await self.notifier.notify(subject, body):
             self._retry_at[key] = now + self.retry
             return 0
         self._mailed.add(key)
         await self._done(decision, "sent")
         return 1
+
+    def _profile_at(self, job: Job) -> tuple[str | None, str | None] | None:
+        """Where the job's profile is now by the inventory (None: the profile is gone)."""
+        with self.store.read_one() as tx:
+            profile = repo.profile(tx, job.profile)
+        return None if profile is None else (profile.enclosure, profile.bay)
 
     async def _give_up(self, decision: Decision, why: str) -> None:
         log.warning("no end mail for event decision %s: %s", decision.instance_id, why)
@@ -609,8 +616,12 @@ class EndMails:
         self._failures.pop(key, None)
 
 
-def end_notice(d: Decision, job: Job) -> tuple[str, str]:
-    """The mail for the end of the failover job an event started."""
+def end_notice(
+    d: Decision, job: Job, profile_at: tuple[str | None, str | None] | None = None
+) -> tuple[str, str]:
+    """The mail for the end of the failover job an event started. `profile_at`: where the
+    profile is now (enclosure, bay), to give the right command when a failed job left it
+    elsewhere than on the source."""
     where = d.label
     lines = [
         f"Job:       {job.id} (GM_ConcreteJob InstanceID=GM:ConcreteJob:{job.id}; "
@@ -631,9 +642,24 @@ def end_notice(d: Decision, job: Job) -> tuple[str, str]:
         lines += [
             f"State:     {job.state.value} at step {job.error_step or job.current_step or '-'}",
             f"Reason:    {job.error_description}",
-            "Nothing was rolled back. Fix the cause, then fail over by hand: vcemcli -failover "
-            f"-enclosurename {job.source_enclosure} -bayname {job.source_bay}",
         ]
+        on_source = profile_at is None or profile_at == (job.source_enclosure, job.source_bay)
+        if on_source:
+            lines.append(
+                "Nothing was rolled back. Fix the cause, then fail over by hand: vcemcli "
+                f"-failover -enclosurename {job.source_enclosure} -bayname {job.source_bay}"
+            )
+        else:
+            where = (
+                f"in enclosure {profile_at[0]} bay {profile_at[1]}"
+                if profile_at is not None and profile_at[0] is not None
+                else "on no bay"
+            )
+            lines.append(
+                f"Nothing was rolled back. Profile {job.profile} is now {where}. Fix the cause, "
+                f"then place it: vcemcli -move profile -profilename {job.profile} "
+                "-targetenclosurename <enclosure> -targetbayname <bay>"
+            )
     return subject, "\n".join(lines)
 
 

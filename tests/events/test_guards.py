@@ -105,7 +105,8 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
             "retry_s": 0.3,
         },
         # dg-db's qualified spare for db01 does not power on.
-        simulator={"fail": {"power_on": ["enc04/8"]}},
+        # and app01's (enc02 bay 2) refuses the profile after it left app01's bay.
+        simulator={"fail": {"power_on": ["enc04/8"], "assign": ["enc02/2"]}},
         roles={"start_as": "active"},
     )
     gm = configure(tmp, config=settings)
@@ -177,10 +178,27 @@ def test_a_failover_that_fails_is_mailed_with_its_reason(node: Node) -> None:
     failed = node.inbox.wait_for(f"FAILED: job {job_id}")
     body = body_of(failed)
     assert "simulated hardware fault" in body and "power_on" in body, body
-    assert "vcemcli -failover -enclosurename enc04 -bayname 1" in body
+    # The profile reached the spare before its power-on failed: it is there now.
+    assert "Profile db01-profile is now in enclosure enc04 bay 8" in body, body
     # The start went out before the end.
     subjects = [str(m["Subject"]) for m in node.inbox.about(f"job {job_id}")]
     assert len(subjects) == 2 and "started" in subjects[0], subjects
+
+
+def test_a_failover_that_strands_the_profile_says_where_it_is(node: Node) -> None:
+    """The end mail told to fail over again from the source bay, where the profile no longer
+    was: the move had taken it off and the spare had refused it."""
+    before = node.jobs()
+    send(
+        node.gm.port,
+        indication(EventID="1001", PerceivedSeverity=5, SystemName="app01.example.com"),
+    )
+    (job_id,) = node.jobs() - before
+    assert node.wait_job(job_id) != 7
+    body = body_of(node.inbox.wait_for(f"FAILED: job {job_id}"))
+    assert "Profile app01-profile is now on no bay" in body, body
+    assert "vcemcli -move profile -profilename app01-profile" in body
+    assert "vcemcli -failover" not in body
 
 
 def test_a_refused_mail_is_sent_when_the_mail_server_takes_mail_again(node: Node) -> None:
