@@ -546,20 +546,23 @@ class CimOperations:
         property_list: Sequence[str] | None,
         host: str | None,
     ) -> Iterator[RenderedInstance]:
+        """Instances of `classname` and of its subclasses (DSP0200: always). `deep` false
+        (DeepInheritance=FALSE): a subclass's instances carry only the properties the named
+        class declares, within `property_list`."""
         ns = ctx.namespace
-        classes = (
-            self.repository.subclasses_and_self(ns, classname)
-            if deep
-            else [self.repository.resolved(ns, classname, missing=InvalidClass).classname]
-        )
+        requested = self.repository.resolved(ns, classname, missing=InvalidClass)
         wanted = _wanted(property_list)
-        for name in classes:
+        own = frozenset(name.lower() for name in requested.properties)
+        for name in self.repository.subclasses_and_self(ns, classname):
             provider = self._provider(ns, name)
             if provider is None:
                 continue
             shaper = self.shaper(ns, name)
+            names = wanted
+            if not deep and name.lower() != requested.classname.lower():
+                names = own if wanted is None else wanted & own
             # Per row only the check and the template: 16,000 rows make every call count.
-            render = shaper.template(wanted).instance
+            render = shaper.template(names).instance
             checked = shaper.checked
             for row in provider.enumerate(ctx, name):
                 yield render(checked(row), ns, host)
@@ -707,7 +710,9 @@ class CimOperations:
     def _op_EnumerateInstances(self, ctx: OperationContext, p: dict[str, Any]) -> IntrinsicResult:
         name = self._require(p, "ClassName", "EnumerateInstances")
         self.repository.resolved(ctx.namespace, name, missing=InvalidClass)
-        return NamedInstancesResult(self._instances(ctx, name, True, p["PropertyList"], None))
+        return NamedInstancesResult(
+            self._instances(ctx, name, p["DeepInheritance"], p["PropertyList"], None)
+        )
 
     def _op_EnumerateInstanceNames(
         self, ctx: OperationContext, p: dict[str, Any]
@@ -895,7 +900,7 @@ class CimOperations:
     ) -> IntrinsicResult:
         name = self._require(p, "ClassName", "OpenEnumerateInstances")
         self.repository.resolved(ctx.namespace, name, missing=InvalidClass)
-        items = self._instances(ctx, name, True, p["PropertyList"], self.host)
+        items = self._instances(ctx, name, p["DeepInheritance"], p["PropertyList"], self.host)
         batch, ended, cid = self._open(ctx, items, "instances", p)
         return PullInstancesResult(batch, ended, cid)
 

@@ -211,3 +211,27 @@ def test_cim_error_is_http_200_with_error_element(gm: ProviderHandle) -> None:
     assert status == 200
     assert b'<ERROR CODE="5"' in payload
     assert b"GM_Nothing" in payload
+
+
+def test_deep_inheritance_false_leaves_out_the_properties_of_subclasses(gm: ProviderHandle) -> None:
+    """DSP0200: EnumerateInstances returns the instances of subclasses either way; with
+    DeepInheritance=FALSE they carry only the properties the named class declares."""
+    conn = gm.connection()
+    cls = conn.GetClass("CIM_ManagedElement", namespace="root/interop")
+    declared = {name.lower() for name in cls.properties}
+    deep = conn.EnumerateInstances("CIM_ManagedElement", namespace="root/interop")
+    shallow = conn.EnumerateInstances(
+        "CIM_ManagedElement", namespace="root/interop", DeepInheritance=False
+    )
+    assert deep and len(shallow) == len(deep)
+    assert any(set(map(str.lower, i.properties)) - declared for i in deep)
+    for inst in shallow:
+        assert set(map(str.lower, inst.properties)) <= declared, inst.classname
+    assert {i.path for i in shallow} == {i.path for i in deep}
+    pulled = list(
+        conn.IterEnumerateInstances(
+            "CIM_ManagedElement", namespace="root/interop", DeepInheritance=False
+        )
+    )
+    assert len(pulled) == len(deep)  # through the pull operations (pywbemcli's way)
+    assert all(set(map(str.lower, i.properties)) <= declared for i in pulled)
