@@ -34,6 +34,10 @@ machine (`machine.py`), and keeps the epoch this node holds. The rules it follow
   and returns the same epoch.
 * stepDown ends our lease in the store and holds this node back from automatic takeover for
   one ttl, so that the other node gets the lease.
+* An active that lost its lease only to time (LEASE_EXPIRED or RENEW_FAILED: the store was
+  unreachable past the TTL) takes it back, with a new epoch, once the store answers and the
+  lease is still its own and lapsed (not ended by a stepDown, not acquired by the other node),
+  whatever `auto_takeover` says: that setting is about replacing another node.
 
 Threads: the methods may be called from any thread (CIM request workers, the loop's worker
 thread); the state is guarded by a lock and lease operations are serialised. Blocking calls:
@@ -181,6 +185,10 @@ class RoleManager:
         self._lease: Lease | None = None  # the last lease we read
         self._lease_seen_at = float("-inf")
         self._hold_off_until = float("-inf")
+        # This process was active and lost the lease only to time (the store unreachable
+        # past the TTL): it takes its own lapsed lease back once the store answers, if no
+        # other node took it meanwhile (see `_tick_standby`).
+        self._lost_to_time = False
         self._started = False
         self._listeners: list[Listener] = []
         self._quiescers: list[Quiescer] = []
@@ -269,6 +277,10 @@ class RoleManager:
     def _process_locked(self, event: Event) -> RoleChange | None:
         old = self._machine.role
         new = self._machine.process(event)
+        if old is Role.ACTIVE and new is Role.STANDBY:
+            self._lost_to_time = event in (Event.LEASE_EXPIRED, Event.RENEW_FAILED)
+        elif new is Role.ACTIVE:
+            self._lost_to_time = False
         return None if new is old else RoleChange(old, new, event, self._epoch)
 
     def _became_active(self, event: Event, epoch: int, t0: float) -> None:
@@ -473,6 +485,27 @@ class RoleManager:
     def _tick_standby(self) -> float:
         lease = self._store.current()
         self._saw(lease)
+        if self._lost_to_time and lease.holder == self._node and not lease.valid:
+            # Our lease lapsed while the store could not be reached, and nobody took it (a
+            # stepDown would have ended it, -inf; another node's acquire would hold it):
+            # take it back, with a new epoch, whatever `auto_takeover` says, since that is
+            # about replacing another node. Otherwise, with automatic takeover off (the
+            # default), no node was ever active again after an outage longer than the TTL,
+            # and a job stopped half-way (a server powered off) waited for an administrator.
+            if lease.lease_until != float("-inf"):
+                t0 = self._clock()
+                epoch = self._store.acquire(self._node, self._ttl)
+                if epoch is not None:
+                    log.warning(
+                        "node %s: the store answers again and no other node took the lease: "
+                        "active again (epoch %d)",
+                        self._node,
+                        epoch,
+                    )
+                    self._became_active(Event.LEASE_ACQUIRED, epoch, t0)
+                return self._renew_interval
+        elif lease.valid and lease.holder != self._node:
+            self._lost_to_time = False  # another node is active: never take it back
         if not self._auto_takeover or self._clock() < self._hold_off_until:
             return self._renew_interval
         if lease.valid and lease.holder != self._node:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from provider.errors import ConfigError, Fenced, NotActive, Refused
+from provider.errors import ConfigError, Fenced, NotActive, Refused, StoreError
 from provider.roles import Event, Role, RoleChange, RoleManager
 from provider.store import Store
 from tests.store._helpers import audit_rows, lapse_lease
@@ -225,6 +225,76 @@ def test_auto_takeover_acquires_a_lapsed_lease_and_the_old_active_demotes(store:
     assert gm2.role is Role.ACTIVE and gm2.epoch == 2
     gm1.tick()
     assert gm1.role is Role.STANDBY and gm1.active_manager == "gm2"
+
+
+class _Outage:
+    """The store, unreachable while `down` is set (every call raises StoreError)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.down = False
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.store, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if self.down:
+                raise StoreError("the store does not answer (a test's outage)")
+            return attr(*args, **kwargs)
+
+        return call
+
+
+def _outage_past_the_ttl(store: Store, **kw: Any) -> tuple[RoleManager, _Outage, FakeClock]:
+    clock = FakeClock()
+    outage = _Outage(store)
+    gm1 = RoleManager(outage, "gm1", TTL, RENEW, clock=clock, start_as="active", **kw)  # type: ignore[arg-type]
+    gm1.start()
+    assert gm1.role is Role.ACTIVE and gm1.epoch == 1
+    outage.down = True
+    clock.advance(TTL)
+    gm1.tick()
+    assert gm1.role is Role.STANDBY
+    lapse_lease(store)  # the store's clock went past the lease too
+    return gm1, outage, clock
+
+
+def test_after_an_outage_longer_than_the_ttl_the_active_takes_its_lease_back(
+    store: Store,
+) -> None:
+    """With automatic takeover off (the default), no node was ever active again after the
+    store was unreachable for longer than the lease: a job stopped half-way waited."""
+    gm1, outage, _ = _outage_past_the_ttl(store)
+    outage.down = False
+    gm1.tick()
+    assert gm1.role is Role.ACTIVE and gm1.epoch == 2
+    with gm1.fenced("write after the outage") as tx:
+        tx.audit("resumed")
+
+
+def test_a_lease_another_node_took_during_the_outage_is_not_taken_back(store: Store) -> None:
+    gm1, outage, _ = _outage_past_the_ttl(store)
+    gm2 = manager(store, "gm2", auto_takeover=True)
+    gm2.start()
+    gm2.tick()
+    assert gm2.role is Role.ACTIVE
+    outage.down = False
+    gm1.tick()
+    assert gm1.role is Role.STANDBY and gm1.active_manager == "gm2"
+    gm2.step_down()  # later, a lease the other node ended: still not ours to take
+    gm1.tick()
+    assert gm1.role is Role.STANDBY
+
+
+def test_a_node_that_stepped_down_does_not_take_its_lease_back(store: Store) -> None:
+    gm1 = manager(store, "gm1", start_as="active")
+    gm1.start()
+    gm1.step_down()
+    for _ in range(3):
+        gm1.tick()
+    assert gm1.role is Role.STANDBY
 
 
 def test_close_steps_down_and_stops_for_good(store: Store) -> None:
