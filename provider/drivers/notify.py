@@ -94,8 +94,19 @@ class Notifier:
 
     def _send(self, msg: EmailMessage) -> None:
         s = self.settings
-        with smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.timeout) as smtp:
+        smtp = smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.timeout)
+        try:
             smtp.send_message(msg)
+        except BaseException:
+            smtp.close()
+            raise
+        # Taken (250 to the message): what the server answers to QUIT changes nothing. The
+        # context manager raised on a QUIT answered other than 221, and the owed mail was
+        # then sent again every retry for six hours.
+        try:
+            smtp.quit()
+        except (OSError, smtplib.SMTPException):
+            smtp.close()
 
     async def notify(self, subject: str, body: str, *, log_notice: bool = True) -> bool:
         """Log the notice and mail it; False only when the SMTP server could not take it (the

@@ -240,16 +240,20 @@ class DecisionLog:
             self._local.append(kept)
         return kept
 
-    def owed_end_mails(self) -> list[tuple[Decision, JobState | None]]:
+    def owed_end_mails(self) -> list[tuple[Decision, JobState | None, bool]]:
         """The stored decisions whose job's end has not been mailed yet, oldest first, each
-        with its job's state (None: the job is gone). One query, polled while active."""
+        with its job's state (None: the job is gone) and whether the decision's own notice
+        ("started") is still owed. One query, polled while active."""
         with self.store.read_one() as tx:
             rows = tx.fetchall(
-                f"SELECT {_D_COLUMNS}, j.state FROM events_decisions d"
+                f"SELECT {_D_COLUMNS}, j.state, d.mail FROM events_decisions d"
                 " LEFT JOIN gm_jobs j ON j.id = d.job_id"
                 " WHERE d.end_mail = 'owed' ORDER BY d.id"
             )
-        return [(_decision(r), None if r[-1] is None else JobState(r[-1])) for r in rows]
+        return [
+            (_decision(r), None if r[-2] is None else JobState(r[-2]), r[-1] == "owed")
+            for r in rows
+        ]
 
     def owed_notices(self) -> list[Notice]:
         """The stored notices not sent yet, oldest first. One query, polled while active."""

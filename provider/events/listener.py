@@ -447,7 +447,6 @@ class EndMails:
         self._notice_retry_at: dict[str, datetime] = {}
         self._notice_failures: dict[str, int] = {}
         self._notice_mailed: set[str] = set()
-        self._notices_owed: set[str] = set()  # as of the last pass: their ends wait
         self._wake: asyncio.Event | None = None
 
     def follow(self, decision: Decision) -> None:
@@ -488,7 +487,6 @@ class EndMails:
             for key in [k for k in kept if k not in keys]:
                 del kept[key]
         self._notice_mailed &= keys
-        self._notices_owed = keys
         now = self.clock()
         mailed = 0
         for notice in owed:
@@ -529,18 +527,17 @@ class EndMails:
         if why:
             log.warning("no mail for event decision %s: %s", key, why)
         await asyncio.to_thread(self.journal.settle_notice, key, how)
-        self._notices_owed.discard(key)
         self._notice_mailed.discard(key)
         self._notice_retry_at.pop(key, None)
         self._notice_failures.pop(key, None)
 
     async def settle_ended(self) -> int:
         """One pass: mail every owed end that has come; returns how many were mailed."""
-        owed: list[tuple[Decision, JobState | None]] = []
+        owed: list[tuple[Decision, JobState | None, bool]] = []
         if self.roles.role is Role.ACTIVE:
             owed = await asyncio.to_thread(self.journal.owed_end_mails)
             # Forget what the other node settled meanwhile (it was active for a while).
-            keep = {d.instance_id for d, _ in owed} | set(self._local)
+            keep = {d.instance_id for d, _, _ in owed} | set(self._local)
             for kept in (self._retry_at, self._failures):
                 for key in [k for k in kept if k not in keep]:
                     del kept[key]
@@ -549,12 +546,14 @@ class EndMails:
             assert decision.job_id is not None
             try:
                 job = await asyncio.to_thread(self.jobs.get, decision.job_id)
-                owed.append((decision, job.state))
+                owed.append((decision, job.state, False))
             except NotFound:
-                owed.append((decision, None))
+                owed.append((decision, None, False))
         mailed = 0
         now = self.clock()
-        for decision, state in owed:
+        for decision, state, notice_owed in owed:
+            if notice_owed:
+                continue  # "started" goes out before how it ended (read with the end)
             try:
                 mailed += await self._settle(decision, state, now)
             except (StoreError, NotActive, Fenced):
@@ -583,8 +582,6 @@ class EndMails:
             return 0
         if not state.finished or self._retry_at.get(key, now) > now:
             return 0
-        if key in self._notices_owed:
-            return 0  # "started" goes out before how it ended
         if decision.stored and self.roles.role is not Role.ACTIVE:
             return 0  # the role was lost during this pass: the new active mails it
         job = await asyncio.to_thread(self.jobs.get, decision.job_id)

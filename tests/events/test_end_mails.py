@@ -108,14 +108,14 @@ def test_owed_end_mails(store: Store, smtp: tuple[Smtp, int]) -> None:
     owed = [log.record(decision(clock, Outcome.FAILOVER_STARTED, n)) for n in (done, hung, 999)]
     for _ in range(5):  # retention 3: these push the owed ones out of the newest three
         log.record(decision(clock, Outcome.ALERTED, None))
-    assert [d.instance_id for d, _ in log.owed_end_mails()] == [d.instance_id for d in owed]
+    assert [d.instance_id for d, _, _ in log.owed_end_mails()] == [d.instance_id for d in owed]
 
     def settle() -> int:
         return asyncio.run(end_mails.settle_ended())
 
     # No job has ended; the job that is gone is given up at once.
     assert settle() == 0 and handler.tries == 0
-    assert [d.job_id for d, _ in log.owed_end_mails()] == [done, hung]
+    assert [d.job_id for d, _, _ in log.owed_end_mails()] == [done, hung]
 
     # The job ends while the SMTP server refuses mail: still owed, tried again only later.
     with roles.fenced("test end") as tx:
@@ -133,7 +133,7 @@ def test_owed_end_mails(store: Store, smtp: tuple[Smtp, int]) -> None:
         "(enclosure enc01 bay 3, group dg-web)"
     )
     assert settle() == 0 and handler.tries == 2  # sent once
-    assert [d.job_id for d, _ in log.owed_end_mails()] == [hung]
+    assert [d.job_id for d, _, _ in log.owed_end_mails()] == [hung]
 
     # A job that never ends is given up after FOLLOW_LIMIT.
     clock.now += timedelta(seconds=FOLLOW_LIMIT)
@@ -176,3 +176,27 @@ def test_a_decision_the_node_could_not_store_is_followed_in_memory(
     assert f"Automatic failover FAILED: job {job_id}" in " ".join(str(mail["Subject"]).split())
     active.close()
     standby.close()
+
+
+class _RudeQuit(Smtp):
+    """Takes the message, then answers QUIT with 421 instead of 221."""
+
+    async def handle_QUIT(self, server: Any, session: Any, envelope: Any) -> str:
+        return "421 4.3.2 shutting down"
+
+
+def test_a_mail_taken_is_sent_once_whatever_the_server_answers_to_quit() -> None:
+    """smtplib's context manager raised on the QUIT answer; the mail was taken already, and
+    the owed mail went out again every retry for six hours."""
+    handler = _RudeQuit()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        notifier = Notifier(
+            NotifySettings(smtp_host="127.0.0.1", smtp_port=controller.port, to=("a@x.example",)),
+            "gm1",
+        )
+        assert asyncio.run(notifier.notify("subject", "body")) is True
+        assert handler.tries == 1 and len(handler.messages) == 1
+    finally:
+        controller.stop()

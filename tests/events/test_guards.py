@@ -13,6 +13,7 @@ a mail server that can refuse):
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -48,9 +49,11 @@ class FlakyInbox(Inbox):
 
     refusing: bool = False
     tries: int = 0
+    delay: float = 0.0  # seconds before answering DATA (a slow mail server)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.tries += 1
+        await asyncio.sleep(self.delay)
         if self.refusing:
             return "451 4.3.0 try again later"
         return await super().handle_DATA(server, session, envelope)
@@ -199,6 +202,27 @@ def test_a_failover_that_strands_the_profile_says_where_it_is(node: Node) -> Non
     assert "Profile app01-profile is now on no bay" in body, body
     assert "vcemcli -move profile -profilename app01-profile" in body
     assert "vcemcli -failover" not in body
+
+
+def test_the_start_of_a_failover_is_mailed_before_its_end(node: Node) -> None:
+    """With a slow mail server, a failover decided while another mail was being sent ended
+    before the pass that mailed its end had read it as owed: "completed" came before
+    "started"."""
+    node.inbox.delay = 1.0
+    try:
+        send(node.gm.port, indication(EventID="6015", SystemName="lab01.example.com"))
+        before = node.jobs()
+        send(
+            node.gm.port,
+            indication(EventID="1001", PerceivedSeverity=5, SystemName="web03.example.com"),
+        )
+        (job_id,) = node.jobs() - before
+        assert node.wait_job(job_id) == 7
+        node.inbox.wait_for(f"job {job_id} completed", timeout=20)
+    finally:
+        node.inbox.delay = 0.0
+    subjects = [str(m["Subject"]) for m in node.inbox.about(f"job {job_id}")]
+    assert len(subjects) == 2 and "started" in subjects[0], subjects
 
 
 def test_a_refused_mail_is_sent_when_the_mail_server_takes_mail_again(node: Node) -> None:
