@@ -30,7 +30,7 @@ from typing import Any
 from provider.drivers.cron import CronSettings, ScavengerCron
 from provider.drivers.notify import Notifier
 from provider.drivers.probe import Prober, ProbeSettings, probe_hosts
-from provider.errors import ConfigError, NotActive
+from provider.errors import ConfigError, Fenced, NotActive, StoreError
 from provider.paths import checkout_root
 from provider.roles import Role
 from provider.services import Services
@@ -369,8 +369,12 @@ class CapacityService:
             started = time.monotonic()
             try:
                 await self._tick()
-            except NotActive:
+            except (NotActive, Fenced):
                 pass
+            except StoreError as exc:
+                # An outage of the store, expected and retried: one line, as the lease loop
+                # and the job runner say it (a traceback every tick buried the log).
+                log.warning("capacity background pass: %s", exc.description)
             except Exception:
                 log.exception("capacity background pass failed")
             await asyncio.sleep(max(0.05, self.settings.tick - (time.monotonic() - started)))

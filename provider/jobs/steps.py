@@ -319,11 +319,15 @@ def _check_product(ctx: StepContext, job: Job) -> StepResult:
             if profile.enclosure is not None
             else "it is now assigned to no bay"
         )
-        asked = f"the source bay ({source})" if source is not None else "no bay"
+        was_text = (
+            f"is no longer assigned to the source bay ({source})"
+            if source is not None
+            else f"was assigned to no bay when job {job.id} was asked for"
+        )
         raise StepFailed(
-            f"profile {profile.name} is no longer assigned to {asked}: {now}; another job or "
-            f"an administrator moved it after job {job.id} was asked for. Nothing was done; "
-            "ask again from where the profile is now."
+            f"profile {profile.name} {was_text}: {now}; another job or an administrator "
+            f"moved it after job {job.id} was asked for. Nothing was done; ask again from "
+            "where the profile is now."
         )
     if job.job_type is JobType.FAILOVER and not profile.boot_from_san:
         raise StepFailed(
@@ -474,6 +478,13 @@ def _move_profile(ctx: StepContext, job: Job) -> StepResult:
                 ctx.driver.assign_profile(target, job.profile, key)
         except DeviceError as exc:
             _stranded(ctx, job, source, target, exc.description)
+            if action is MoveAction.UNASSIGN_SOURCE and source is not None:
+                raise StepFailed(
+                    f"{exc.description} Profile {job.profile} is still assigned to {source}, "
+                    f"whose server stays powered off (step {Step.POWER_OFF_SOURCE.value}); "
+                    "nothing was rolled back. Fix the cause, then ask again, or power the "
+                    "source on by hand if it should run there."
+                ) from exc
             raise
     after = ctx.driver.read(bays)
     if after[target].profile != job.profile or (

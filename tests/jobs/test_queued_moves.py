@@ -81,3 +81,17 @@ def test_a_move_that_fails_half_way_says_where_the_profile_is(
             assert stack.sim("enc01", "12")["profile"] is None
 
     asyncio.run(main())
+
+
+def test_a_move_whose_unassign_fails_says_the_source_stays_off(tmp_path: Path) -> None:
+    async def main() -> None:
+        with_fault = {"fail": {"unassign": ["enc01/4"]}}
+        async with vcem_stack(tmp_path, simulator=with_fault) as stack:
+            job_id = stack.service.submit_move("web02-profile", "enc01", "5", True, "t")
+            job = await stack.wait(job_id)
+            assert job.state is JobState.EXCEPTION and job.error_step == Step.MOVE_PROFILE.value
+            why = job.error_description
+            assert "still assigned to enc01 bay 4" in why and "stays powered off" in why, why
+            assert stack.sim("enc01", "4")["power"] == "off"
+
+    asyncio.run(main())
