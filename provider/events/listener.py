@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -448,6 +449,38 @@ class EndMails:
         self._notice_failures: dict[str, int] = {}
         self._notice_mailed: set[str] = set()
         self._wake: asyncio.Event | None = None
+        # A planned hand-over (stepDown, a stop) waits for a mail being sent and marked, so
+        # that the next active does not find it owed and send it again (`pause`).
+        self._flight = threading.Condition()
+        self._sending = 0
+        self._paused = False
+        roles.add_quiescer(self)
+
+    def pause(self, timeout: float) -> bool:
+        """Quiescer (provider.roles): send no new mail; wait up to `timeout` for the one being
+        sent to be marked. Always True: a mail that outlasts the drain time may go out twice,
+        which is better than refusing the hand-over (it is not a device action)."""
+        with self._flight:
+            self._paused = True
+            self._flight.wait_for(lambda: self._sending == 0, timeout)
+        return True
+
+    def resume(self) -> None:
+        with self._flight:
+            self._paused = False
+
+    def _take_off(self) -> bool:
+        """A mail may start now (not paused for a hand-over); counted until `_landed`."""
+        with self._flight:
+            if self._paused:
+                return False
+            self._sending += 1
+            return True
+
+    def _landed(self) -> None:
+        with self._flight:
+            self._sending -= 1
+            self._flight.notify_all()
 
     def follow(self, decision: Decision) -> None:
         """Mail the end of this decision's job: from the store's `owed` mark, or from memory
@@ -513,15 +546,18 @@ class EndMails:
             return 0
         if self._notice_retry_at.get(key, now) > now:
             return 0
-        if self.roles.role is not Role.ACTIVE:
-            return 0  # the role was lost during this pass: the new active mails it
-        # The notice was logged when the event was decided; attempts only mail it.
-        if not await self.notifier.notify(notice.subject, notice.body, log_notice=False):
-            self._notice_retry_at[key] = now + self.retry
-            return 0
-        self._notice_mailed.add(key)
-        await self._notice_done(key, "sent")
-        return 1
+        if self.roles.role is not Role.ACTIVE or not self._take_off():
+            return 0  # the role is going or gone: the next active mails it
+        try:
+            # The notice was logged when the event was decided; attempts only mail it.
+            if not await self.notifier.notify(notice.subject, notice.body, log_notice=False):
+                self._notice_retry_at[key] = now + self.retry
+                return 0
+            self._notice_mailed.add(key)
+            await self._notice_done(key, "sent")
+            return 1
+        finally:
+            self._landed()
 
     async def _notice_done(self, key: str, how: str, why: str = "") -> None:
         if why:
@@ -584,14 +620,21 @@ class EndMails:
             return 0
         if decision.stored and self.roles.role is not Role.ACTIVE:
             return 0  # the role was lost during this pass: the new active mails it
-        job = await asyncio.to_thread(self.jobs.get, decision.job_id)
-        subject, body = end_notice(decision, job, await asyncio.to_thread(self._profile_at, job))
-        if not await self.notifier.notify(subject, body):
-            self._retry_at[key] = now + self.retry
-            return 0
-        self._mailed.add(key)
-        await self._done(decision, "sent")
-        return 1
+        if decision.stored and not self._take_off():
+            return 0  # a hand-over is under way: the next active mails it
+        try:
+            job = await asyncio.to_thread(self.jobs.get, decision.job_id)
+            at = await asyncio.to_thread(self._profile_at, job)
+            subject, body = end_notice(decision, job, at)
+            if not await self.notifier.notify(subject, body):
+                self._retry_at[key] = now + self.retry
+                return 0
+            self._mailed.add(key)
+            await self._done(decision, "sent")
+            return 1
+        finally:
+            if decision.stored:
+                self._landed()
 
     def _profile_at(self, job: Job) -> tuple[str | None, str | None] | None:
         """Where the job's profile is now by the inventory (None: the profile is gone)."""
