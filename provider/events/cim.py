@@ -79,6 +79,8 @@ def _decision_row(d: Decision) -> Row:
         "JobID": d.job_id,
         "Reason": d.reason,
         "Notified": d.notified,
+        "MailState": d.mail,
+        "EndMailState": d.end_mail,
     }
 
 

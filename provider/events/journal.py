@@ -28,7 +28,8 @@ __all__ = ["Decision", "DecisionLog", "Notice"]
 
 _COLUMNS = (
     "id, at, node, sender, indication_class, indication_id, event_id, severity, system_named,"
-    " system_key, enclosure, bay, domain_group, rule, mode, decision, job_id, reason, notified"
+    " system_key, enclosure, bay, domain_group, rule, mode, decision, job_id, reason, notified,"
+    " mail, end_mail"
 )
 _D_COLUMNS = ", ".join(f"d.{c.strip()}" for c in _COLUMNS.split(","))
 _PREFIX = "GM:EventDecision:"
@@ -55,6 +56,9 @@ class Decision:
     reason: str
     notified: bool
     instance_id: str = ""  # set once recorded
+    # Its mails as the store has them (owed, sent, given-up; None: none owed by the store).
+    mail: str | None = None
+    end_mail: str | None = None
 
     def past(self) -> Past:
         return Past(self.at, self.outcome, self.rule or "", self.job_id)
@@ -100,6 +104,8 @@ def _decision(row: Any) -> Decision:
         reason=str(row[17]),
         notified=bool(row[18]),
         instance_id=f"{_PREFIX}{int(row[0])}",
+        mail=row[19],
+        end_mail=row[20],
     )
 
 
@@ -216,9 +222,14 @@ class DecisionLog:
                 "end_mail": "owed" if d.owes_end_mail else None,
             },
         )
-        kept = replace(d, instance_id=f"{_PREFIX}{int(new_id)}")
+        kept = replace(
+            d,
+            instance_id=f"{_PREFIX}{int(new_id)}",
+            end_mail="owed" if d.owes_end_mail else None,
+        )
         if d.notified and mail is not None:
-            subject, body = mail(kept)
+            kept = replace(kept, mail="owed")
+            subject, body = mail(kept)  # the notice names the decision's number
             tx.execute(
                 "UPDATE events_decisions SET mail = 'owed', mail_subject = %(s)s,"
                 " mail_body = %(b)s WHERE id = %(id)s",

@@ -235,6 +235,9 @@ def test_a_refused_mail_is_sent_when_the_mail_server_takes_mail_again(node: Node
         assert first["Decision"] == "alerted" and first["Notified"] is True
         _wait(lambda: node.inbox.tries >= tries + 2)  # refused, and tried again
         assert node.mail_state(first["InstanceID"]) == "owed"
+        # ...and so says the decision: the administrator can see the mail has not gone.
+        (shown,) = node.decisions("web02.example.com")
+        assert shown["MailState"] == "owed" and shown["EndMailState"] is None
         # A repeat within the cool-down is recorded only: the first mail is still owed.
         send(node.gm.port, event)
         decisions = node.decisions("web02.example.com")
@@ -245,5 +248,7 @@ def test_a_refused_mail_is_sent_when_the_mail_server_takes_mail_again(node: Node
     mail = node.inbox.wait_for("web02.example.com")
     assert first["InstanceID"] in body_of(mail)
     _wait(lambda: node.mail_state(first["InstanceID"]) == "sent")
+    sent = [d for d in node.decisions("web02.example.com") if d["Decision"] == "alerted"]
+    assert [d["MailState"] for d in sent] == ["sent"]
     time.sleep(1.0)  # later passes do not send it again
     assert len(node.inbox.about("web02.example.com")) == 1
