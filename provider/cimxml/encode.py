@@ -14,7 +14,8 @@ we serve needs (reference 2.3, 5.2, 6.4, 9):
   symbolic status name, as OpenPegasus writes it and seed 003 shows:
   `DESCRIPTION="CIM_ERR_FAILED: This system is not an active Group Manager.&#10;Only ...&#10;"`.
 * RETURNVALUE always present for extrinsic methods, always with PARAMTYPE; out PARAMVALUEs
-  always with PARAMTYPE; no IRETURNVALUE for void operations.
+  always with PARAMTYPE, and a NULL one left out (wbemcli crashes on an empty one); no
+  IRETURNVALUE for void operations.
 * EnumerateInstances -> VALUE.NAMEDINSTANCE; pull operations -> VALUE.INSTANCEWITHPATH or
   INSTANCEPATH plus PARAMVALUE EndOfSequence and EnumerationContext (DSP0200 §5.3.2.29-).
 * KEYVALUE with VALUETYPE and TYPE (DSP0201 2.4 requires TYPE; a key given as a plain Python
@@ -884,8 +885,13 @@ def encode_method_response(
     return_value: Any,
     out_params: Sequence[OutParam] = (),
 ) -> bytes:
-    """METHODRESPONSE: RETURNVALUE (always, with PARAMTYPE) then the out PARAMVALUEs."""
-    params = "".join(_paramvalue(p.name, p.cimtype, p.value) for p in out_params)
+    """METHODRESPONSE: RETURNVALUE (always, with PARAMTYPE) then the out PARAMVALUEs. An out
+    parameter that is NULL is left out (DSP0200: the client reads it as NULL either way):
+    sblim wbemcli 1.6.3 crashes on an empty PARAMVALUE (seizeRights' Expiration of a
+    permanent seizure)."""
+    params = "".join(
+        _paramvalue(p.name, p.cimtype, p.value) for p in out_params if p.value is not None
+    )
     return _encode(
         f'{_head(message_id)}<SIMPLERSP><METHODRESPONSE NAME="{_esc(method)}">'
         f'<RETURNVALUE PARAMTYPE="{return_type}">{_value(return_value, return_type)}'

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import socket
 import subprocess
 import threading
@@ -462,3 +463,25 @@ def test_create_instance_refuses_wrong_types_and_values_it_would_drop(world: Wor
         pywbem.CIMInstance("GM_CapacityGroup", {"Name": "g-new", "Description": "spare pool"})
     )
     assert made.keybindings["Name"] == "g-new"
+
+
+@pytest.mark.skipif(
+    shutil.which("wbemcli") is None,
+    reason="Debian's sblim-wbemcli is not installed (make test installs it as root)",
+)
+def test_wbemcli_reads_a_permanent_seizure(world: World) -> None:
+    """The README sends wbemcli users here for boolean out parameters; it crashed (SIGSEGV)
+    on the empty PARAMVALUE of a permanent seizure's NULL Expiration."""
+    gm = world.start()
+    world.hosts(down=["hostA1.example.com"], up=["hostA2.example.com", "hostA3.example.com"])
+    url = f"http://admin:{USERS['admin'][1]}@127.0.0.1:{gm.port}/root/cimv2:GM_GroupManager"
+    done = subprocess.run(
+        ["wbemcli", "cm", url, "seizeRights.HostName=hostA1.example.com"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, (done.returncode, done.stdout, done.stderr)
+    assert "SeizedCores (uint32): 4" in done.stdout, done.stdout
+    assert "Deferred (boolean): FALSE" in done.stdout
+    assert "Expiration" not in done.stdout
