@@ -59,7 +59,12 @@ def _write_users(path: Path, users: dict[str, UserRecord]) -> None:
 
 
 def init(config: Config, tls: bool) -> list[str]:
-    """Idempotent first-run set-up; returns what it did, for the operator to read."""
+    """Idempotent first-run set-up; returns what it did, for the operator to read. The
+    configuration is checked as `serve` checks it ([privileges] too), so the systemd unit's
+    ExecStartPre fails where the service would."""
+    from provider.privileges import authorizer_from_config
+
+    authorizer_from_config(config)
     done: list[str] = []
     config.state_dir.mkdir(parents=True, exist_ok=True)
     if config.server.unix_socket is not None:
@@ -82,10 +87,14 @@ def init(config: Config, tls: bool) -> list[str]:
         key = config.server.private_key or (config.state_dir / "tls" / "server.key")
         if not cert.exists():
             make_self_signed(cert, key, config.node_name)
-            done.append(
-                f"created a self-signed certificate {cert} (key {key}); set "
-                "server.certificate and server.private_key to serve HTTPS on 5989"
-            )
+            port = config.server.https_port
+            if config.server.certificate and config.server.private_key:
+                done.append(f"created a self-signed certificate {cert} (key {key})")
+            else:
+                done.append(
+                    f"created a self-signed certificate {cert} (key {key}); set "
+                    f"server.certificate and server.private_key to serve HTTPS on {port}"
+                )
     from provider.server import prepare_store
 
     done.extend(prepare_store(config))

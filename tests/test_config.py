@@ -167,3 +167,18 @@ def test_a_different_exception_under_the_same_message_is_logged() -> None:
 def test_the_section_of_the_configured_hardware_driver_is_known(tmp_path: Path) -> None:
     text = '[vcem]\ndriver = "redfish"\n[redfish]\nurl = "https://oa.example"\n'
     assert load_config(_write(tmp_path, text)).section("redfish") == {"url": "https://oa.example"}
+
+
+def test_init_checks_the_privileges_as_serve_does(tmp_path: Path) -> None:
+    """`init` (the systemd unit's ExecStartPre) said "store ready" for an unknown action in
+    [privileges]; only `serve` refused it."""
+    from provider.__main__ import main
+
+    state = tmp_path / "state"
+    path = _write(
+        tmp_path,
+        f'[node]\nstate_dir = "{state}"\n[store]\nurl = "sqlite:///{state}/gm.db"\n'
+        '[privileges]\nfrobnicate = "operator"\n',
+    )
+    assert main(["--config", str(path), "init"]) == 2
+    assert not (state / "users").exists()
