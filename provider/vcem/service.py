@@ -99,6 +99,7 @@ class VcemService:
         if row is None:
             raise NotFound(
                 f"No server is known by {source.describe()} (discovery data of the inventory)."
+                + _awaiting_rediscovery(tx, source)
             )
         return row
 
@@ -257,3 +258,30 @@ class VcemService:
     def seed(self, inventory: Inventory, driver: Any) -> bool:
         with self.roles.fenced("seed the inventory") as tx:
             return repo.seed(tx, inventory, driver)
+
+
+def _awaiting_rediscovery(tx: Tx, source: FailoverSource) -> str:
+    """When a job moved the named server's profile and discovery has not found it on the
+    target yet (`[vcem] rediscovery_delay_s`, 10 minutes by default), where it is and how to
+    name it meanwhile; else "". The move dropped the name from the source, as VCEM's does."""
+    if source.host is not None:
+        where, params = "lower(rediscover_host) = %(h)s", {"h": source.host.strip().lower()}
+    elif source.ip is not None:
+        where, params = "rediscover_ips LIKE %(ip)s", {"ip": f'%"{normalise_ip(source.ip)}"%'}
+    else:
+        return ""
+    row = tx.fetchone(
+        "SELECT id, target_enclosure, target_bay, rediscover_at FROM gm_jobs"
+        f" WHERE rediscovered = FALSE AND rediscover_at IS NOT NULL AND {where}"
+        " ORDER BY id DESC LIMIT 1",
+        params,
+    )
+    if row is None:
+        return ""
+    job, enclosure, bay, due = int(row[0]), row[1], row[2], float(row[3])
+    when = time.strftime("%H:%M:%S UTC", time.gmtime(due))
+    return (
+        f" Job {job} moved its profile to {enclosure} bay {bay}; discovery finds it there at "
+        f"{when} ([vcem] rediscovery_delay_s). Until then name it by enclosure and bay: "
+        f"vcemcli -failover -enclosurename {enclosure} -bayname {bay}"
+    )

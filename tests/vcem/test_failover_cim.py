@@ -257,3 +257,22 @@ def test_a_standby_refuses_failover_with_the_spec_text(tmp_path: Path) -> None:
             assert len(conn.EnumerateInstances("GM_DeviceBay")) == 72
         finally:
             standby.stop()
+
+
+def test_a_name_awaiting_rediscovery_says_where_the_server_went(tmp_path: Path) -> None:
+    """After a failover the host name and IPs are dropped until discovery finds the server on
+    the spare (10 minutes by default); a failover by name meanwhile answered only "No server
+    is known by host ...", and the request file example failed with no hint."""
+    settings = config(vcem={"rediscovery_delay_s": 600})
+    with provider_process(tmp_path, config=settings) as gm:
+        conn = gm.connection()
+        job = wait_job(conn, failover(conn, HostName="web01.example.com"))
+        assert job["JobState"] == 7
+        target = (job["TargetEnclosureName"], job["TargetBayName"])
+        for source in ({"HostName": "web01.example.com"}, {"IPAddress": "192.0.2.11"}):
+            with pytest.raises(pywbem.CIMError) as err:
+                invoke(conn, "failoverProfile", **source)
+            text = err.value.status_description
+            assert err.value.status_code == pywbem.CIM_ERR_NOT_FOUND
+            assert f"moved its profile to {target[0]} bay {target[1]}" in text, text
+            assert f"-enclosurename {target[0]} -bayname {target[1]}" in text
