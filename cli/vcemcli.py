@@ -233,6 +233,11 @@ def run(cmd: Command, client: CimClient, out: Callable[[str], None]) -> int:
             params = {"IPAddress": ("string", cmd.values["-ipaddress"])}
             what = f"failover of IP address {cmd.values['-ipaddress']}"
         else:
+            if "-enclosurename" not in cmd.values and "-bayname" not in cmd.values:
+                raise UsageError(
+                    "-failover needs the failed server: -enclosurename E -bayname B, "
+                    "or -hostname H, or -ipaddress A"
+                )
             enclosure, bay = cmd.need("-enclosurename", "-bayname")
             params = {"EnclosureName": ("string", enclosure), "BayName": ("string", bay)}
             what = f"failover of enclosure {enclosure} bay {bay}"

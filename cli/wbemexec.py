@@ -544,6 +544,7 @@ class RequestSummary:
     protocol_version: str
     method: str | None  # None for MULTIREQ (CIMBatch)
     object_path: str | None
+    export: bool = False  # SIMPLEEXPREQ: an export request (an indication) for a listener
 
 
 class _Reader:
@@ -618,8 +619,16 @@ def summarize_request(text: str) -> RequestSummary:
         reader.fail("Invalid or missing MESSAGE.PROTOCOLVERSION attribute")
     if reader.test_start("MULTIREQ") is not None:
         return RequestSummary(protocol_version, None, None)
+    if reader.test_start("SIMPLEEXPREQ") is not None:
+        # Ours, beyond OpenPegasus' wbemexec: post an indication (DSP0200 export request),
+        # as a test of the Group Manager's automatic event handling.
+        call = reader.test_start("EXPMETHODCALL")
+        if call is None:
+            reader.fail("expected EXPMETHODCALL element")
+        method = reader.required(call, "EXPMETHODCALL", "NAME")
+        return RequestSummary(protocol_version, method, None, export=True)
     if reader.test_start("SIMPLEREQ") is None:
-        reader.fail("expected SIMPLEREQ or MULTIREQ element")
+        reader.fail("expected SIMPLEREQ, MULTIREQ or SIMPLEEXPREQ element")
     call = reader.test_start("IMETHODCALL")
     if call is not None:
         method = reader.required(call, "IMETHODCALL", "NAME")
@@ -818,6 +827,11 @@ def build_request(
         ]
         header_prefix = ""
     lines.append(f"{header_prefix}CIMProtocolVersion: {summary.protocol_version}")
+    if summary.export:
+        lines.append(f"{header_prefix}CIMExport: MethodRequest")
+        lines.append(f"{header_prefix}CIMExportMethod: {encode_uri(summary.method or '')}")
+        head = "".join(line + "\r\n" for line in lines) + "\r\n"
+        return head.encode("utf-8", errors="surrogateescape") + content
     lines.append(f"{header_prefix}CIMOperation: MethodCall")
     if summary.method is None:
         lines.append(f"{header_prefix}CIMBatch:")
