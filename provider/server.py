@@ -34,10 +34,11 @@ from provider.cim.operations import CimOperations
 from provider.cim.provider import ProviderRegistry
 from provider.cim.repository import load_repository
 from provider.config import Config
-from provider.errors import ConfigError
+from provider.drivers.notify import drain_told
+from provider.errors import ConfigError, ProtocolError
 from provider.http.auth import FileAuthenticator, principal_for_peer
 from provider.http.limits import TransportLimits
-from provider.http.messages import Principal
+from provider.http.messages import HttpRequest, HttpResponse, Principal
 from provider.http.server import (
     HttpServer,
     Listener,
@@ -199,6 +200,47 @@ def _banner(config: Config, server: HttpServer, role: str) -> str:
 
 
 async def _serve(config: Config) -> int:
+    users = config.security.users_file or (config.state_dir / "users")
+    if not users.exists():
+        raise ConfigError(f"{users}: no users file; run `gm-provider init` first.")
+    # Listen first: a node that cannot (its port or socket taken: often a second copy of a
+    # running node, started by hand) stops here, before it takes the lease, which would fence
+    # the running active. Requests before the application is ready get 503.
+    ready: list[CimApplication] = []
+
+    async def application(request: HttpRequest) -> HttpResponse:
+        if not ready:
+            raise ProtocolError(503, None, "The Group Manager is starting; try again shortly.")
+        return await ready[0](request)
+
+    limits = TransportLimits(
+        max_body_bytes=config.server.max_body_bytes,
+        max_header_bytes=config.server.max_header_bytes,
+        max_connections=config.server.max_connections,
+        header_timeout=config.server.request_timeout,
+        body_timeout=config.server.request_timeout,
+        keepalive_timeout=config.server.idle_timeout,
+    )
+    try:
+        server = await serve(
+            application,
+            _listeners(config),
+            authenticator=_Authenticator(config, users),
+            require_auth=config.server.require_auth,
+            limits=limits,
+        )
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen: {exc}. Another gm-provider (or another program) uses that port or "
+            "socket: give each node its own [server] http_port, https_port and unix_socket."
+        ) from exc
+    try:
+        return await _run_node(config, server, ready)
+    finally:
+        await server.close()
+
+
+async def _run_node(config: Config, server: HttpServer, ready: list[CimApplication]) -> int:
     store = _open_store(config)
     roles = RoleManager(
         store,
@@ -249,37 +291,7 @@ async def _serve(config: Config) -> int:
         max_xml_depth=config.server.max_xml_depth,
         max_xml_elements=config.server.max_xml_elements,
     )
-    users = config.security.users_file or (config.state_dir / "users")
-    if not users.exists():
-        raise ConfigError(f"{users}: no users file; run `gm-provider init` first.")
-    limits = TransportLimits(
-        max_body_bytes=config.server.max_body_bytes,
-        max_header_bytes=config.server.max_header_bytes,
-        max_connections=config.server.max_connections,
-        header_timeout=config.server.request_timeout,
-        body_timeout=config.server.request_timeout,
-        keepalive_timeout=config.server.idle_timeout,
-    )
-    try:
-        server = await serve(
-            app,
-            _listeners(config),
-            authenticator=_Authenticator(config, users),
-            require_auth=config.server.require_auth,
-            limits=limits,
-        )
-    except OSError as exc:
-        # The lease is ours already: hand it back at once, or the other node waits a whole
-        # TTL for a node that never served.
-        lease_task.cancel()
-        await asyncio.gather(lease_task, return_exceptions=True)
-        await asyncio.to_thread(roles.close)
-        store.close()
-        audit.close()
-        raise ConfigError(
-            f"cannot listen: {exc}. Another gm-provider (or another program) uses that port or "
-            "socket: give each node its own [server] http_port, https_port and unix_socket."
-        ) from exc
+    ready.append(app)
     tasks = [lease_task]
     tasks += [asyncio.create_task(job(), name=job.__name__) for job in services.background]
     stop = asyncio.Event()
@@ -296,13 +308,17 @@ async def _serve(config: Config) -> int:
         with contextlib.suppress(FileNotFoundError):
             (config.state_dir / "ready.json").unlink()
         await server.close()
+        # The lease loop keeps renewing while close() lets a job step in flight end (and a
+        # mail being sent be marked): the other node must not take over, and repeat it,
+        # before it is done. Only then are the background tasks stopped: cancelled first,
+        # a mail under way went unmarked and was sent again by the next active.
+        await asyncio.to_thread(roles.close)
         others = [task for task in tasks if task is not lease_task]
         for task in others:
             task.cancel()
         await asyncio.gather(*others, return_exceptions=True)
-        # The lease loop keeps renewing while close() lets a job step in flight end: the
-        # other node must not take over (and repeat it) before its device action returns.
-        await asyncio.to_thread(roles.close)
+        # Notices told in the background (capacity): sent before the process ends.
+        await drain_told(config.roles.drain_timeout)
         lease_task.cancel()
         await asyncio.gather(lease_task, return_exceptions=True)
         store.close()

@@ -24,13 +24,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import smtplib
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
 
-__all__ = ["Notifier", "NotifySettings", "notify_settings"]
+__all__ = ["Notifier", "NotifySettings", "drain_told", "notify_settings"]
 
 log = logging.getLogger("gm-provider.notify")
 
@@ -53,6 +54,7 @@ class Notifier:
         self.node = node
         self._outbox: asyncio.Queue[tuple[str, str]] | None = None
         self._sender: asyncio.Task[None] | None = None
+        _NOTIFIERS.add(self)
 
     def tell(self, subject: str, body: str) -> None:
         """Log the notice now and mail it in the background, after the ones told before it.
@@ -122,6 +124,22 @@ class Notifier:
             log.error("cannot e-mail %r to %s: %s", subject, ", ".join(self.settings.to), exc)
             return False
         return True
+
+
+# Every notifier of the process, for `drain_told` at shutdown.
+_NOTIFIERS: weakref.WeakSet[Notifier] = weakref.WeakSet()
+
+
+async def drain_told(timeout: float) -> None:
+    """Shutdown: wait up to `timeout` seconds for the notices told in the background to be
+    mailed (or to fail), so that a stop or a restart does not drop them."""
+    pending = [n.drain() for n in list(_NOTIFIERS)]
+    if not pending:
+        return
+    try:
+        await asyncio.wait_for(asyncio.gather(*pending), timeout)
+    except TimeoutError:
+        log.warning("stopping with e-mail not sent after %g s; the log has every notice", timeout)
 
 
 def notify_settings(config: Any) -> NotifySettings:

@@ -95,6 +95,9 @@ class Past:
     outcome: Outcome
     rule: str
     job_id: int | None
+    # A failover of the same server found by its names on another bay (it moved there): it
+    # silences failovers, not the alerts about the hardware it runs on now.
+    elsewhere: bool = False
 
 
 @dataclass(frozen=True)
@@ -165,7 +168,15 @@ def _first_occurrence(plan: Plan, history: Sequence[Past], now: datetime) -> Pla
     assert plan.rule is not None
     since = now - timedelta(minutes=plan.rule.cooldown_minutes)
     recent = [p for p in history if p.at > since]
-    started = next((p for p in recent if p.outcome is Outcome.FAILOVER_STARTED), None)
+    failing_over = plan.rule.mode is Mode.FAILOVER
+    started = next(
+        (
+            p
+            for p in recent
+            if p.outcome is Outcome.FAILOVER_STARTED and (failing_over or not p.elsewhere)
+        ),
+        None,
+    )
     if started is not None:
         return Plan(
             Outcome.SUPPRESSED,

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ipaddress
 import logging
 import threading
@@ -306,7 +307,7 @@ class EventListener:
         known = [*names, *(system.names() if system is not None else [])]
         earlier = self.journal.failed_over_naming(known, since)
         if earlier is not None and earlier.system_key != key:
-            history.append(earlier.past())
+            history.append(dataclasses.replace(earlier.past(), elsewhere=True))
         return history
 
     def _failed_over_system(self, names: list[str], since: datetime) -> System | None:

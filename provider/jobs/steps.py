@@ -525,6 +525,11 @@ def _stranded(ctx: StepContext, job: Job, source: BayRef | None, target: BayRef,
 
     def unassigned(tx: FencedTx) -> None:
         repo.unassign_profile(tx, job.profile)
+        if source is not None:
+            # Its names went with the profile, as a completed move's do (discovery finds
+            # them again where the profile is placed): no event or by-name failover may
+            # resolve to the empty source bay meanwhile.
+            repo.clear_discovery(tx, source.enclosure, source.bay)
 
     origin = f"was taken off {source} and " if source is not None else ""
     raise StepFailed(

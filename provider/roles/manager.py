@@ -492,7 +492,7 @@ class RoleManager:
             # about replacing another node. Otherwise, with automatic takeover off (the
             # default), no node was ever active again after an outage longer than the TTL,
             # and a job stopped half-way (a server powered off) waited for an administrator.
-            if lease.lease_until != float("-inf"):
+            if lease.lease_until != float("-inf") and self._clock() >= self._hold_off_until:
                 t0 = self._clock()
                 epoch = self._store.acquire(self._node, self._ttl)
                 if epoch is not None:

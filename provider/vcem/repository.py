@@ -581,20 +581,7 @@ def move_profile(
     host: str | None = None
     ips: tuple[str, ...] = ()
     if source is not None:
-        row = tx.fetchone(
-            "SELECT host, ips FROM vcem_bays WHERE enclosure = %(e)s AND bay = %(b)s",
-            {"e": source[0], "b": source[1]},
-        )
-        if row is not None:
-            host, ips = row[0], tuple(json.loads(row[1]))
-        tx.execute(
-            "UPDATE vcem_bays SET host = NULL, ips = '[]' WHERE enclosure = %(e)s AND bay = %(b)s",
-            {"e": source[0], "b": source[1]},
-        )
-        tx.execute(
-            "DELETE FROM vcem_bay_ips WHERE enclosure = %(e)s AND bay = %(b)s",
-            {"e": source[0], "b": source[1]},
-        )
+        host, ips = clear_discovery(tx, source[0], source[1])
     tx.execute(
         "UPDATE vcem_profiles SET enclosure = %(e)s, bay = %(b)s WHERE name = %(n)s",
         {"e": target[0], "b": target[1], "n": profile_name},
@@ -602,6 +589,24 @@ def move_profile(
     tx.execute(
         "UPDATE vcem_bays SET is_spare = FALSE WHERE enclosure = %(e)s AND bay = %(b)s",
         {"e": target[0], "b": target[1]},
+    )
+    return host, ips
+
+
+def clear_discovery(tx: FencedTx, enclosure: str, bay: str) -> tuple[str | None, tuple[str, ...]]:
+    """Remove a bay's host name and IPs (they left with its profile); returns what they were."""
+    row = tx.fetchone(
+        "SELECT host, ips FROM vcem_bays WHERE enclosure = %(e)s AND bay = %(b)s",
+        {"e": enclosure, "b": bay},
+    )
+    host, ips = (row[0], tuple(json.loads(row[1]))) if row is not None else (None, ())
+    tx.execute(
+        "UPDATE vcem_bays SET host = NULL, ips = '[]' WHERE enclosure = %(e)s AND bay = %(b)s",
+        {"e": enclosure, "b": bay},
+    )
+    tx.execute(
+        "DELETE FROM vcem_bay_ips WHERE enclosure = %(e)s AND bay = %(b)s",
+        {"e": enclosure, "b": bay},
     )
     return host, ips
 

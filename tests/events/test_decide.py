@@ -111,6 +111,14 @@ def test_a_started_failover_silences_every_event_for_the_system_during_the_coold
     assert _decide(history=[old]).outcome is Outcome.FAILOVER
 
 
+def test_a_failover_of_the_server_on_another_bay_silences_failovers_not_alerts() -> None:
+    """The server moved to the spare (found by its names): another failover of it waits for
+    the cool-down, but an alert about the hardware it runs on now is still mailed."""
+    moved = Past(NOW - timedelta(minutes=5), Outcome.FAILOVER_STARTED, "weekend-failover", 7, True)
+    assert _decide(history=[moved]).outcome is Outcome.SUPPRESSED
+    assert _decide(MEMORY, history=[moved]).outcome is Outcome.ALERTED
+
+
 def test_an_alert_does_not_hold_back_a_failover_but_repeats_are_not_mailed() -> None:
     alerted = Past(NOW - timedelta(minutes=1), Outcome.ALERTED, "alert", None)
     assert _decide(history=[alerted]).outcome is Outcome.FAILOVER

@@ -76,6 +76,9 @@ def test_a_move_that_fails_half_way_says_where_the_profile_is(
                 profile = repo.profile(tx, source.profile)
                 group = repo.group(tx, source.group)
             assert profile is not None and (profile.enclosure, profile.bay) == (None, None)
+            with stack.store.read() as tx:
+                # Its names left with it: nothing resolves to the empty source bay.
+                assert repo.bay_by_host(tx, "web01.example.com") is None
             assert group is not None and group.locked_by_job is None
             assert stack.sim(source.enclosure, source.bay)["profile"] is None
             assert stack.sim("enc01", "12")["profile"] is None
