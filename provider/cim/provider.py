@@ -77,6 +77,10 @@ class OperationContext:
     principal: Principal | None
     namespace: str
     host: str  # this server's host name, for paths that carry one
+    # Work of the caller to be done in the transaction that submits a job, with the job's
+    # number (FencedTx, job id): an event's decision is recorded with the failover it started,
+    # so a crash can lose neither without the other.
+    with_submission: Callable[[Any, int], None] | None = None
 
     @property
     def user(self) -> str:

@@ -192,6 +192,10 @@ class DecisionLog:
         except (NotActive, Fenced):
             return self._remember(decision)
 
+    def record_in(self, tx: Tx, decision: Decision, mail: Render | None = None) -> Decision:
+        """Store the decision in the caller's fenced transaction (the failover job's own)."""
+        return self._insert(tx, decision, mail)
+
     def _insert(self, tx: Tx, d: Decision, mail: Render | None = None) -> Decision:
         new_id = tx.scalar(
             "INSERT INTO events_decisions (at, node, sender, indication_class, indication_id,"

@@ -88,15 +88,21 @@ class FailoverPath:
     # operation "ExportIndication" (what started it) and the sender as its user.
     audit: Any = None
 
-    async def start(self, principal: Principal | None, system: System) -> int:
+    async def start(
+        self,
+        principal: Principal | None,
+        system: System,
+        with_job: Callable[[Any, int], None] | None = None,
+    ) -> int:
+        """Submit the failover; `with_job(tx, job_id)` runs in the job's own transaction."""
         # The custom tool "passes either the host name or IP address of the system that
         # posted the failover event" (reference §5.2): so do we.
         params = {"IPAddress" if system.by_ip else "HostName": system.named}
         if self.audit is None:
-            return await self._start(principal, params)
+            return await self._start(principal, params, with_job)
         where = dict(namespace=NS, target=f"{NS}:{_MANAGER}", params=list(params.items()))
         try:
-            job = await self._start(principal, params)
+            job = await self._start(principal, params, with_job)
         except Exception as exc:
             self.audit.record(principal, "ExportIndication", "failoverProfile", error=exc, **where)
             raise
@@ -106,7 +112,12 @@ class FailoverPath:
         )
         return job
 
-    async def _start(self, principal: Principal | None, params: dict[str, str]) -> int:
+    async def _start(
+        self,
+        principal: Principal | None,
+        params: dict[str, str],
+        with_job: Callable[[Any, int], None] | None = None,
+    ) -> int:
         spec = self.registry.method(NS, _MANAGER, "failoverProfile")
         if spec is None:
             raise NotSupported("failoverProfile has no provider here (is provider.vcem installed?)")
@@ -114,12 +125,17 @@ class FailoverPath:
         self.authorizer.check(principal, spec.action_name, scope)
         if spec.changes_state:
             self.roles.require_active(spec.what)
-        ctx = OperationContext(principal, NS, self.host)
+        ctx = OperationContext(principal, NS, self.host, with_submission=with_job)
         try:
             outcome = await spec.handler(ctx, params)
         except Fenced as exc:
             raise NotActive(spec.what or spec.name) from exc
         return int(outcome.out["JobID"])
+
+
+def _started_reason(system: System, plan: Plan) -> Callable[[int], str]:
+    rule = plan.rule.name if plan.rule is not None else "-"
+    return lambda job: f"failover job {job} started for {system.label} by rule {rule}"
 
 
 def _is_ip(name: str) -> bool:
@@ -266,32 +282,53 @@ class EventListener:
         history = await asyncio.to_thread(self._history, key, names, system, since)
         active = self.roles.role is Role.ACTIVE
         plan = decide(rules, event, names, system, history, now, active)
+
+        def decision(outcome: Outcome, reason: str, job_id: int | None) -> Decision:
+            return Decision(
+                at=now,
+                node=self.node,
+                sender=principal.user if principal is not None else "anonymous",
+                indication_class=event.classname,
+                indication_id=event.text("IndicationIdentifier"),
+                event_id=event.text("EventID") or event.text("MessageID"),
+                severity=event.text("PerceivedSeverity"),
+                system_named=", ".join(_names_of(names, system, outcome)),
+                system_key=key,
+                enclosure=system.enclosure if system is not None else None,
+                bay=system.bay if system is not None else None,
+                domain_group=system.group if system is not None else None,
+                rule=plan.rule.name if plan.rule is not None else None,
+                mode=plan.rule.mode.value if plan.rule is not None else None,
+                outcome=outcome,
+                job_id=job_id,
+                reason=reason,
+                notified=outcome.notifies,
+            )
+
+        def render(d: Decision) -> tuple[str, str]:
+            return notice(d, event, system)
+
         outcome, reason, job_id = plan.outcome, plan.reason, None
         if plan.outcome is Outcome.FAILOVER:
             assert system is not None and plan.rule is not None
-            outcome, reason, job_id = await self._fail_over(plan, system, principal)
-        decision = Decision(
-            at=now,
-            node=self.node,
-            sender=principal.user if principal is not None else "anonymous",
-            indication_class=event.classname,
-            indication_id=event.text("IndicationIdentifier"),
-            event_id=event.text("EventID") or event.text("MessageID"),
-            severity=event.text("PerceivedSeverity"),
-            system_named=", ".join(_names_of(names, system, outcome)),
-            system_key=key,
-            enclosure=system.enclosure if system is not None else None,
-            bay=system.bay if system is not None else None,
-            domain_group=system.group if system is not None else None,
-            rule=plan.rule.name if plan.rule is not None else None,
-            mode=plan.rule.mode.value if plan.rule is not None else None,
-            outcome=outcome,
-            job_id=job_id,
-            reason=reason,
-            notified=outcome.notifies,
-        )
+            recorded: list[Decision] = []
+            started = _started_reason(system, plan)
+
+            def with_job(tx: Any, job: int) -> None:
+                # In the job's own transaction: the failover and why it was started are
+                # committed together, or neither (a crash in between lost the decision and
+                # both its mails while the job ran).
+                recorded.append(
+                    self.journal.record_in(
+                        tx, decision(Outcome.FAILOVER_STARTED, started(job), job), render
+                    )
+                )
+
+            outcome, reason, job_id = await self._fail_over(plan, system, principal, with_job)
+            if recorded and outcome is Outcome.FAILOVER_STARTED:
+                return recorded[0], system
         stored = await asyncio.to_thread(
-            self.journal.record, decision, lambda d: notice(d, event, system)
+            self.journal.record, decision(outcome, reason, job_id), render
         )
         return stored, system
 
@@ -329,14 +366,18 @@ class EventListener:
         )
 
     async def _fail_over(
-        self, plan: Plan, system: System, principal: Principal | None
+        self,
+        plan: Plan,
+        system: System,
+        principal: Principal | None,
+        with_job: Callable[[Any, int], None] | None = None,
     ) -> tuple[Outcome, str, int | None]:
         assert plan.rule is not None
         empty = await asyncio.to_thread(no_spare_reason, self.store, system)
         if empty is not None:
             return Outcome.FAILOVER_REFUSED, empty, None
         try:
-            job_id = await self.failover.start(principal, system)
+            job_id = await self.failover.start(principal, system, with_job)
         except NotActive as exc:
             # Lost the role between the check and the gate: a standby never acts.
             return Outcome.NOT_ACTIVE, exc.description.replace("\n", " ").strip(), None
@@ -344,7 +385,7 @@ class EventListener:
             return Outcome.FAILOVER_REFUSED, f"failoverProfile refused: {exc.description}", None
         return (
             Outcome.FAILOVER_STARTED,
-            f"failover job {job_id} started for {system.label} by rule {plan.rule.name}",
+            _started_reason(system, plan)(job_id),
             job_id,
         )
 

@@ -433,7 +433,9 @@ def _register(
             ip=text(params, "IPAddress"),
         )
         source.check()
-        job_id = await asyncio.to_thread(service.submit_failover, source, ctx.user)
+        job_id = await asyncio.to_thread(
+            service.submit_failover, source, ctx.user, ctx.with_submission
+        )
         # "The failover job is then scheduled. Its job number is returned so the initiator
         # can check its status." (seed 000): 4096, job started.
         return MethodOutcome(4096, {"JobID": job_id, "Job": _job_ref(job_id)})

@@ -103,7 +103,14 @@ class VcemService:
             )
         return row
 
-    def submit_failover(self, source: FailoverSource, owner: str) -> int:
+    def submit_failover(
+        self,
+        source: FailoverSource,
+        owner: str,
+        with_submission: Callable[[FencedTx, int], None] | None = None,
+    ) -> int:
+        """Submit a failover job; `with_submission(tx, job_id)` runs in the same transaction
+        (an automatic failover's decision)."""
         with self.roles.fenced("fail over a server profile") as tx:
             bay = self.resolve(tx, source)
             self._refuse_if_maintenance(tx, bay.group)
@@ -123,6 +130,8 @@ class VcemService:
                 ),
                 tx,
             )
+            if with_submission is not None:
+                with_submission(tx, job_id)
         self.wake()
         return job_id
 
