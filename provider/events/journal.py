@@ -188,15 +188,13 @@ class DecisionLog:
         so no notice is lost between recording and sending."""
         try:
             with self.roles.fenced("record event decisions") as tx:
-                return self._insert(tx, decision, mail)
+                return self.record_in(tx, decision, mail)
         except (NotActive, Fenced):
             return self._remember(decision)
 
-    def record_in(self, tx: Tx, decision: Decision, mail: Render | None = None) -> Decision:
-        """Store the decision in the caller's fenced transaction (the failover job's own)."""
-        return self._insert(tx, decision, mail)
-
-    def _insert(self, tx: Tx, d: Decision, mail: Render | None = None) -> Decision:
+    def record_in(self, tx: Tx, d: Decision, mail: Render | None = None) -> Decision:
+        """Store the decision in the caller's fenced transaction (`record`'s own, or the
+        failover job's)."""
         new_id = tx.scalar(
             "INSERT INTO events_decisions (at, node, sender, indication_class, indication_id,"
             " event_id, severity, system_named, system_key, enclosure, bay, domain_group, rule,"

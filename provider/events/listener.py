@@ -28,10 +28,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import ipaddress
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -40,6 +41,7 @@ from pywbem import CIMInstance
 
 from provider.cim.provider import OperationContext, ProviderRegistry
 from provider.cimxml.messages import ExportCall
+from provider.drivers.base import DeviceState, PowerState
 from provider.drivers.notify import Notifier
 from provider.errors import (
     CIMClientError,
@@ -54,10 +56,11 @@ from provider.errors import (
 from provider.http.messages import Principal
 from provider.jobs.journal import Job, JobJournal
 from provider.jobs.model import JobState
+from provider.jobs.steps import spare_candidate
 from provider.privileges import TableAuthorizer
 from provider.roles import Role
 from provider.vcem import repository as repo
-from provider.vcem.spares import Candidate, NoSpare, SourceServer, choose_spare
+from provider.vcem.spares import NoSpare, SourceServer, choose_spare
 
 from .decide import Outcome, Past, Plan, System, decide, unknown_key
 from .journal import Decision, DecisionLog, Notice
@@ -133,9 +136,26 @@ class FailoverPath:
         return int(outcome.out["JobID"])
 
 
-def _started_reason(system: System, plan: Plan) -> Callable[[int], str]:
+def _moved_system(names: list[str], earlier: Decision) -> System | None:
+    """The bay the failover `earlier` moved the named system away from."""
+    if earlier.enclosure is None or earlier.bay is None:
+        return None
+    named = next(n for n in names if n.lower() in earlier.system_named.lower())
+    return System(
+        named=named,
+        by_ip=_is_ip(named),
+        enclosure=earlier.enclosure,
+        bay=earlier.bay,
+        group=earlier.domain_group or "",
+        host=None,
+        ips=(),
+        automatic_failover_disabled=False,
+    )
+
+
+def _started_reason(system: System, plan: Plan, job: int) -> str:
     rule = plan.rule.name if plan.rule is not None else "-"
-    return lambda job: f"failover job {job} started for {system.label} by rule {rule}"
+    return f"failover job {job} started for {system.label} by rule {rule}"
 
 
 def _is_ip(name: str) -> bool:
@@ -186,18 +206,17 @@ def no_spare_reason(store: Any, system: System) -> str | None:
     if group is None or source is None:
         return None  # the failover path says what is wrong with them
     candidates = [
-        Candidate(
-            domain=b.domain,
-            domain_state=b.domain_state,
-            enclosure=b.enclosure,
-            enclosure_position=b.enclosure_position,
-            bay=b.bay,
-            is_spare=b.is_spare,
-            profile=b.profile,
-            present=b.server_present and b.covered_by is None,
-            model=b.model,
-            generation=b.generation,
-            powered_on=b.power_state == "on",
+        spare_candidate(
+            b,
+            DeviceState(
+                present=b.server_present,
+                model=b.model,
+                generation=b.generation,
+                product=b.product,
+                # A power state the store does not know does not count against a spare.
+                power=PowerState.ON if b.power_state == "on" else PowerState.OFF,
+                profile=None,
+            ),
         )
         for b in spares
     ]
@@ -274,12 +293,8 @@ class EventListener:
         rules = self.rules.current()  # the file as it is now (read again if edited)
         self.journal.keep(rules.retention)
         names = system_names(event, rules.system_properties)
-        system = await asyncio.to_thread(resolve_system, self.store, names)
         since = now - timedelta(minutes=rules.max_cooldown_minutes())
-        if system is None:
-            system = await asyncio.to_thread(self._failed_over_system, names, since)
-        key = system.key if system is not None else unknown_key(names)
-        history = await asyncio.to_thread(self._history, key, names, system, since)
+        system, key, history = await asyncio.to_thread(self._recall, names, since)
         active = self.roles.role is Role.ACTIVE
         plan = decide(rules, event, names, system, history, now, active)
 
@@ -312,7 +327,6 @@ class EventListener:
         if plan.outcome is Outcome.FAILOVER:
             assert system is not None and plan.rule is not None
             recorded: list[Decision] = []
-            started = _started_reason(system, plan)
 
             def with_job(tx: Any, job: int) -> None:
                 # In the job's own transaction: the failover and why it was started are
@@ -320,7 +334,9 @@ class EventListener:
                 # both its mails while the job ran).
                 recorded.append(
                     self.journal.record_in(
-                        tx, decision(Outcome.FAILOVER_STARTED, started(job), job), render
+                        tx,
+                        decision(Outcome.FAILOVER_STARTED, _started_reason(system, plan, job), job),
+                        render,
                     )
                 )
 
@@ -332,38 +348,25 @@ class EventListener:
         )
         return stored, system
 
-    def _history(
-        self, key: str, names: list[str], system: System | None, since: datetime
-    ) -> list[Past]:
-        """The system's recent decisions, and a failover started recently under any of its
-        names: once the spare is rediscovered (`[vcem] rediscovery_delay_s`) the host name
-        resolves to the spare's bay, and a repeat event about the same server must still fall
-        in the cool-down (reference vcem-domain.md §5.4: "never auto-failover the same
-        server twice within T")."""
-        history = self.journal.history(key, since)
+    def _recall(self, names: list[str], since: datetime) -> tuple[System | None, str, list[Past]]:
+        """The system the names resolve to, its key and its recent decisions.
+
+        A failover started recently under any of its names counts too: once the spare is
+        rediscovered (`[vcem] rediscovery_delay_s`) the host name resolves to the spare's
+        bay, and a repeat event about the same server must still fall in the cool-down
+        (reference vcem-domain.md §5.4: "never auto-failover the same server twice within
+        T"). Before that, VCEM has dropped the names from discovery (§1.6) and they resolve
+        to no bay: the failover tells which one they meant."""
+        system = resolve_system(self.store, names)
         known = [*names, *(system.names() if system is not None else [])]
         earlier = self.journal.failed_over_naming(known, since)
+        if system is None and earlier is not None:
+            system = _moved_system(names, earlier)
+        key = system.key if system is not None else unknown_key(names)
+        history = self.journal.history(key, since)
         if earlier is not None and earlier.system_key != key:
             history.append(dataclasses.replace(earlier.past(), elsewhere=True))
-        return history
-
-    def _failed_over_system(self, names: list[str], since: datetime) -> System | None:
-        """The bay a recent failover moved the named system away from (see
-        `DecisionLog.failed_over_naming`), so the cool-down still applies to it."""
-        earlier = self.journal.failed_over_naming(names, since)
-        if earlier is None or earlier.enclosure is None or earlier.bay is None:
-            return None
-        named = next(n for n in names if n.lower() in earlier.system_named.lower())
-        return System(
-            named=named,
-            by_ip=_is_ip(named),
-            enclosure=earlier.enclosure,
-            bay=earlier.bay,
-            group=earlier.domain_group or "",
-            host=None,
-            ips=(),
-            automatic_failover_disabled=False,
-        )
+        return system, key, history
 
     async def _fail_over(
         self,
@@ -385,7 +388,7 @@ class EventListener:
             return Outcome.FAILOVER_REFUSED, f"failoverProfile refused: {exc.description}", None
         return (
             Outcome.FAILOVER_STARTED,
-            _started_reason(system, plan)(job_id),
+            _started_reason(system, plan, job_id),
             job_id,
         )
 
@@ -483,13 +486,8 @@ class EndMails:
             retry = getattr(getattr(notifier, "settings", None), "retry", MAIL_RETRY)
         self.retry = timedelta(seconds=retry)
         self._local: dict[str, Decision] = {}  # followed in memory (see above)
-        self._retry_at: dict[str, datetime] = {}
-        self._failures: dict[str, int] = {}
-        self._mailed: set[str] = set()  # mailed, not yet marked sent in the store
-        # The same for notices (keyed by decision too, kept apart from the end mails').
-        self._notice_retry_at: dict[str, datetime] = {}
-        self._notice_failures: dict[str, int] = {}
-        self._notice_mailed: set[str] = set()
+        self._ends = _Attempts()  # end mails, by decision
+        self._notices = _Attempts()  # the decisions' own mails, by decision
         self._wake: asyncio.Event | None = None
         # A planned hand-over (stepDown, a stop) waits for a mail being sent and marked, so
         # that the next active does not find it owed and send it again (`pause`).
@@ -557,45 +555,60 @@ class EndMails:
         if self.roles.role is not Role.ACTIVE:
             return 0
         owed = await asyncio.to_thread(self.journal.owed_notices)
-        keys = {n.instance_id for n in owed}
-        for kept in (self._notice_retry_at, self._notice_failures):
-            for key in [k for k in kept if k not in keys]:
-                del kept[key]
-        self._notice_mailed &= keys
+        self._notices.keep_only({n.instance_id for n in owed})
         now = self.clock()
         mailed = 0
         for notice in owed:
             key = notice.instance_id
-            try:
-                mailed += await self._send_notice(notice, now)
-            except (StoreError, NotActive, Fenced):
-                raise
-            except Exception:
-                self._notice_failures[key] = failures = self._notice_failures.get(key, 0) + 1
-                log.exception("the mail of event decision %s failed (%d)", key, failures)
-                if failures >= self.MAX_FAILURES:
-                    await self._notice_done(key, "given-up", f"it failed {failures} times")
+            mailed += await self._attempt(
+                self._notices,
+                key,
+                f"the mail of event decision {key}",
+                self._send_notice(notice, now),
+                functools.partial(self._notice_done, key, "given-up"),
+            )
         return mailed
+
+    async def _attempt(
+        self,
+        attempts: _Attempts,
+        key: str,
+        what: str,
+        send: Awaitable[int],
+        give_up: Callable[[str], Awaitable[None]],
+    ) -> int:
+        """One mail's attempt: a failure of ours is counted and, after MAX_FAILURES, the
+        mail given up; the store or the role failing waits for the next pass."""
+        try:
+            return await send
+        except (StoreError, NotActive, Fenced):
+            raise
+        except Exception:
+            failures = attempts.failed(key)
+            log.exception("%s failed (%d)", what, failures)
+            if failures >= self.MAX_FAILURES:
+                await give_up(f"it failed {failures} times")
+            return 0
 
     async def _send_notice(self, notice: Notice, now: datetime) -> int:
         key = notice.instance_id
-        if key in self._notice_mailed:
+        if key in self._notices.mailed:
             await self._notice_done(key, "sent")  # mailed at an earlier pass; marking failed
             return 0
         if now - notice.at > self.limit:
             hours = self.limit.total_seconds() / 3600
             await self._notice_done(key, "given-up", f"not mailed after {hours:g} h")
             return 0
-        if self._notice_retry_at.get(key, now) > now:
+        if self._notices.waiting(key, now):
             return 0
         if self.roles.role is not Role.ACTIVE or not self._take_off():
             return 0  # the role is going or gone: the next active mails it
         try:
             # The notice was logged when the event was decided; attempts only mail it.
             if not await self.notifier.notify(notice.subject, notice.body, log_notice=False):
-                self._notice_retry_at[key] = now + self.retry
+                self._notices.retry(key, now + self.retry)
                 return 0
-            self._notice_mailed.add(key)
+            self._notices.mailed.add(key)
             await self._notice_done(key, "sent")
             return 1
         finally:
@@ -605,9 +618,7 @@ class EndMails:
         if why:
             log.warning("no mail for event decision %s: %s", key, why)
         await asyncio.to_thread(self.journal.settle_notice, key, how)
-        self._notice_mailed.discard(key)
-        self._notice_retry_at.pop(key, None)
-        self._notice_failures.pop(key, None)
+        self._notices.forget(key)
 
     async def settle_ended(self) -> int:
         """One pass: mail every owed end that has come; returns how many were mailed."""
@@ -615,11 +626,7 @@ class EndMails:
         if self.roles.role is Role.ACTIVE:
             owed = await asyncio.to_thread(self.journal.owed_end_mails)
             # Forget what the other node settled meanwhile (it was active for a while).
-            keep = {d.instance_id for d, _, _ in owed} | set(self._local)
-            for kept in (self._retry_at, self._failures):
-                for key in [k for k in kept if k not in keep]:
-                    del kept[key]
-            self._mailed &= keep
+            self._ends.keep_only({d.instance_id for d, _, _ in owed} | set(self._local))
         for decision in list(self._local.values()):
             assert decision.job_id is not None
             try:
@@ -632,22 +639,19 @@ class EndMails:
         for decision, state, notice_owed in owed:
             if notice_owed:
                 continue  # "started" goes out before how it ended (read with the end)
-            try:
-                mailed += await self._settle(decision, state, now)
-            except (StoreError, NotActive, Fenced):
-                raise  # the store or the role: the whole pass waits for the next one
-            except Exception:
-                key = decision.instance_id
-                self._failures[key] = failures = self._failures.get(key, 0) + 1
-                log.exception("the end mail of job %s failed (%d)", decision.job_id, failures)
-                if failures >= self.MAX_FAILURES:
-                    await self._give_up(decision, f"it failed {failures} times")
+            mailed += await self._attempt(
+                self._ends,
+                decision.instance_id,
+                f"the end mail of job {decision.job_id}",
+                self._settle(decision, state, now),
+                functools.partial(self._give_up, decision),
+            )
         return mailed
 
     async def _settle(self, decision: Decision, state: JobState | None, now: datetime) -> int:
         key = decision.instance_id
         assert decision.job_id is not None
-        if key in self._mailed:
+        if key in self._ends.mailed:
             await self._done(decision, "sent")  # mailed at an earlier pass; marking failed
             return 0
         if state is None:
@@ -658,7 +662,7 @@ class EndMails:
             hours = self.limit.total_seconds() / 3600
             await self._give_up(decision, f"job {decision.job_id} {why} after {hours:g} h")
             return 0
-        if not state.finished or self._retry_at.get(key, now) > now:
+        if not state.finished or self._ends.waiting(key, now):
             return 0
         if decision.stored and self.roles.role is not Role.ACTIVE:
             return 0  # the role was lost during this pass: the new active mails it
@@ -669,9 +673,9 @@ class EndMails:
             at = await asyncio.to_thread(self._profile_at, job)
             subject, body = end_notice(decision, job, at)
             if not await self.notifier.notify(subject, body):
-                self._retry_at[key] = now + self.retry
+                self._ends.retry(key, now + self.retry)
                 return 0
-            self._mailed.add(key)
+            self._ends.mailed.add(key)
             await self._done(decision, "sent")
             return 1
         finally:
@@ -693,7 +697,38 @@ class EndMails:
         if decision.stored:
             await asyncio.to_thread(self.journal.settle_end_mail, decision, how)
         self._local.pop(key, None)
-        self._mailed.discard(key)
+        self._ends.forget(key)
+
+
+class _Attempts:
+    """What this node remembers of the mails of one kind it tries (keyed by decision): when
+    one refused by the SMTP server is tried again, how often one failed for a reason of ours,
+    and which were mailed but not yet marked sent in the store."""
+
+    def __init__(self) -> None:
+        self._retry_at: dict[str, datetime] = {}
+        self._failures: dict[str, int] = {}
+        self.mailed: set[str] = set()
+
+    def keep_only(self, keys: set[str]) -> None:
+        """Forget every other key (settled meanwhile, by this node or the other)."""
+        for kept in (self._retry_at, self._failures):
+            for key in [k for k in kept if k not in keys]:
+                del kept[key]
+        self.mailed &= keys
+
+    def waiting(self, key: str, now: datetime) -> bool:
+        return self._retry_at.get(key, now) > now
+
+    def retry(self, key: str, at: datetime) -> None:
+        self._retry_at[key] = at
+
+    def failed(self, key: str) -> int:
+        self._failures[key] = failures = self._failures.get(key, 0) + 1
+        return failures
+
+    def forget(self, key: str) -> None:
+        self.mailed.discard(key)
         self._retry_at.pop(key, None)
         self._failures.pop(key, None)
 

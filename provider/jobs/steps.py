@@ -82,7 +82,7 @@ from .model import (
     steps_for,
 )
 
-__all__ = ["StepContext", "StepResult", "drive"]
+__all__ = ["StepContext", "StepResult", "drive", "spare_candidate"]
 
 log = logging.getLogger("gm.jobs")
 
@@ -384,7 +384,7 @@ def _pick_spare(ctx: StepContext, job: Job) -> StepResult:
         spares = repo.bays_of_group(tx, job.domain_group, spares_only=True)
     states = ctx.driver.read([BayRef(b.enclosure, b.bay) for b in spares] + [source])
     src = states[source]
-    candidates = [_candidate(b, states[BayRef(b.enclosure, b.bay)]) for b in spares]
+    candidates = [spare_candidate(b, states[BayRef(b.enclosure, b.bay)]) for b in spares]
     same_generation = group is not None and group.same_generation
     choice = choose_spare(
         SourceServer(source.enclosure, source.bay, src.model, src.generation),
@@ -420,7 +420,9 @@ def _pick_spare(ctx: StepContext, job: Job) -> StepResult:
     )
 
 
-def _candidate(row: repo.BayRow, state: DeviceState) -> Candidate:
+def spare_candidate(row: repo.BayRow, state: DeviceState) -> Candidate:
+    """A bay of the group as `choose_spare` weighs it: the inventory's row and the device's
+    state (read now by a job; the row's last known state for an event's spare check)."""
     return Candidate(
         domain=row.domain,
         domain_state=row.domain_state,
