@@ -224,8 +224,16 @@ def _run(args: argparse.Namespace, client: CimClient) -> list[str]:
             f"partition of {args.z}."
         ]
     if verb == "Q":
-        # HP's -Q makes the standby active whatever the old active thinks (§1.4): Force.
+        # HP's -Q makes the standby active whatever the old active thinks (§1.4): Force. On
+        # the active it stays active (its lease renewed) and succeeds: cluster start scripts
+        # run `icapmanage -Q -n` on whichever node they start.
+        _, role = client.invoke("getRole", [])
         _, out = client.invoke("takeControl", [Param("Force", "boolean", True)])
+        if role.get("Role") == "active" and role.get("Epoch") == out.get("Epoch"):
+            return [
+                f"This system is already the active Group Manager (epoch {out.get('Epoch')}); "
+                "it stays active."
+            ]
         return [f"This system is now the active Group Manager (epoch {out.get('Epoch')})."]
     return _group_or_member(verb, args, client)
 

@@ -23,8 +23,6 @@ from provider.cim.provider import (
     ProviderRegistry,
     Row,
 )
-from provider.errors import Refused
-from provider.roles import Role
 from provider.services import Services
 
 __all__ = ["install_manager"]
@@ -55,11 +53,9 @@ def install_manager(registry: ProviderRegistry, services: Services) -> None:
     roles = services.roles
 
     async def take_control(ctx: OperationContext, params: Mapping[str, Any]) -> MethodOutcome:
-        if roles.role is Role.ACTIVE:
-            raise Refused(
-                f"This system ({services.node_name}) is already the active Group Manager "
-                f"(epoch {roles.epoch}); there is nothing to take over."
-            )
+        # On the active node it stays active (its lease renewed now) and answers its epoch, as
+        # HP's `icapmanage -Q` on the active does (reference gicap §1.4): cluster start scripts
+        # run it without asking which node is active.
         force = bool(params.get("Force", False))
         epoch = await asyncio.to_thread(roles.take_control, force)
         return MethodOutcome(0, {"Epoch": epoch})

@@ -11,7 +11,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["checkout_root", "default_config_path", "default_socket_path", "default_state_dir"]
+__all__ = [
+    "builtin_socket_path",
+    "checkout_root",
+    "default_config_path",
+    "default_socket_path",
+    "default_state_dir",
+]
 
 
 def checkout_root() -> Path | None:
@@ -29,6 +35,11 @@ def default_socket_path() -> Path:
     env = os.environ.get("GM_PROVIDER_SOCKET")
     if env:
         return Path(env)
+    return builtin_socket_path()
+
+
+def builtin_socket_path() -> Path:
+    """The socket a client finds with no `GM_PROVIDER_SOCKET` (cron's environment)."""
     root = checkout_root()
     return (
         root / "var" / "run" / "cimxml.socket"

@@ -78,6 +78,9 @@ class ScavengerCron:
 
     def sync(self, wanted: bool) -> str:
         """Make the entry present iff `wanted`; returns "installed", "removed" or "unchanged"."""
+        target = self.settings.target
+        if not wanted and target != "user" and not Path(target).exists():
+            return "unchanged"  # nothing to remove: no file (or directory) is made for it
         tab = self._open()
         jobs = list(tab.find_comment(self.marker))
         current = [

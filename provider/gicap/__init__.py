@@ -16,7 +16,7 @@ from pathlib import Path
 from provider.cim.provider import ProviderRegistry
 from provider.drivers.notify import Notifier, notify_settings
 from provider.drivers.probe import make_prober, probe_settings
-from provider.paths import default_socket_path
+from provider.paths import builtin_socket_path
 from provider.roles import Role
 from provider.services import Services
 
@@ -29,9 +29,11 @@ log = logging.getLogger(__name__)
 
 
 def _cron_socket(services: Services) -> Path | None:
-    """The socket the cron entry's wbemexec must use, when it is not the default one."""
+    """The socket the cron entry's wbemexec must use, when it is not the one wbemexec finds
+    by itself in cron's environment: the built-in default, whatever `GM_PROVIDER_SOCKET` the
+    server was started with (cron does not have it)."""
     configured = getattr(services.config.server, "unix_socket", None)
-    if configured is None or Path(configured) == default_socket_path():
+    if configured is None or Path(configured) == builtin_socket_path():
         return None
     return Path(configured)
 

@@ -296,10 +296,13 @@ def restore(state: CapacityState, host: str, now: datetime) -> Outcome:
             "group; there is nothing to restore."
         )
     seized_cores = sum(s.cores for s in seized)
-    # The partition gets back what it had, never more cores than its active cells hold: if
-    # it intends more already (the 12-hour rule assumed all its cores), the rest stays with
-    # the group, where another member can use it.
-    need = min(seized_cores, max(0, part.cores_on_active_cells - part.intended))
+    # The nPar gets back the intended cores it had before the seizure, never more cores than
+    # its active cells hold (§3.4 "restores previously seized core usage rights"). If it
+    # intends as many already (cores activated, borrowing, after its reboot), nothing needs to
+    # move: the seizure is closed and the rights stay with the group, where any member can
+    # borrow them.
+    before = max(s.intended_before for s in seized)
+    need = min(seized_cores, _back_to(part, before) - part.intended)
     if group.free_rights < need:
         raise Refused(
             f"Cannot restore {need} core usage rights to nPar {part.name} of member {member}: "
@@ -315,14 +318,25 @@ def restore(state: CapacityState, host: str, now: datetime) -> Outcome:
     if need < seized_cores:
         text += (
             f" The other {seized_cores - need} of the {seized_cores} seized stay with group "
-            f"{group.name}: the nPar intends {part.intended} active cores, all its active "
-            f"cells hold ({part.cores_on_active_cells})."
+            f"{group.name}: the nPar intends {part.intended} active cores"
+            + (
+                f", as many as before the seizure ({before})."
+                if part.intended >= before
+                else f", all its active cells hold ({part.cores_on_active_cells})."
+            )
         )
     return Outcome(
         state,
         [Action("restore", group.name, member, part.name, need, text=text)],
         {"RestoredCores": need},
     )
+
+
+def _back_to(part: Partition, intended_before: int) -> int:
+    """The intended cores a partition goes back to when seized rights return to it (restore,
+    revert): what it intended before the seizure, within what its active cells hold now, and
+    never fewer than it intends now."""
+    return max(part.intended, min(intended_before, part.cores_on_active_cells))
 
 
 # --------------------------------------------------------------------------- scavenged
@@ -369,7 +383,11 @@ def _revert(state: CapacityState, cx: Complex, pending: list[Seizure]) -> list[A
     for s in pending:
         s.state = SeizureState.REVERTED
         if s.partition != UNASSIGNED:
-            cx.partition(s.partition).intended += s.cores
+            # All the rights go back to the complex; the partition intends again what it did
+            # before (within its active cells and what was seized), the rest is the complex's
+            # unassigned rights.
+            part = cx.partition(s.partition)
+            part.intended = min(_back_to(part, s.intended_before), part.intended + s.cores)
     actions = [
         Action(
             "revert",
@@ -458,7 +476,7 @@ def activate(
     cx.rights += borrow
     part.intended += count
     part.actual = part.intended  # the member applies it at once: the partition is up
-    _partition_seen_up(state, cx, part)
+    actions.extend(_partition_seen_up(state, cx, part, now))
     actions.extend(_account(state, now))
     member = cx.member or cx.name
     actions.insert(
@@ -495,7 +513,7 @@ def deactivate(state: CapacityState, host: str, count: int, now: datetime) -> Ou
     unassigned_before = cx.unassigned_rights
     part.intended -= count
     part.actual = part.intended
-    _partition_seen_up(state, cx, part)
+    actions.extend(_partition_seen_up(state, cx, part, now))
     released = cx.unassigned_rights - unassigned_before
     cx.rights -= released
     group.free_rights += released
@@ -524,12 +542,16 @@ def _counts(state: CapacityState, cx: Complex, part: Partition) -> dict[str, obj
     }
 
 
-def _partition_seen_up(state: CapacityState, cx: Complex, part: Partition) -> None:
-    """A partition that runs again (the iCAP daemon reports) no longer needs the 12-hour
-    assumption (§3.5), and any answer from a member reconnects it (§3.3)."""
+def _partition_seen_up(
+    state: CapacityState, cx: Complex, part: Partition, now: datetime
+) -> list[Action]:
+    """A partition that runs again (the iCAP daemon reports, or cores are activated or
+    deactivated on it) no longer needs the 12-hour assumption (§3.5), and any answer from a
+    member reconnects it: its pending seizures become a loan (§3.3)."""
     for s in state.in_force(cx.name, part.name):
         s.rebooted = True
         s.all_cores_assumed = False
+    return _reconnect(state, cx, now)
 
 
 # --------------------------------------------------------------------------- TiCAP
@@ -761,15 +783,15 @@ def periodic(state: CapacityState, now: datetime, seen_up: Mapping[str, bool]) -
 
     `seen_up[seizure id]` says whether a host of that seizure's partition answered."""
     state = _copy(state)
+    actions: list[Action] = []
     for s in state.seizures:
         if s.state.holds_rights and not s.rebooted and seen_up.get(s.id, False):
             cx = state.complexes[s.member]
             part = cx.partition(s.partition)
             # The partition booted with the minimum rights left after the seizure (seed 003).
             part.actual = part.intended
-            s.rebooted = True
-            s.all_cores_assumed = False
-    actions = _twelve_hour(state, now)
+            actions.extend(_partition_seen_up(state, cx, part, now))
+    actions.extend(_twelve_hour(state, now))
     actions.extend(_account(state, now))
     actions.extend(_rebalance(state))
     actions.extend(_account(state, now))
@@ -797,7 +819,10 @@ def set_inactive_cells(
     for p in cx.partitions:
         for c in p.cells:
             c.active = f"{p.name}/{c.name}" not in wanted
-        p.intended = min(p.intended, p.cores_on_active_cells)
+        # Within the cores of the active cells, and at least one core per active cell (§3.2):
+        # cells made active again come back with their one core each, so the minimum holds
+        # and a later restore or revert starts from it. More cores: activateCores.
+        p.intended = max(min(p.intended, p.cores_on_active_cells), p.active_cells)
         p.actual = min(p.actual, p.cores_on_active_cells)
     for s in state.in_force(cx.name):
         if s.all_cores_assumed:
@@ -932,10 +957,13 @@ def remove_member(state: CapacityState, name: str) -> Outcome:
     state = _copy(state)
     cx = _member(state, name)
     group = state.groups[cx.group or ""]
-    if state.in_force(cx.name):
+    in_force = state.in_force(cx.name)
+    restorable = sorted({s.partition for s in in_force if s.partition != UNASSIGNED})
+    if restorable:
+        commands = "; ".join(f"icapmanage -z {cx.partition(p).all_hosts[0]}" for p in restorable)
         raise Refused(
-            f"Usage rights seized from member {name} are held by group {group.name}; restore "
-            "them (icapmanage -z <host>) before removing the member."
+            f"Usage rights seized from nPar {', '.join(restorable)} of member {name} are held "
+            f"by group {group.name}; restore them ({commands}) before removing the member."
         )
     if cx.borrowed:
         raise Refused(
@@ -948,6 +976,10 @@ def remove_member(state: CapacityState, name: str) -> Outcome:
             f"{group.free_rights} are free in group {group.name}; deactivate cores on the "
             "borrowing members first."
         )
+    # The removal reclaims the member's loans (§2.4), the unassigned rights seized from it
+    # among them: -z cannot restore those (§3.3), so they are closed here.
+    for s in in_force:
+        s.state = SeizureState.RESTORED
     group.free_rights -= cx.loaned
     cx.rights += cx.loaned
     cx.member, cx.group, cx.member_hosts = None, None, []

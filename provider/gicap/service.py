@@ -184,6 +184,13 @@ class CapacityService:
         self._last_periodic: datetime | None = None
         self._role_changed = threading.Event()
         self._role_changed.set()  # sync the crontab once at start
+        # What the crontab was last made to say (entry wanted or not); None: not known, or
+        # the last write failed. The background pass syncs again whenever the state wants
+        # something else, so a crontab that could not be written is retried every tick and a
+        # change that ends the last pending seizure (a member removed, a partition seen up)
+        # removes the entry without a method of its own having to.
+        self._cron_synced: bool | None = None
+        self._cron_failing = False
 
     # -- time --------------------------------------------------------------------------
 
@@ -287,17 +294,30 @@ class CapacityService:
 
     async def _sync_cron(self, wanted: bool) -> None:
         # The seizure is committed whatever happens here: a crontab that cannot be written
-        # is reported (log and e-mail), never turned into a failure of the method.
+        # is reported (log and e-mail, once until it works again), never turned into a
+        # failure of the method; the background pass retries it.
         try:
             result = await asyncio.to_thread(self.cron.sync, wanted)
         except Exception as exc:
-            self.notifier.tell(
-                "Cannot update the checkScavengedMember cron entry",
-                f"{self.cron.settings.target}: {exc}. Run checkScavengedMember yourself "
-                f"({self.cron.command}) until this is fixed.",
-            )
+            self._cron_synced = None
+            if not self._cron_failing:
+                self._cron_failing = True
+                self.notifier.tell(
+                    "Cannot update the checkScavengedMember cron entry",
+                    f"{self.cron.settings.target}: {exc}. Run checkScavengedMember yourself "
+                    f"({self.cron.command}) until this is fixed; the Group Manager retries "
+                    f"every {self.settings.tick:g} s and says when it has written it.",
+                )
             return
-        if result != "unchanged":
+        self._cron_synced = wanted
+        if self._cron_failing:
+            self._cron_failing = False
+            log.warning(
+                "checkScavengedMember cron entry %s: the crontab (%s) can be written again",
+                "in place" if wanted else "removed",
+                self.cron.settings.target,
+            )
+        elif result != "unchanged":
             log.info("checkScavengedMember cron entry %s (%s)", result, self.cron.settings.target)
 
     # -- operations ----------------------------------------------------------------------
@@ -336,13 +356,19 @@ class CapacityService:
 
     async def activate(self, host: str, count: int, use_ticap: bool) -> Outcome:
         now = self.now()
-        return await self.change(
+        outcome = await self.change(
             WHAT_ACTIVATE, lambda s: rules.activate(s, host, count, use_ticap, now)
         )
+        await self.sync_cron(outcome.state)  # a scavenged member's activation reconnects it
+        return outcome
 
     async def deactivate(self, host: str, count: int) -> Outcome:
         now = self.now()
-        return await self.change(WHAT_DEACTIVATE, lambda s: rules.deactivate(s, host, count, now))
+        outcome = await self.change(
+            WHAT_DEACTIVATE, lambda s: rules.deactivate(s, host, count, now)
+        )
+        await self.sync_cron(outcome.state)
+        return outcome
 
     async def periodic(self) -> Outcome:
         """Rebalance, 12-hour rule, TiCAP accounting, warnings (§3.5, §4.2, §4.3)."""
@@ -384,12 +410,10 @@ class CapacityService:
         if active:
             await asyncio.to_thread(self.seed_if_needed)
         state = await self.load()
-        if self._role_changed.is_set():
+        wanted = active and bool(state.pending())
+        if self._role_changed.is_set() or wanted != self._cron_synced:
             self._role_changed.clear()
-            if active:
-                await self.sync_cron(state)
-            else:
-                await self._sync_cron(False)
+            await self._sync_cron(wanted)
         if not active:
             return
         now = self.now()

@@ -75,6 +75,14 @@ def test_cron_entry_is_idempotent_and_keeps_other_lines(tmp_path: Path) -> None:
     assert tab.read_text().splitlines() == ["0 3 * * * /usr/bin/backup # someone else's"]
 
 
+def test_no_entry_wanted_creates_no_crontab_file(tmp_path: Path) -> None:
+    """A standby, or an active with nothing pending, makes no file (nor its directory) only
+    to say there is no entry: a path that cannot be made is then no alarm at every start."""
+    tab = tmp_path / "cron.d" / "crontab"
+    assert ScavengerCron(_cron_settings(tab), "gm1").sync(False) == "unchanged"
+    assert not tab.parent.exists()
+
+
 def test_a_system_crontab_file_gets_the_user_field(tmp_path: Path) -> None:
     """/etc/cron.d files name the user a command runs as; a line without it never runs."""
     tab = tmp_path / "gm-provider"

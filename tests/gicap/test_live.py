@@ -400,6 +400,73 @@ def test_new_active_reinstalls_the_entry_after_takeover(world: World) -> None:
     assert len(world.cron_lines()) == 1
 
 
+def test_a_crontab_that_could_not_be_written_is_written_once_it_can_be(
+    tmp_path: Path,
+) -> None:
+    """The entry is retried by the background pass, not only by the next capacity method."""
+    blocked = tmp_path / "cron"
+    blocked.write_text("a file where the crontab's directory should be\n")
+    world = World(tmp_path, tmp_path / "hosts.json", tmp_path / "clock", blocked / "crontab")
+    world.hosts(down=A_HOSTS)
+    gm = world.start()
+    try:
+        _, out = _invoke(gm, "seizeRights", HostName="hostA1.example.com")
+        assert out["Deferred"] is True  # committed, whatever the crontab
+        _wait("the failure logged", lambda: "Cannot update the checkScavengedMember" in gm.log)
+        assert "retries every 0.2 s" in gm.log
+        blocked.unlink()
+        blocked.mkdir()  # the administrator mends it; nothing else happens
+        _wait("the entry", lambda: len(world.cron_lines()) == 1)
+        assert "node=gm1" in world.cron_lines()[0]
+        _wait("the log says so", lambda: "can be written again" in gm.log)
+        assert gm.log.count("Cannot update the checkScavengedMember") == 1  # said once
+    finally:
+        gm.stop()
+
+
+def test_the_entry_names_the_socket_even_when_the_server_had_it_from_its_environment(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Started as an administrator does after `export GM_PROVIDER_SOCKET=...`: cron has no
+    # such variable, so the entry must carry it (it once compared with the variable and left
+    # it out: the entry could never reach the server).
+    socket_path = world.tmp / "gm1-state" / "cimxml.socket"
+    monkeypatch.setenv("GM_PROVIDER_SOCKET", str(socket_path))
+    gm = world.start()
+    world.hosts(down=A_HOSTS)
+    _invoke(gm, "seizeRights", HostName="hostA1.example.com")
+    [line] = world.cron_lines()
+    assert f"GM_PROVIDER_SOCKET={socket_path} " in line
+    run = _cron_run(line, {"PATH": "/usr/bin:/bin"})
+    assert run.returncode == 0, run.stderr
+    assert '<METHODRESPONSE NAME="checkScavengedMember">' in run.stdout
+
+
+def test_cores_activated_on_a_scavenged_member_reconnect_it_and_end_the_entry(
+    world: World,
+) -> None:
+    gm = world.start()
+    world.hosts(down=A_HOSTS)
+    _invoke(gm, "seizeRights", HostName="hostA1.example.com")
+    assert len(world.cron_lines()) == 1
+    _invoke(gm, "activateCores", HostName="hostA2.example.com", Count=1)
+    [seizure] = gm.connection().EnumerateInstances("GM_RightsSeizure")
+    assert seizure["State"] == "loan"
+    assert world.cron_lines() == []
+    assert _member(gm, "memberA")["Scavenged"] is False
+
+
+def test_icapmanage_take_control_on_the_active_keeps_it_active(world: World) -> None:
+    gm = world.start()
+    _, role = gm.connection().InvokeMethod("getRole", "GM_GroupManager")
+    run = _icapmanage(gm, "-Q", "-n")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == (
+        f"This system is already the active Group Manager (epoch {role['Epoch']}); "
+        "it stays active.\n"
+    )
+
+
 def _icapmanage(gm: ProviderHandle, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(ROOT / ".venv/bin/icapmanage"), *args],

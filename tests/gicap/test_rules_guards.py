@@ -32,17 +32,128 @@ def test_a_seizure_that_would_take_nothing_is_refused_and_changes_nothing() -> N
     assert state.seizures == [] and state.groups["Group1"].free_rights == free
 
 
+def test_a_restore_gives_back_what_was_seized() -> None:
+    state = rules.seize(_state(), "hostA1.example.com", UP_A, T0).state
+    free = state.groups["Group1"].free_rights
+    outcome = rules.restore(state, "hostA1.example.com", T0 + timedelta(hours=1))
+    after = outcome.state.complexes["complexA"].partition("npar0")
+    assert outcome.values["RestoredCores"] == 4 and after.intended == 6
+    assert outcome.state.groups["Group1"].free_rights == free - 4
+    assert (
+        outcome.actions[0].text
+        == "4 core usage rights were restored to nPar npar0 of member memberA."
+    )
+
+
+def test_a_restore_never_gives_more_than_the_partition_intended_before_the_seizure() -> None:
+    # The partition rebooted and activated its cores again, borrowing (intended 2 -> 6): it
+    # has what it had. A restore then moves nothing (it once gave 2 more, intended 8 and 2
+    # borrowed rights the member never asked for) and closes the seizure.
+    state = rules.seize(_state(), "hostA1.example.com", UP_A, T0).state
+    state = rules.activate(state, "hostA1.example.com", 4, False, T0 + timedelta(hours=1)).state
+    cx = state.complexes["complexA"]
+    rights, free = cx.rights, state.groups["Group1"].free_rights
+    outcome = rules.restore(state, "hostA1.example.com", T0 + timedelta(hours=2))
+    after = outcome.state.complexes["complexA"]
+    assert outcome.values["RestoredCores"] == 0 and after.partition("npar0").intended == 6
+    assert after.rights == rights and outcome.state.groups["Group1"].free_rights == free
+    assert [s.state for s in outcome.state.seizures] == [SeizureState.RESTORED]
+    assert (
+        "The other 4 of the 4 seized stay with group Group1: the nPar intends 6 active "
+        "cores, as many as before the seizure (6)." in outcome.actions[0].text
+    )
+
+
 def test_a_restore_never_exceeds_the_cores_of_the_active_cells() -> None:
     state = rules.seize(_state(), "hostA1.example.com", UP_A, T0).state
     (seizure,) = state.seizures
     assert seizure.cores == 4
-    # As if the 12-hour rule had assumed the partition uses 7 of its 8 cores meanwhile.
+    # One of its two cells was made inactive meanwhile: 4 cores are all it can run.
+    state = rules.set_inactive_cells(state, "memberA", ["npar0/cell1"], T0).state
     part = state.complexes["complexA"].partition("npar0")
-    part.intended = part.actual = 7
+    assert part.intended == 2
     free = state.groups["Group1"].free_rights
     outcome = rules.restore(state, "hostA1.example.com", T0 + timedelta(hours=1))
     after = outcome.state.complexes["complexA"].partition("npar0")
-    assert outcome.values["RestoredCores"] == 1 and after.intended == 8
-    assert outcome.state.groups["Group1"].free_rights == free - 1
+    assert outcome.values["RestoredCores"] == 2 and after.intended == 4
+    assert outcome.state.groups["Group1"].free_rights == free - 2
     assert [s.state for s in outcome.state.seizures] == [SeizureState.RESTORED]
-    assert "The other 3 of the 4 seized stay with group Group1" in outcome.actions[0].text
+    assert "The other 2 of the 4 seized stay with group Group1" in outcome.actions[0].text
+    assert "all its active cells hold (4)" in outcome.actions[0].text
+
+
+def test_cells_made_active_again_keep_one_core_each() -> None:
+    state = rules.set_inactive_cells(_state(), "memberB", ["npar0/cell0", "npar0/cell1"], T0).state
+    assert state.complexes["complexB"].partition("npar0").intended == 0
+    state = rules.set_inactive_cells(state, "memberB", [], T0).state
+    part = state.complexes["complexB"].partition("npar0")
+    assert part.intended == part.active_cells == 2
+
+
+def test_cores_activated_on_a_scavenged_member_reconnect_it() -> None:
+    # No partition of memberA answers: a pending seizure, the member is scavenged.
+    state = rules.seize(_state(), "hostA1.example.com", {}, T0).state
+    assert len(state.pending()) == 1
+    # Its partition runs again and activates cores: the member answers, so the seizure is a
+    # loan now (§3.3) and never reverts (it once reverted 10 days later on top of the
+    # activation, giving the partition 2 cores more than it had).
+    outcome = rules.activate(state, "hostA1.example.com", 2, False, T0 + timedelta(hours=1))
+    assert [a.kind for a in outcome.actions if a.kind == "reconnect"] == ["reconnect"]
+    state = outcome.state
+    assert state.pending() == []
+    assert [s.state for s in state.seizures] == [SeizureState.LOAN]
+    later = rules.check_scavenged(state, {}, T0 + timedelta(days=11))
+    assert later.values["Reverted"] == [] and later.values["Remaining"] == 0
+
+
+def test_a_scavenged_partition_seen_up_by_the_background_pass_reconnects() -> None:
+    state = rules.seize(_state(), "hostA1.example.com", {}, T0).state
+    (pending,) = state.pending()
+    outcome = rules.periodic(state, T0 + timedelta(minutes=30), {pending.id: True})
+    assert outcome.state.pending() == []
+    assert "reconnect" in [a.kind for a in outcome.actions]
+
+
+def test_a_revert_gives_the_partition_back_no_more_than_it_intended() -> None:
+    state = rules.seize(_state(), "hostA1.example.com", {}, T0).state
+    # Made one cell inactive while down: the revert cannot bring back 6 cores on 4.
+    state = rules.set_inactive_cells(state, "memberA", ["npar0/cell1"], T0).state
+    rights = state.complexes["complexA"].rights
+    outcome = rules.check_scavenged(state, {}, T0 + timedelta(days=10))
+    assert outcome.values["Reverted"] == ["memberA"]
+    cx = outcome.state.complexes["complexA"]
+    assert cx.partition("npar0").intended == 4
+    assert cx.rights == rights + 4  # every seized right is back with the member
+
+
+def _with_unassigned() -> CapacityState:
+    state = _state()
+    cx = state.complexes["complexA"]
+    cx.owned_rights = cx.rights = 14  # 12 in use by its nPars, 2 unassigned
+    return state
+
+
+def test_a_member_whose_unassigned_rights_were_seized_can_be_removed() -> None:
+    # Complete outage: 4 from npar0 and the 2 unassigned, both pending; the member comes back
+    # (a loan), npar0's are restored; -z cannot restore unassigned rights (§3.3), and the
+    # member could never be removed ("restore them first"): the removal reclaims them.
+    state = rules.seize(_with_unassigned(), "hostA1.example.com", {}, T0).state
+    assert sorted(s.cores for s in state.seizures) == [2, 4]
+    state = rules.check_scavenged(state, {"complexA": True}, T0 + timedelta(hours=1)).state
+    state = rules.restore(state, "hostA1.example.com", T0 + timedelta(hours=2)).state
+    free = state.groups["Group1"].free_rights
+    outcome = rules.remove_member(state, "memberA")
+    cx = outcome.state.complexes["complexA"]
+    assert cx.member is None and cx.rights == 14
+    assert outcome.state.groups["Group1"].free_rights == free - 2
+    assert all(s.state is SeizureState.RESTORED for s in outcome.state.seizures)
+
+
+def test_a_member_with_a_partition_seizure_in_force_names_the_restore_command() -> None:
+    state = rules.seize(_with_unassigned(), "hostA1.example.com", UP_A, T0).state
+    with pytest.raises(Refused) as refused:
+        rules.remove_member(state, "memberA")
+    assert refused.value.description == (
+        "Usage rights seized from nPar npar0 of member memberA are held by group Group1; "
+        "restore them (icapmanage -z hostA1.example.com) before removing the member."
+    )

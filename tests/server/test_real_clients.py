@@ -76,10 +76,14 @@ def test_pywbem_unknown_class_and_namespace(gm: ProviderHandle) -> None:
 
 def test_pywbem_invoke_static_method_on_class(gm: ProviderHandle) -> None:
     conn = gm.connection()
+    _, role = conn.InvokeMethod("getRole", "GM_GroupManager")
+    # takeControl on the active: it stays active, same epoch (icapmanage -Q on the active).
+    rv, out = conn.InvokeMethod("takeControl", "GM_GroupManager", Force=False)
+    assert rv == 0 and out["Epoch"] == role["Epoch"]
     with pytest.raises(pywbem.CIMError) as err:
-        conn.InvokeMethod("takeControl", "GM_GroupManager", Force=False)
+        conn.InvokeMethod("restoreRights", "GM_GroupManager", HostName="hostA1.example.com")
     assert err.value.status_code == pywbem.CIM_ERR_FAILED
-    assert "already the active Group Manager" in err.value.status_description
+    assert "there is nothing to restore" in err.value.status_description
 
 
 def test_pywbem_invoke_unknown_method_and_parameter(gm: ProviderHandle) -> None:
@@ -161,8 +165,19 @@ def test_pywbemcli_class_invokemethod(gm: ProviderHandle) -> None:
     out = _pywbemcli(
         gm, "class", "invokemethod", "GM_GroupManager", "takeControl", "-p", "Force=false"
     )
+    assert out.returncode == 0, out.stderr
+    assert "Epoch=" in out.stdout
+    out = _pywbemcli(
+        gm,
+        "class",
+        "invokemethod",
+        "GM_GroupManager",
+        "restoreRights",
+        "-p",
+        "HostName=hostA1.example.com",
+    )
     assert out.returncode == 1
-    assert "already the active Group Manager" in out.stderr
+    assert "there is nothing to restore" in out.stderr
 
 
 def test_pywbemcli_server_brand(gm: ProviderHandle) -> None:
@@ -200,7 +215,10 @@ def test_wbemcli_ei_gi(gm: ProviderHandle) -> None:
 @needs_wbemcli
 def test_wbemcli_cm_static_method(gm: ProviderHandle) -> None:
     out = _wbemcli(gm, "cm", "GM_GroupManager", "takeControl.Force=false")
-    assert "already the active Group Manager" in out.stderr
+    assert out.returncode == 0, out.stderr
+    assert "takeControl: 0, Epoch (uint64): " in out.stdout
+    out = _wbemcli(gm, "cm", "GM_GroupManager", "restoreRights.HostName=hostA1.example.com")
+    assert "there is nothing to restore" in out.stderr
     assert out.returncode != 0
 
 
