@@ -55,7 +55,13 @@ class UsageError(Exception):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROGRAM, add_help=False, description=__doc__)
+    not_here = ", ".join(f"-{flag}" for flag in _NOT_HERE)
+    p = argparse.ArgumentParser(
+        prog=PROGRAM,
+        add_help=False,
+        description=__doc__,
+        epilog=f"HP's {not_here} are recognised and refused (exit 2) with the reason.",
+    )
     p.add_argument("-s", action="store_true", help="show group status")
     p.add_argument("-b", action="store_true", help="brief status: no member section")
     p.add_argument("-v", action="store_true", help="verbose status")
@@ -70,7 +76,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-m", metavar="member[:hostlist]")
     p.add_argument("-h", metavar="hostlist", dest="hostlist")
     for flag in _NOT_HERE:
-        p.add_argument(f"-{flag}", nargs="?", const="", dest=f"unsupported_{flag}")
+        p.add_argument(
+            f"-{flag}", nargs="?", const="", dest=f"unsupported_{flag}", help=argparse.SUPPRESS
+        )
     p.add_argument("--url", help="http(s)://host:port of a remote Group Manager")
     p.add_argument("--user")
     p.add_argument("--password")
