@@ -72,7 +72,7 @@ def init(config: Config, tls: bool) -> list[str]:
     users = users_path(config)
     if not users.exists():
         users.parent.mkdir(parents=True, exist_ok=True)
-        password = secrets.token_urlsafe(12)
+        password = generated_password()
         _write_users(
             users, {"admin": UserRecord("admin", "administrator", hash_password(password))}
         )
@@ -249,6 +249,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 0
+
+
+def generated_password() -> str:
+    """16 characters of letters, digits, "-" and "_" (96 bits), never starting with "-": the
+    README's `wbemexec -w "$(cat var/admin.password)"` would read one as an option."""
+    while True:
+        password = secrets.token_urlsafe(12)
+        if not password.startswith("-"):
+            return password
 
 
 if __name__ == "__main__":

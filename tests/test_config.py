@@ -182,3 +182,12 @@ def test_init_checks_the_privileges_as_serve_does(tmp_path: Path) -> None:
     )
     assert main(["--config", str(path), "init"]) == 2
     assert not (state / "users").exists()
+
+
+def test_a_generated_password_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`wbemexec -w "$(cat var/admin.password)"` read "-B3r4..." as an option."""
+    import provider.__main__ as main
+
+    drawn = iter(["-B3r4JqHjjOUDfiz", "-x", "B3r4JqHjjOUDfiz"])
+    monkeypatch.setattr(main.secrets, "token_urlsafe", lambda n: next(drawn))
+    assert main.generated_password() == "B3r4JqHjjOUDfiz"

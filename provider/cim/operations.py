@@ -730,13 +730,28 @@ class CimOperations:
             what = provider.writes.what if provider.writes is not None else "change it"
             raise NotActive(what) from exc
 
-    def _writable(self, ctx: OperationContext, classname: str, op: str) -> InstanceProvider:
+    def _writable(
+        self,
+        ctx: OperationContext,
+        classname: str,
+        op: str,
+        path: CIMInstanceName | None = None,
+    ) -> InstanceProvider:
+        """The class's provider, once the privilege and the role gate allow `op`; `path`: the
+        instance it changes, whose domain group a user bound to groups must hold (as the
+        method that does the same, setSpare for a bay's IsSpare)."""
         cls = self.repository.resolved(ctx.namespace, classname, missing=InvalidClass)
         provider = self._provider(ctx.namespace, cls.classname)
         if provider is None or provider.writes is None:
             raise NotSupported(f"{op} is not supported for class {cls.classname}.")
-        self.authorizer.check(ctx.principal, provider.writes.action, None)
-        self.gate.require_active(provider.writes.what)
+        writes = provider.writes
+        scope = None
+        bound = ctx.principal is not None and ctx.principal.domain_groups is not None
+        if bound and path is not None and writes.scope is not None:
+            keys = self._check_keys(self.shaper(ctx.namespace, cls.classname), path)
+            scope = writes.scope(keys)
+        self.authorizer.check(ctx.principal, writes.action, scope)
+        self.gate.require_active(writes.what)
         return provider
 
     def _props(self, ctx: OperationContext, inst: CIMInstance) -> dict[str, Any]:
@@ -786,7 +801,7 @@ class CimOperations:
             raise InvalidParameter(
                 "ModifyInstance needs a VALUE.NAMEDINSTANCE (path and instance)."
             )
-        provider = self._writable(ctx, inst.path.classname, "ModifyInstance")
+        provider = self._writable(ctx, inst.path.classname, "ModifyInstance", inst.path)
         shaper = self.shaper(ctx.namespace, inst.path.classname)
         keys = self._check_keys(shaper, inst.path)
         changes = self._props(ctx, inst)
@@ -822,7 +837,7 @@ class CimOperations:
 
     def _op_DeleteInstance(self, ctx: OperationContext, p: dict[str, Any]) -> IntrinsicResult:
         path: CIMInstanceName = self._require(p, "InstanceName", "DeleteInstance")
-        provider = self._writable(ctx, path.classname, "DeleteInstance")
+        provider = self._writable(ctx, path.classname, "DeleteInstance", path)
         shaper = self.shaper(ctx.namespace, path.classname)
         keys = self._check_keys(shaper, path)
         self._fenced_write(provider, lambda: provider.delete(ctx, shaper.classname, keys))

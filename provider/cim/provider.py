@@ -130,6 +130,9 @@ class WriteSpec:
     # The properties a CreateInstance may give (others with a value are refused, not dropped);
     # None: the provider checks for itself.
     creatable: frozenset[str] | None = None
+    # The domain group an instance (its keys) belongs to, for users whose role is bound to
+    # groups, as a method's `MethodSpec.scope`; None: the class acts on no one group.
+    scope: Callable[[Mapping[str, Any]], str | None] | None = None
 
 
 class InstanceProvider:

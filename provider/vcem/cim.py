@@ -232,11 +232,19 @@ def _bay_fields_row(
 
 
 class _Bays(InstanceProvider):
-    writes = WriteSpec(what="change spare designations", action="setSpare")
-
     def __init__(self, store: Any, service: VcemService) -> None:
         self.store = store
         self.service = service
+        # ModifyInstance of IsSpare is setSpare: the same privilege in the bay's domain group.
+        self.writes = WriteSpec(
+            what="change spare designations", action="setSpare", scope=self._group_of
+        )
+
+    def _group_of(self, keys: Mapping[str, Any]) -> str | None:
+        enclosure, bay = _bay_keys(keys)
+        with self.store.read_one() as tx:
+            row = repo.bay(tx, enclosure, bay)
+        return row.group if row is not None else None
 
     def enumerate(self, ctx: OperationContext, classname: str) -> Iterable[Row]:
         # Streams a page at a time (repository.iter_bays): bounded memory for 16,000 bays.

@@ -170,6 +170,26 @@ def test_group_bound_operator_acts_only_in_its_group(gm: ProviderHandle) -> None
             PowerOn=False,
         )
     assert err.value.status_code == ACCESS_DENIED and "dg-db" in err.value.status_description
+    # ModifyInstance of a bay's IsSpare is setSpare: allowed in its group, refused elsewhere
+    # (it was refused everywhere: the instance's group was never looked at).
+    bay = pywbem.CIMInstanceName(
+        "GM_DeviceBay", {"EnclosureName": "enc01", "BayName": "12"}, namespace="root/cimv2"
+    )
+    conn.ModifyInstance(
+        pywbem.CIMInstance("GM_DeviceBay", {"IsSpare": False}, path=bay),
+        PropertyList=["IsSpare"],
+    )
+    assert conn.GetInstance(bay)["IsSpare"] is False
+    other = pywbem.CIMInstanceName(
+        "GM_DeviceBay", {"EnclosureName": "enc04", "BayName": "8"}, namespace="root/cimv2"
+    )
+    with pytest.raises(pywbem.CIMError) as err:
+        conn.ModifyInstance(
+            pywbem.CIMInstance("GM_DeviceBay", {"IsSpare": False}, path=other),
+            PropertyList=["IsSpare"],
+        )
+    assert err.value.status_code == ACCESS_DENIED
+    assert "setSpare on domain group dg-db" in err.value.status_description
     # A call that names no known group is refused to a group-bound role (fails closed).
     with pytest.raises(pywbem.CIMError) as err:
         conn.InvokeMethod(
