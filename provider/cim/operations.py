@@ -1100,6 +1100,15 @@ def _typed_method_params(decl: CIMMethod, call: ExtrinsicCall) -> dict[str, Any]
             )
         if param.name in params:
             raise InvalidParameter(f"Parameter {param.name} is given twice.")
+        sent = pv.paramtype
+        if sent is not None and sent not in ("string", param.cimtype):
+            # Typed as another CIM type (a boolean for a host name, a uint32 for a bay): a
+            # client error, as for an instance's properties. Untyped values (wbemcli) and
+            # text ("string", as request files write it) are read in the declared type.
+            raise TypeMismatch(
+                f"{decl.name}: parameter {param.name} is a {param.cimtype}; the call gives "
+                f"it as a {sent}. Send it as a {param.cimtype}."
+            )
         params[param.name] = typed_value(
             pv.value, param.cimtype, param.is_array, f"Parameter {param.name}"
         )

@@ -124,3 +124,50 @@ def test_an_enumeration_that_never_times_out_is_refused(gm: ProviderHandle) -> N
         gm.connection().OpenEnumerateInstances("GM_Enclosure", OperationTimeout=0)
     assert err.value.status_code == pywbem.CIM_ERR_INVALID_OPERATION_TIMEOUT
     assert "never time out" in err.value.status_description
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "wrong"),
+    [
+        # A boolean for a host name: it looked for a host named "TRUE".
+        ("seizeRights", {"HostName": ("boolean", "TRUE")}, "HostName is a string"),
+        # pywbem's Uint32(3) for a bay name: it went on to fail over "enc01 bay 3".
+        (
+            "failoverProfile",
+            {"EnclosureName": ("string", "enc01"), "BayName": ("uint32", "3")},
+            "BayName is a string",
+        ),
+        ("activateCores", {"HostName": ("string", "x"), "Count": ("sint8", "2")}, "a uint32"),
+    ],
+)
+def test_a_parameter_typed_as_another_cim_type_is_a_type_mismatch(
+    gm: ProviderHandle, method: str, params: dict[str, tuple[str, str]], wrong: str
+) -> None:
+    values = "".join(
+        f'<PARAMVALUE NAME="{name}" PARAMTYPE="{kind}"><VALUE>{text}</VALUE></PARAMVALUE>'
+        for name, (kind, text) in params.items()
+    )
+    call = (
+        f'<METHODCALL NAME="{method}"><LOCALCLASSPATH>{_NS}<CLASSNAME NAME="GM_GroupManager"/>'
+        f"</LOCALCLASSPATH>{values}</METHODCALL>"
+    )
+    headers = _headers(CIMMethod=method, CIMObject="root%2Fcimv2%3AGM_GroupManager")
+    status, _, payload = exchange(gm, _message(call), headers)
+    assert status == 200
+    assert b'<ERROR CODE="13"' in payload and wrong.encode() in payload, payload
+
+
+def test_text_and_untyped_values_are_read_in_the_declared_type(gm: ProviderHandle) -> None:
+    """Request files write numbers as text (PARAMTYPE="string") and wbemcli sends no
+    PARAMTYPE: both are read as the MOF declares them."""
+    for attr in (' PARAMTYPE="string"', ""):
+        call = (
+            f'<METHODCALL NAME="setSpare"><LOCALCLASSPATH>{_NS}'
+            '<CLASSNAME NAME="GM_GroupManager"/></LOCALCLASSPATH>'
+            '<PARAMVALUE NAME="EnclosureName"><VALUE>enc01</VALUE></PARAMVALUE>'
+            '<PARAMVALUE NAME="BayName"><VALUE>12</VALUE></PARAMVALUE>'
+            f'<PARAMVALUE NAME="IsSpare"{attr}><VALUE>TRUE</VALUE></PARAMVALUE></METHODCALL>'
+        )
+        headers = _headers(CIMMethod="setSpare", CIMObject="root%2Fcimv2%3AGM_GroupManager")
+        status, _, payload = exchange(gm, _message(call), headers)
+        assert status == 200 and b"<ERROR" not in payload, payload
