@@ -98,12 +98,15 @@ FAILOVER_STEPS = (
     Step.UNLOCK,
 )
 
+# The target is checked before the source is powered off (reference §2.4 [I]: validate the
+# target, empty of profile and powered off, before touching anything): a move to a bay that
+# cannot take the profile once hard-powered-off a running server and then refused.
 MOVE_STEPS = (
     Step.CHECK_DOMAINS,
     Step.LOCK_GROUP,
     Step.CHECK_PRODUCT,
-    Step.POWER_OFF_SOURCE,
     Step.CHECK_TARGET,
+    Step.POWER_OFF_SOURCE,
     Step.MOVE_PROFILE,
     Step.POWER_ON_TARGET,
     Step.SCHEDULE_REDISCOVERY,

@@ -19,9 +19,10 @@ So `drive` runs a job as a chain of transactions (`JobJournal.advance`), each of
 records the device step just done, the no-device steps after it, and the intent of the next
 device step (or ends the job and unlocks the group):
 
-    T1  claim, check_domains, lock_group, check_product, intent power_off_source
+    T1  claim, check_domains, lock_group, check_product, (a move: check_target),
+        intent power_off_source
         → act: hard power-off
-    T2  record power_off_source, pick_spare (or check_target), intent move_profile
+    T2  record power_off_source, (a failover: pick_spare), intent move_profile
         → act: unassign source, assign target
     T3  record move_profile, intent power_on_target
         → act: power on
@@ -382,9 +383,14 @@ def _pick_spare(ctx: StepContext, job: Job) -> StepResult:
     with ctx.store.read() as tx:
         group = repo.group(tx, job.domain_group)
         spares = repo.bays_of_group(tx, job.domain_group, spares_only=True)
-    states = ctx.driver.read([BayRef(b.enclosure, b.bay) for b in spares] + [source])
+    stays_off = (
+        f"The source server {source} stays powered off (step power_off_source) with profile "
+        f"{job.profile} still assigned; nothing was rolled back."
+    )
+    states, unreadable = _read_spares(ctx, source, spares, stays_off)
+    readable = [b for b in spares if BayRef(b.enclosure, b.bay) in states]
     src = states[source]
-    candidates = [spare_candidate(b, states[BayRef(b.enclosure, b.bay)]) for b in spares]
+    candidates = [spare_candidate(b, states[BayRef(b.enclosure, b.bay)]) for b in readable]
     same_generation = group is not None and group.same_generation
     choice = choose_spare(
         SourceServer(source.enclosure, source.bay, src.model, src.generation),
@@ -394,21 +400,20 @@ def _pick_spare(ctx: StepContext, job: Job) -> StepResult:
 
     def refresh(tx: FencedTx) -> None:
         # The spares' power as just read, written where the inventory says otherwise.
-        for b in spares:
+        for b in readable:
             power = states[BayRef(b.enclosure, b.bay)].power.value
             if power != b.power_state:
                 repo.set_power(tx, b.enclosure, b.bay, power)
 
     if isinstance(choice, NoSpare):
         generation = f" {src.generation}" if same_generation else ""
+        why = NoSpare(choice.rejected + unreadable).describe()
         raise StepFailed(
             f"no qualified spare in domain group {job.domain_group} for {source} "
-            f"(model {src.model}{generation}): {choice.describe()}. The source server {source} "
-            f"stays powered off (step power_off_source) with profile {job.profile} still "
-            "assigned; nothing was rolled back. Designate a qualified spare (setSpare) and fail "
-            "over again, or move the profile to a chosen bay (moveProfile)."
+            f"(model {src.model}{generation}): {why}. {stays_off} Designate a qualified spare "
+            "(setSpare) and fail over again, or move the profile to a chosen bay (moveProfile)."
         )
-    passed = "; ".join(f"{label}: {why}" for label, why in choice.passed_over)
+    passed = "; ".join(f"{label}: {why}" for label, why in choice.passed_over + unreadable)
     detail = f"chose {choice.enclosure} bay {choice.bay}" + (
         f" (passed over {passed})" if passed else ""
     )
@@ -418,6 +423,30 @@ def _pick_spare(ctx: StepContext, job: Job) -> StepResult:
         refresh,
         {"target_enclosure": choice.enclosure, "target_bay": choice.bay},
     )
+
+
+def _read_spares(
+    ctx: StepContext, source: BayRef, spares: list[repo.BayRow], stays_off: str
+) -> tuple[dict[BayRef, DeviceState], tuple[tuple[str, str], ...]]:
+    """The source and the spares as the hardware reports them, in one read. A spare whose
+    state cannot be read is passed over with the reason (one faulty management processor
+    once failed every failover of its group); the source must be read."""
+    bays = [BayRef(b.enclosure, b.bay) for b in spares]
+    try:
+        return ctx.driver.read([*bays, source]), ()
+    except DeviceError:
+        pass  # which bay failed is found one bay at a time
+    try:
+        states = {source: _read_one(ctx, source)}
+    except DeviceError as exc:
+        raise StepFailed(f"{exc.description} {stays_off}") from exc
+    unreadable: list[tuple[str, str]] = []
+    for bay in bays:
+        try:
+            states[bay] = _read_one(ctx, bay)
+        except DeviceError as exc:
+            unreadable.append((str(bay), f"its state cannot be read ({exc.description})"))
+    return states, tuple(unreadable)
 
 
 def spare_candidate(row: repo.BayRow, state: DeviceState) -> Candidate:
@@ -554,10 +583,20 @@ def _power_on_target(ctx: StepContext, job: Job) -> StepResult:
         return StepResult("skipped", f"no server in {target} to power on")
     if not needs_power_on(state):
         return StepResult("already", f"{target}: already on", _power_effect(target, PowerState.ON))
-    ctx.driver.power_on(target, f"job {job.id} {Step.POWER_ON_TARGET.value}")
+    source = _source(job)
+    left = (
+        f"Profile {job.profile} is assigned to {target}, which stays powered off"
+        + (f"; {source} is off and holds no profile" if source is not None else "")
+        + f". Power {target} on from its Onboard Administrator or iLO to run the server there, "
+        "or fail it over again to another spare."
+    )
+    try:
+        ctx.driver.power_on(target, f"job {job.id} {Step.POWER_ON_TARGET.value}")
+    except DeviceError as exc:
+        raise StepFailed(f"{exc.description} {left}") from exc
     after = _read_one(ctx, target)
     if after.power is not PowerState.ON:
-        raise StepFailed(f"{target} is still {after.power.value} after power-on.")
+        raise StepFailed(f"{target} is still {after.power.value} after power-on. {left}")
     return StepResult("done", f"{target}: powered on", _power_effect(target, PowerState.ON))
 
 

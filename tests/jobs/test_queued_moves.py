@@ -98,3 +98,56 @@ def test_a_move_whose_unassign_fails_says_the_source_stays_off(tmp_path: Path) -
             assert stack.sim("enc01", "4")["power"] == "off"
 
     asyncio.run(main())
+
+
+def test_a_move_to_a_bay_that_cannot_take_it_leaves_the_source_running(tmp_path: Path) -> None:
+    """The target is checked before the source is powered off: a move to a powered-on spare
+    once hard-powered-off the running server and then refused."""
+
+    async def main() -> None:
+        async with vcem_stack(tmp_path) as stack:
+            assert stack.sim("enc01", "4")["power"] == "on"
+            job_id = stack.service.submit_move("web02-profile", "enc03", "2", True, "t")
+            job = await stack.wait(job_id)
+            assert job.state is JobState.EXCEPTION and job.error_step == Step.CHECK_TARGET.value
+            assert "enc03 bay 2 is powered on" in job.error_description
+            source = stack.sim("enc01", "4")
+            assert (source["power"], source["power_offs"]) == ("on", 0)
+            assert source["profile"] == "web02-profile"
+
+    asyncio.run(main())
+
+
+def test_a_spare_whose_state_cannot_be_read_is_passed_over(tmp_path: Path) -> None:
+    """One faulty bay among the spares once failed every failover of the group (after the
+    source was powered off); it is passed over with the reason instead."""
+
+    async def main() -> None:
+        with_fault = {"fail": {"read": ["enc01/12"]}}  # the spare web01 would get
+        async with vcem_stack(tmp_path, simulator=with_fault) as stack:
+            job_id = stack.service.submit_failover(FailoverSource(host="web01.example.com"), "t")
+            job = await stack.wait(job_id)
+            assert job.state is JobState.COMPLETED, job.error_description
+            assert (job.target_enclosure, job.target_bay) != ("enc01", "12")
+            _, journal = stack.journal.load(job_id)
+            detail = journal[Step.PICK_SPARE].detail
+            assert "enc01 bay 12: its state cannot be read" in detail, detail
+
+    asyncio.run(main())
+
+
+def test_a_failover_whose_power_on_fails_says_where_everything_is(tmp_path: Path) -> None:
+    async def main() -> None:
+        with_fault = {"fail": {"power_on": ["enc01/12"]}}
+        async with vcem_stack(tmp_path, simulator=with_fault) as stack:
+            job_id = stack.service.submit_failover(FailoverSource(host="web01.example.com"), "t")
+            job = await stack.wait(job_id)
+            assert job.state is JobState.EXCEPTION
+            why = job.error_description
+            assert (
+                "Profile web01-profile is assigned to enc01 bay 12, which stays powered off" in why
+            )
+            assert "enc01 bay 3 is off and holds no profile" in why
+            assert "Onboard Administrator or iLO" in why
+
+    asyncio.run(main())
