@@ -367,9 +367,29 @@ class RoleManager:
                 epoch = self._store.acquire(self._node, self._ttl)
                 if epoch is not None:
                     self._became_active(Event.LEASE_ACQUIRED, epoch, t0)
+                else:
+                    self._own_name_held(self._store.current())
             self._saw(self._store.current())
             self._report()
             return self.role
+
+    def _own_name_held(self, lease: Lease) -> None:
+        """At start, the lease is valid under this node's name but not this process's: this
+        node before a crash (less than a TTL ago), or another process started under the
+        same name. Take it back once it lapses, as a lease lost to time, never before: a
+        live copy keeps renewing it and this process stays standby, saying why."""
+        if lease.holder != self._node or not lease.valid:
+            return
+        self._lost_to_time = True
+        log.warning(
+            "node %s: the lease is held under this node's name by another process (this node "
+            "before a crash, or a second gm-provider with the same [node] name); waiting for "
+            "it to lapse (at most %.0f s). If this node stays standby, two processes share "
+            "the name %s: give each its own [node] name.",
+            self._node,
+            lease.remaining,
+            self._node,
+        )
 
     def take_control(self, force: bool = False) -> int:
         """takeControl: become (or stay) active; returns the epoch we hold."""

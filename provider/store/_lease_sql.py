@@ -39,20 +39,21 @@ class LeaseSQL:
 
 
 _POSTGRESQL = LeaseSQL(
-    # ACQUIRE: wins only if the lease lapsed, or if its holder is this very node (a previous
-    # incarnation that crashed, or this process after a local demotion): node names are unique
-    # per process, so the old holder is dead or is us. The epoch always increases.
+    # ACQUIRE: wins only if the lease lapsed, or if its holder is this very process (its node
+    # name and its instance token, migration 0002): a process started under the same node
+    # name must wait for the lease to lapse, as any other node. The epoch always increases.
     acquire="""
         UPDATE gm_leadership
-           SET epoch = epoch + 1, holder = %(me)s,
+           SET epoch = epoch + 1, holder = %(me)s, instance = %(instance)s,
                lease_until = clock_timestamp() + make_interval(secs => %(ttl)s)
-         WHERE lease_until < clock_timestamp() OR holder = %(me)s
+         WHERE lease_until < clock_timestamp()
+            OR (holder = %(me)s AND instance = %(instance)s)
         RETURNING epoch""",
     # TAKE OVER (takeControl with Force): unconditional. The UPDATE's row lock conflicts with
     # FOR SHARE, so it waits for every open fenced write of the old epoch to commit first.
     take_over="""
         UPDATE gm_leadership
-           SET epoch = epoch + 1, holder = %(me)s,
+           SET epoch = epoch + 1, holder = %(me)s, instance = %(instance)s,
                lease_until = clock_timestamp() + make_interval(secs => %(ttl)s)
         RETURNING epoch""",
     renew="""
@@ -87,12 +88,14 @@ _POSTGRESQL = LeaseSQL(
 _SQLITE = LeaseSQL(
     acquire="""
         UPDATE gm_leadership
-           SET epoch = epoch + 1, holder = %(me)s, lease_until = gm_now() + %(ttl)s
-         WHERE lease_until < gm_now() OR holder = %(me)s
+           SET epoch = epoch + 1, holder = %(me)s, instance = %(instance)s,
+               lease_until = gm_now() + %(ttl)s
+         WHERE lease_until < gm_now() OR (holder = %(me)s AND instance = %(instance)s)
         RETURNING epoch""",
     take_over="""
         UPDATE gm_leadership
-           SET epoch = epoch + 1, holder = %(me)s, lease_until = gm_now() + %(ttl)s
+           SET epoch = epoch + 1, holder = %(me)s, instance = %(instance)s,
+               lease_until = gm_now() + %(ttl)s
         RETURNING epoch""",
     renew="""
         UPDATE gm_leadership SET lease_until = gm_now() + %(ttl)s

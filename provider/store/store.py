@@ -18,6 +18,7 @@ thread runs one transaction at a time; nesting raises StoreError.
 from __future__ import annotations
 
 import contextlib
+import secrets
 import threading
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
@@ -254,6 +255,9 @@ class Store:
     def __init__(self, url: StoreURL) -> None:
         self._url = url
         self._sql = lease_sql(url.dialect)
+        # This process's token on the lease row (migration 0002): a second process under the
+        # same node name is another holder, not "us".
+        self.instance = secrets.token_hex(8)
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: list[tuple[weakref.ref[threading.Thread], RawConnection]] = []
@@ -446,9 +450,11 @@ class Store:
         return None if epoch is None else int(epoch)
 
     def acquire(self, node: str, ttl: float) -> int | None:
-        """ACQUIRE: the new epoch if the lease had lapsed (or `node` held it), else None."""
+        """ACQUIRE: the new epoch if the lease had lapsed (or this process holds it as
+        `node`), else None."""
         _check_ttl(ttl)
-        return self._returning_epoch(self._sql.acquire, {"me": node, "ttl": float(ttl)})
+        params = {"me": node, "instance": self.instance, "ttl": float(ttl)}
+        return self._returning_epoch(self._sql.acquire, params)
 
     def take_control(self, node: str, ttl: float, force: bool) -> int | None:
         """takeControl: as `acquire` when not `force`; with `force`, always a new epoch.
@@ -459,7 +465,8 @@ class Store:
         """
         _check_ttl(ttl)
         sql = self._sql.take_over if force else self._sql.acquire
-        return self._returning_epoch(sql, {"me": node, "ttl": float(ttl)})
+        params = {"me": node, "instance": self.instance, "ttl": float(ttl)}
+        return self._returning_epoch(sql, params)
 
     def renew(self, node: str, epoch: int, ttl: float) -> bool:
         """RENEW: False means the lease is no longer ours; demote at once."""

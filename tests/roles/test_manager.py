@@ -13,7 +13,7 @@ import pytest
 from provider.errors import ConfigError, Fenced, NotActive, Refused, StoreError
 from provider.roles import Event, Role, RoleChange, RoleManager
 from provider.store import Store
-from tests.store._helpers import audit_rows, lapse_lease
+from tests.store._helpers import audit_rows, lapse_lease, open_test_store
 
 from ._helpers import FakeClock
 
@@ -71,15 +71,30 @@ def test_a_second_node_started_as_active_stays_standby_while_the_first_holds(sto
     assert (gm2.epoch, gm2.active_manager) == (1, "gm1")
 
 
-def test_a_restarted_node_takes_its_own_lease_back_and_fences_its_old_self(store: Store) -> None:
+def test_a_restarted_node_takes_its_own_lease_back_and_fences_its_old_self(
+    store: Store, store_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A node restarted after a crash is another process (another store instance): it takes
+    its name's lease back once it lapses, not before, since a live process under the same
+    name (a copied configuration) would be fenced in the middle of a device step."""
     old = manager(store, "gm1", start_as="active")
     old.start()
-    new = manager(store, "gm1", start_as="active")
-    assert new.start() is Role.ACTIVE
-    assert new.epoch == 2
-    with pytest.raises(Fenced), old.fenced("write"):
-        pass
-    assert old.role is Role.STANDBY
+    restarted = open_test_store(store_url)
+    try:
+        new = manager(restarted, "gm1", start_as="active")
+        assert new.start() is Role.STANDBY
+        assert "held under this node's name by another process" in caplog.text
+        assert old.tick() and old.role is Role.ACTIVE  # the live one keeps renewing
+        new.tick()
+        assert new.role is Role.STANDBY
+        lapse_lease(store)  # it stopped renewing: crashed
+        new.tick()
+        assert new.role is Role.ACTIVE and new.epoch == 2
+        with pytest.raises(Fenced), old.fenced("write"):
+            pass
+        assert old.role is Role.STANDBY
+    finally:
+        restarted.close()
 
 
 def test_a_standby_refuses_changes_with_the_spec_text(store: Store) -> None:

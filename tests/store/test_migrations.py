@@ -36,7 +36,7 @@ def test_open_applies_migrations_once_and_a_second_open_changes_nothing(store_ur
         assert [m.label for m in applied] == ["widgets/0002_v2"]
         with store.read() as tx:
             rows = tx.fetchall("SELECT module, version FROM schema_migrations ORDER BY module")
-            assert rows == [("store", 1), ("widgets", 1), ("widgets", 2)]
+            assert rows == [("store", 1), ("store", 2), ("widgets", 1), ("widgets", 2)]
             assert tx.fetchall("SELECT name, size, colour FROM widget") == []
             assert tx.scalar("SELECT count(*) FROM gm_leadership") == 1
     finally:
@@ -76,7 +76,7 @@ def test_processes_starting_together_apply_each_migration_once(store_url: str) -
         ]
         results = [f.result(timeout=60) for f in futures]
     for applied in results:
-        assert sorted(applied) == ["store/1", "widgets/1", "widgets/2"]
+        assert sorted(applied) == ["store/1", "store/2", "widgets/1", "widgets/2"]
 
 
 def test_every_module_migration_applies_on_both_backends(store_url: str) -> None:

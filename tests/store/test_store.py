@@ -83,6 +83,24 @@ def test_acquire_wins_only_a_lapsed_free_or_own_lease(store: Store) -> None:
     assert store.current().active_manager == "B"
 
 
+def test_another_process_under_the_same_name_waits_for_the_lease_to_lapse(
+    store: Store, store_url: str
+) -> None:
+    """A second gm-provider started with the running active's [node] name (a copied
+    configuration) once took its valid lease without Force."""
+    assert store.acquire("A", TTL) == 1
+    other = open_test_store(store_url)  # another process's store
+    try:
+        assert other.instance != store.instance
+        assert other.acquire("A", TTL) is None
+        assert other.take_control("A", TTL, force=False) is None
+        assert store.renew("A", 1, TTL)  # the running active keeps its lease
+        lapse_lease(store)
+        assert other.acquire("A", TTL) == 2  # a crashed holder's name: once it lapsed
+    finally:
+        other.close()
+
+
 def test_renew_only_for_the_current_holder_and_epoch(store: Store) -> None:
     epoch = store.acquire("A", TTL)
     assert epoch is not None
