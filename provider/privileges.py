@@ -169,17 +169,25 @@ class TableAuthorizer:
         except ValueError:
             return Role.READ_ONLY
 
-    def check(self, principal: Principal | None, action: str, scope: str | None) -> None:
-        """Raise AccessDenied unless `principal` may run `action` on domain group `scope`
-        (None: the entry point acts on no particular group)."""
+    def check_role(self, principal: Principal | None, action: str) -> None:
+        """Raise AccessDenied unless `principal`'s role allows `action` somewhere (the domain
+        groups it is bound to are `check`'s part, which may need the store)."""
         need = self.required(action)
         have = self.role_of(principal)
-        who = principal.user if principal is not None else "an anonymous client"
         if not allows(have, need):
+            who = principal.user if principal is not None else "an anonymous client"
             raise AccessDenied(
                 f"{action} needs the {role_name(need)} role; {who} has {role_name(have)}. "
                 "Ask an administrator to grant the role (gm-provider user add/role)."
             )
+
+    def check(self, principal: Principal | None, action: str, scope: str | None) -> None:
+        """Raise AccessDenied unless `principal` may run `action` on domain group `scope`
+        (None: the entry point acts on no particular group)."""
+        self.check_role(principal, action)
+        need = self.required(action)
+        have = self.role_of(principal)
+        who = principal.user if principal is not None else "an anonymous client"
         groups = principal.domain_groups if principal is not None else None
         if groups is None or need is Role.READ_ONLY:
             return

@@ -745,13 +745,14 @@ class CimOperations:
         if provider is None or provider.writes is None:
             raise NotSupported(f"{op} is not supported for class {cls.classname}.")
         writes = provider.writes
+        self.authorizer.check_role(ctx.principal, writes.action)
+        self.gate.require_active(writes.what)
         scope = None
         bound = ctx.principal is not None and ctx.principal.domain_groups is not None
         if bound and path is not None and writes.scope is not None:
             keys = self._check_keys(self.shaper(ctx.namespace, cls.classname), path)
             scope = writes.scope(keys)
         self.authorizer.check(ctx.principal, writes.action, scope)
-        self.gate.require_active(writes.what)
         return provider
 
     def _props(self, ctx: OperationContext, inst: CIMInstance) -> dict[str, Any]:
@@ -996,12 +997,16 @@ class CimOperations:
                 f"{classname}.{decl.name} is not static: invoke it on an instance path."
             )
         params = _typed_method_params(decl, call)
+        # The role, then the gate, then the domain group: a standby refuses with the SPEC's
+        # text before the group is looked up in the store (during a store outage the lookup
+        # answered a database error instead).
+        self.authorizer.check_role(ctx.principal, spec.action_name)
+        if spec.changes_state:
+            self.gate.require_active(spec.what)
         scope = params.get(spec.scope_param) if spec.scope_param else None
         if scope is None and spec.scope is not None:
             scope = await asyncio.to_thread(spec.scope, params)
         self.authorizer.check(ctx.principal, spec.action_name, scope)
-        if spec.changes_state:
-            self.gate.require_active(spec.what)
         try:
             outcome = await spec.handler(ctx, params)
         except Fenced as exc:

@@ -66,6 +66,9 @@ class RoleGate(Protocol):
 class Authorizer(Protocol):
     """Implemented by the security layer: refuses principals without the privilege."""
 
+    def check_role(self, principal: Principal | None, action: str) -> None:
+        """Raise `AccessDenied` when the principal's role cannot run `action` anywhere."""
+
     def check(self, principal: Principal | None, action: str, scope: str | None) -> None:
         """Raise `AccessDenied` naming the action and the privilege it needs."""
 
