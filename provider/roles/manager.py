@@ -284,6 +284,14 @@ class RoleManager:
         return None if new is old else RoleChange(old, new, event, self._epoch)
 
     def _became_active(self, event: Event, epoch: int, t0: float) -> None:
+        if event is not Event.LEASE_RENEWED and self._clock() - t0 > self._margin:
+            # The statement waited (on PostgreSQL, for the row lock of a frozen active's open
+            # transaction) and the deadline counted from before it is near or past: a new
+            # active demoted itself 0.16 s after winning. The lease was written when the
+            # statement ran, later than t0; renew it now to count from a fresh t0.
+            t1 = self._clock()
+            if self._store.renew(self._node, epoch, self._ttl):
+                t0 = t1
         with self._state_lock:
             self._epoch = epoch
             self._deadline = t0 + self._ttl - self._margin

@@ -381,3 +381,29 @@ def test_the_lease_is_renewed_while_the_default_executor_is_blocked(store: Store
         asyncio.run(scenario())
     finally:
         release.set()
+
+
+class _SlowAcquire:
+    """A store whose ACQUIRE waits (a row lock held by a frozen active's open transaction)."""
+
+    def __init__(self, store: Store, clock: FakeClock, wait: float) -> None:
+        self._store, self._clock, self._wait = store, clock, wait
+
+    def acquire(self, node: str, ttl: float) -> int | None:
+        self._clock.advance(self._wait)
+        return self._store.acquire(node, ttl)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def test_an_acquire_that_waited_counts_the_lease_from_after_the_wait(store: Store) -> None:
+    """The deadline was counted from before the statement: a new active that waited most of
+    a TTL for the lock demoted itself at once (LEASE_EXPIRED) and burnt an epoch."""
+    clock = FakeClock()
+    slow = _SlowAcquire(store, clock, TTL - 1)
+    gm2 = RoleManager(slow, "gm2", TTL, RENEW, clock=clock, start_as="active")  # type: ignore[arg-type]
+    assert gm2.start() is Role.ACTIVE
+    clock.advance(RENEW)
+    gm2.require_active("write")  # still within its deadline: no LEASE_EXPIRED
+    assert gm2.role is Role.ACTIVE and gm2.epoch == 1
