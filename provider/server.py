@@ -23,6 +23,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -266,6 +267,9 @@ async def _run_node(config: Config, server: HttpServer, ready: list[CimApplicati
         state_dir=config.state_dir,
         inventory_path=inventory_path(config),
         audit=audit,
+        # Seizures, jobs, decisions are stamped and compared on the store's clock, which
+        # both nodes of a pair share (ha-jobs-style A.7.2: never compare host clocks).
+        clock=lambda: datetime.fromtimestamp(roles.store_time(), UTC),
     )
     registry = ProviderRegistry()
     repository = load_repository(schema_dir())

@@ -476,7 +476,7 @@ class EndMails:
     ) -> None:
         self.journal = journal
         self.store = store
-        self.jobs = JobJournal(store, roles.fenced)
+        self.jobs = JobJournal(store, roles.fenced, clock=lambda: clock().timestamp())
         self.roles = roles
         self.notifier = notifier
         self.clock = clock

@@ -412,6 +412,10 @@ class CapacityService:
         state = await self.load()
         wanted = active and bool(state.pending())
         if self._role_changed.is_set() or wanted != self._cron_synced:
+            if self._role_changed.is_set() and active:
+                # A new active runs the background pass now, not up to 30 minutes after one
+                # it ran in an earlier active period (before a takeover and back).
+                self._last_periodic = None
             self._role_changed.clear()
             await self._sync_cron(wanted)
         if not active:

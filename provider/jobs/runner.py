@@ -334,7 +334,7 @@ class JobRunner:
 
     async def _rediscover(self) -> None:
         """Discovery of the target some minutes after the job (reference §1.6)."""
-        due = await self._in_thread(self.journal.due_rediscoveries, time.time())
+        due = await self._in_thread(self.journal.due_rediscoveries, self.journal.clock())
         for job in due:
             await self._in_thread(self._rediscover_one, job)
 

@@ -69,6 +69,8 @@ log = logging.getLogger(__name__)
 # When the store is unreachable, retry renewals this often (bounded by the deadline).
 _RETRY_FRACTION = 0.25
 _MIN_DELAY = 0.01
+# Seconds between readings of the store's clock while active (`store_time`).
+_CLOCK_SAMPLE = 30.0
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,7 @@ class RoleManager:
         self._deadline = float("-inf")
         self._lease: Lease | None = None  # the last lease we read
         self._lease_seen_at = float("-inf")
+        self._store_offset = 0.0  # the store's clock minus this host's (`store_time`)
         self._hold_off_until = float("-inf")
         # This process was active and lost the lease only to time (the store unreachable
         # past the TTL): it takes its own lapsed lease back once the store answers, if no
@@ -328,6 +331,16 @@ class RoleManager:
         with self._state_lock:
             self._lease = lease
             self._lease_seen_at = self._clock()
+            # The store's clock as the lease row read it, against this host's (to within the
+            # read's latency): what `store_time` adds to the host clock.
+            self._store_offset = lease.now - time.time()
+
+    def store_time(self) -> float:
+        """Now on the store's clock (Unix seconds): the one clock both nodes of a pair share
+        (PostgreSQL's; on SQLite, this host's, which every process of the store reads). The
+        domains stamp and compare times with it: on two hosts whose clocks differ, a seizure
+        stamped by one and checked by the other fired the 12-hour rule after 11 minutes."""
+        return time.time() + self._store_offset
 
     def _report(self) -> None:
         # Best effort: gm_nodes is information for operators, not part of the protocol.
@@ -493,6 +506,8 @@ class RoleManager:
                 return self._renew_interval
             try:
                 delay = self._tick_active() if role is Role.ACTIVE else self._tick_standby()
+                if self._clock() - self._lease_seen_at > _CLOCK_SAMPLE:
+                    self._saw(self._store.current())  # an active renews without reading
             except StoreError as exc:
                 log.warning("node %s: lease loop: %s", self._node, exc)
                 delay = self._renew_interval * _RETRY_FRACTION

@@ -393,7 +393,7 @@ def install(registry: ProviderRegistry, services: Services) -> None:
         )
     except ValueError as exc:
         raise config.error("vcem", "driver", f"{exc}.") from None
-    journal = JobJournal(store, roles.fenced)
+    journal = JobJournal(store, roles.fenced, clock=lambda: services.clock().timestamp())
     crash_spec = sim_section.get("crash_at") if driver_name == "simulator" else None
     context = StepContext(
         store=store,

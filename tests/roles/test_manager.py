@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -407,3 +408,26 @@ def test_an_acquire_that_waited_counts_the_lease_from_after_the_wait(store: Stor
     clock.advance(RENEW)
     gm2.require_active("write")  # still within its deadline: no LEASE_EXPIRED
     assert gm2.role is Role.ACTIVE and gm2.epoch == 1
+
+
+class _SkewedStore:
+    """The store's clock 13 hours ahead of this host's (another host's database)."""
+
+    def __init__(self, store: Store, skew: float) -> None:
+        self._store, self._skew = store, skew
+
+    def current(self) -> Any:
+        lease = self._store.current()
+        return replace(lease, now=lease.now + self._skew)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def test_store_time_follows_the_stores_clock_not_this_hosts(store: Store) -> None:
+    """Seizures, jobs and decisions are stamped with it: a node whose host clock was 13 h
+    behind stamped a seizure that the other node found 12 hours old after 11 minutes."""
+    skew = 13 * 3600.0
+    gm1 = RoleManager(_SkewedStore(store, skew), "gm1", TTL, RENEW, start_as="active")  # type: ignore[arg-type]
+    gm1.start()
+    assert abs(gm1.store_time() - (time.time() + skew)) < 5
