@@ -314,7 +314,9 @@ class JobJournal:
                 sets = {
                     "state": JobState.RUNNING.value,
                     "steps_done": json.dumps(steps_done),
-                    "changed_at": now,
+                    # TimeOfLastStateChange (CIM_ConcreteJob): when JobState last changed,
+                    # not every step of a running job.
+                    **({} if current.state is JobState.RUNNING else {"changed_at": now}),
                     **({"current_step": last.value} if last is not None else {}),
                     **changes,
                 }

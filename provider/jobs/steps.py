@@ -126,13 +126,22 @@ def drive(ctx: StepContext, job_id: int, stopping: Callable[[], bool] = lambda: 
         outcomes: list[StepOutcome] = []
         step = order[at]
         if step in DEVICE_STEPS:
-            if not intent_journaled:
+            resumed = not intent_journaled
+            if resumed:
                 # Resuming (restart, takeover, store error): journal the intent under our
                 # epoch before touching the device; the fence proves we are still active.
                 job = _advanced(ctx.journal.advance(job, intent=step))
                 ctx.crash(step, "intent")
             try:
                 result = _ACTS[step](ctx, job)
+                if resumed and result.outcome == "already":
+                    # Not "already off before the failover": most likely this job's own act
+                    # before the restart, whose record the crash kept from being written.
+                    result = replace(
+                        result,
+                        detail=f"{result.detail} (found so on resuming the job: done by its "
+                        "attempt before a restart or takeover, or so before the job)",
+                    )
             except (NotActive, Fenced, StoreError):
                 raise
             except Exception as exc:

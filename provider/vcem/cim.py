@@ -9,6 +9,8 @@ as a background task. Configuration, `[vcem]` in gm-provider.toml:
                                   # its own [simulator] section
     rediscovery_delay_s = 600     # HP SIM discovery "in ten minutes" (reference §1.6)
     job_workers = 16              # threads that run job steps (device calls block)
+    device_timeout_s = 300        # a hardware call that has not answered by then fails
+                                  # the job (its outcome unknown), unlocking the group
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from provider.cim.provider import (
     numbered,
 )
 from provider.drivers import DriverContext, create_driver
+from provider.drivers.deadline import DeadlineDriver
 from provider.errors import InvalidParameter, NotFound
 from provider.jobs import JobJournal, JobRunner, Step, StepContext, crash_hook
 from provider.jobs.journal import Job
@@ -53,7 +56,7 @@ log = logging.getLogger("gm.vcem")
 NS = "root/cimv2"
 _MANAGER = "GM_GroupManager"
 _JOB_PREFIX = "GM:ConcreteJob:"
-_VCEM_KEYS = {"driver", "rediscovery_delay_s", "job_workers"}
+_VCEM_KEYS = {"driver", "rediscovery_delay_s", "job_workers", "device_timeout_s"}
 
 
 def job_instance_id(job_id: int) -> str:
@@ -343,6 +346,17 @@ class _Jobs(InstanceProvider):
 # -- install ---------------------------------------------------------------------------------
 
 
+def _device_timeout(services: Services) -> float:
+    """`[vcem] device_timeout_s`: VC profile assignment can take minutes on real hardware."""
+    config = services.config
+    value = config.section("vcem").get("device_timeout_s", 300)
+    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+        raise config.error(
+            "vcem", "device_timeout_s", "vcem.device_timeout_s: seconds > 0 (default 300)."
+        )
+    return float(value)
+
+
 def _settings(services: Services) -> tuple[str, float, int]:
     config = services.config
     section = config.section("vcem")
@@ -393,6 +407,7 @@ def install(registry: ProviderRegistry, services: Services) -> None:
         )
     except ValueError as exc:
         raise config.error("vcem", "driver", f"{exc}.") from None
+    driver = DeadlineDriver(driver, _device_timeout(services))
     journal = JobJournal(store, roles.fenced, clock=lambda: services.clock().timestamp())
     crash_spec = sim_section.get("crash_at") if driver_name == "simulator" else None
     context = StepContext(

@@ -80,3 +80,27 @@ def test_a_failover_records_the_spares_power_it_read(tmp_path: Path) -> None:
                 assert after[(b.enclosure, b.bay)].power_state == device, b
 
     asyncio.run(main())
+
+
+def test_time_of_last_state_change_moves_with_the_state_not_each_step(tmp_path: Path) -> None:
+    """CIM_ConcreteJob.TimeOfLastStateChange: it changed at every step of a running job."""
+
+    async def main() -> None:
+        delays = {"delay_ms": {"power_off": 300, "assign": 300, "power_on": 300}}
+        async with vcem_stack(tmp_path, simulator=delays) as stack:
+            job_id = await asyncio.to_thread(
+                stack.service.submit_failover, FailoverSource(host="web01.example.com"), "t"
+            )
+            seen: dict[str, float] = {}
+            while True:
+                job = await asyncio.to_thread(stack.journal.get, job_id)
+                if job.state.finished:
+                    break
+                if job.state is JobState.RUNNING:
+                    seen[job.current_step] = job.changed_at
+                await asyncio.sleep(0.02)
+            assert len(seen) >= 2, seen  # watched the job at more than one step
+            assert len(set(seen.values())) == 1, seen
+            assert job.changed_at >= max(seen.values())  # the end is a change of state
+
+    asyncio.run(main())
