@@ -675,6 +675,7 @@ class _Connection(asyncio.Protocol):
         # the life of a keep-alive connection.
         credentials = parse_basic_authorization(authorization)
         if credentials is None:
+            self._refused_login(None, "a malformed Authorization header")
             return None, "Malformed Authorization header; use HTTP Basic."
         known, principal = server.authenticator.recall_basic(*credentials)
         if not known:
@@ -688,10 +689,19 @@ class _Connection(asyncio.Protocol):
             finally:
                 self._auth_pending = None
         if principal is None:
+            self._refused_login(credentials[0], "a wrong password or an unknown user")
             return None, "Invalid user name or password."
         principal = dataclasses.replace(principal, via=self._via, peer=self._peer)
         self._auth_cache = (authorization, principal, now + _AUTH_RECHECK)
         return principal, None
+
+    def _refused_login(self, user: str | None, why: str) -> None:
+        """A 401 for credentials that were given: no CIM request was read, so the audit log
+        has no line for it; the server log says who tried from where (the address without
+        its port, so the log's repeat filter says a storm once a minute, with its count)."""
+        host = self._peer.rsplit(":", 1)[0] if self._via is not Via.UNIX else self._peer
+        who = f"user {user!r}" if user is not None else "a client"
+        log.warning("login refused: %s from %s gave %s", who, host, why)
 
     async def _send_error(self, status: int, detail: str) -> None:
         extra = [("Retry-After", "1")] if status == 503 else None

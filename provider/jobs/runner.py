@@ -45,6 +45,10 @@ from .steps import StepContext, drive
 
 __all__ = ["JobRunner", "crash_hook"]
 
+# Discovery that finds nothing is tried again every minute, for an hour after the job.
+REDISCOVERY_RETRY = 60.0
+REDISCOVERY_PATIENCE = 3600.0
+
 log = logging.getLogger("gm.jobs")
 
 T = TypeVar("T")
@@ -347,7 +351,25 @@ class JobRunner:
         except DeviceError as exc:
             log.warning("rediscovery of %s for job %d failed: %s", target, job.id, exc)
             found = None
+        now = self.journal.clock()
         with self.roles.fenced("rediscover servers") as tx:
             if found is not None and (found.host or found.ips):
                 repo.set_discovery(tx, target.enclosure, target.bay, found.host, found.ips)
+            elif job.finished_at is not None and now - job.finished_at < REDISCOVERY_PATIENCE:
+                # Not found yet (the OS still booting, or discovery failed): again in a
+                # minute. Marked done, the server's names were lost for good, and failover
+                # by host name answered a bare "not found".
+                tx.execute(
+                    "UPDATE gm_jobs SET rediscover_at = %(at)s WHERE id = %(id)s",
+                    {"at": now + REDISCOVERY_RETRY, "id": job.id},
+                )
+                return
+            else:
+                log.warning(
+                    "rediscovery of %s for job %d found no host name or address in %.0f "
+                    "minutes; fail the server over by enclosure and bay",
+                    target,
+                    job.id,
+                    REDISCOVERY_PATIENCE / 60,
+                )
             tx.execute("UPDATE gm_jobs SET rediscovered = TRUE WHERE id = %(id)s", {"id": job.id})

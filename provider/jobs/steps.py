@@ -540,6 +540,24 @@ def _move_profile(ctx: StepContext, job: Job) -> StepResult:
             None if source is None else (source.enclosure, source.bay),
             (target.enclosure, target.bay),
         )
+        if host is None and not ips:
+            # The source had no names because an earlier job moved the profile there and
+            # discovery has not found it yet (a failover of a failover): the names follow
+            # the profile from that job, whose own discovery (of a bay the profile left)
+            # would find nothing. Otherwise failover by host name pointed at the old bay.
+            earlier = tx.fetchone(
+                "SELECT id, rediscover_host, rediscover_ips FROM gm_jobs"
+                " WHERE profile = %(p)s AND id <> %(id)s AND rediscovered = FALSE"
+                " AND (rediscover_host IS NOT NULL OR rediscover_ips <> '[]')"
+                " ORDER BY id DESC LIMIT 1",
+                {"p": job.profile, "id": job.id},
+            )
+            if earlier is not None:
+                host, ips = earlier[1], tuple(json.loads(earlier[2] or "[]"))
+                tx.execute(
+                    "UPDATE gm_jobs SET rediscovered = TRUE WHERE id = %(id)s",
+                    {"id": int(earlier[0])},
+                )
         tx.execute(
             "UPDATE gm_jobs SET rediscover_host = %(h)s, rediscover_ips = %(ips)s"
             " WHERE id = %(id)s",

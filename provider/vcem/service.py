@@ -280,17 +280,30 @@ def _awaiting_rediscovery(tx: Tx, source: FailoverSource) -> str:
     else:
         return ""
     row = tx.fetchone(
-        "SELECT id, target_enclosure, target_bay, rediscover_at FROM gm_jobs"
-        f" WHERE rediscovered = FALSE AND rediscover_at IS NOT NULL AND {where}"
-        " ORDER BY id DESC LIMIT 1",
+        "SELECT id, target_enclosure, target_bay, rediscover_at, state, error_step"
+        f" FROM gm_jobs WHERE rediscovered = FALSE AND {where} ORDER BY id DESC LIMIT 1",
         params,
     )
     if row is None:
         return ""
-    job, enclosure, bay, due = int(row[0]), row[1], row[2], float(row[3])
-    when = time.strftime("%H:%M:%S UTC", time.gmtime(due))
+    job, enclosure, bay, due, state = int(row[0]), row[1], row[2], row[3], str(row[4])
+    by_bay = (
+        f"name it by enclosure and bay: vcemcli -failover -enclosurename {enclosure} -bayname {bay}"
+    )
+    if state in ("starting", "running"):
+        return (
+            f" Job {job} is moving its profile to {enclosure} bay {bay} now; discovery finds "
+            f"it there some minutes after the job ([vcem] rediscovery_delay_s). Meanwhile "
+            f"{by_bay}"
+        )
+    if state != "completed" or due is None:
+        return (
+            f" Job {job} moved its profile to {enclosure} bay {bay} and ended in error (step "
+            f"{row[5] or 'unknown'}); discovery does not run after a failed job, so "
+            f"{by_bay}"
+        )
+    when = time.strftime("%H:%M:%S UTC", time.gmtime(float(due)))
     return (
         f" Job {job} moved its profile to {enclosure} bay {bay}; discovery finds it there at "
-        f"{when} ([vcem] rediscovery_delay_s). Until then name it by enclosure and bay: "
-        f"vcemcli -failover -enclosurename {enclosure} -bayname {bay}"
+        f"{when} ([vcem] rediscovery_delay_s). Until then {by_bay}"
     )

@@ -104,3 +104,27 @@ def test_time_of_last_state_change_moves_with_the_state_not_each_step(tmp_path: 
             assert job.changed_at >= max(seen.values())  # the end is a change of state
 
     asyncio.run(main())
+
+
+def test_a_discovery_that_finds_nothing_is_tried_again(tmp_path: Path) -> None:
+    """It was marked done after one failed try: the server's names were gone for good."""
+
+    async def main() -> None:
+        with_fault = {"fail": {"discover": ["enc01/12"]}}  # the spare web01 gets
+        async with vcem_stack(tmp_path, simulator=with_fault) as stack:
+            job_id = await asyncio.to_thread(
+                stack.service.submit_failover, FailoverSource(host="web01.example.com"), "t"
+            )
+            job = await stack.wait(job_id)
+            assert job.state is JobState.COMPLETED and job.target_bay == "12"
+            for _ in range(200):  # the runner's rediscovery pass has looked at it
+                job = await asyncio.to_thread(stack.journal.get, job_id)
+                if job.rediscover_at is not None and job.finished_at is not None:
+                    if job.rediscover_at > job.finished_at + 30:
+                        break
+                await asyncio.sleep(0.05)
+            assert not job.rediscovered
+            assert job.rediscover_at is not None and job.finished_at is not None
+            assert job.rediscover_at > job.finished_at + 30  # again in a minute
+
+    asyncio.run(main())

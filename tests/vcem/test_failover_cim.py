@@ -276,3 +276,35 @@ def test_a_name_awaiting_rediscovery_says_where_the_server_went(tmp_path: Path) 
             assert err.value.status_code == pywbem.CIM_ERR_NOT_FOUND
             assert f"moved its profile to {target[0]} bay {target[1]}" in text, text
             assert f"-enclosurename {target[0]} -bayname {target[1]}" in text
+
+
+def test_a_name_follows_a_failover_of_a_failover_and_a_failed_one(tmp_path: Path) -> None:
+    """The server failed over again by bay before discovery found it: the hint named the
+    first spare, which no longer held the profile; and after a failed power-on the names were
+    lost with no hint at all."""
+    settings = config(
+        vcem={"rediscovery_delay_s": 600},
+        simulator={"fail": {"power_on": ["enc02/6"]}},  # the second spare web01 gets
+    )
+    with provider_process(tmp_path, config=settings) as gm:
+        conn = gm.connection()
+        first = wait_job(conn, failover(conn, HostName="web01.example.com"))
+        assert first["JobState"] == 7
+        second = wait_job(
+            conn,
+            failover(
+                conn,
+                EnclosureName=first["TargetEnclosureName"],
+                BayName=first["TargetBayName"],
+            ),
+        )
+        assert second["JobState"] == 10, second["ErrorDescription"]
+        where = (second["TargetEnclosureName"], second["TargetBayName"])
+        assert where == ("enc02", "6")
+        for source in ({"HostName": "web01.example.com"}, {"IPAddress": "192.0.2.11"}):
+            with pytest.raises(pywbem.CIMError) as err:
+                invoke(conn, "failoverProfile", **source)
+            text = err.value.status_description
+            assert err.value.status_code == pywbem.CIM_ERR_NOT_FOUND
+            assert f"Job {second['JobID']} moved its profile to enc02 bay 6 and ended in " in text
+            assert "-enclosurename enc02 -bayname 6" in text, text
