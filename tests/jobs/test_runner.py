@@ -119,9 +119,9 @@ def test_a_discovery_that_finds_nothing_is_tried_again(tmp_path: Path) -> None:
             assert job.state is JobState.COMPLETED and job.target_bay == "12"
             for _ in range(200):  # the runner's rediscovery pass has looked at it
                 job = await asyncio.to_thread(stack.journal.get, job_id)
-                if job.rediscover_at is not None and job.finished_at is not None:
-                    if job.rediscover_at > job.finished_at + 30:
-                        break
+                at, finished = job.rediscover_at, job.finished_at
+                if at is not None and finished is not None and at > finished + 30:
+                    break
                 await asyncio.sleep(0.05)
             assert not job.rediscovered
             assert job.rediscover_at is not None and job.finished_at is not None
