@@ -6,12 +6,17 @@ at SIGTERM until kill -9 (reference ha-jobs-style.md A.7.4 step 2: a hard timeou
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 import pywbem
 
+from provider.drivers.base import BayRef, DeviceState, Discovery, HardwareDriver, PowerState
+from provider.drivers.deadline import DeadlineDriver
+from provider.errors import DeviceError
 from tests.harness import configure
 from tests.vcem.cimtools import config, failover, invoke, wait_job
 
@@ -46,3 +51,40 @@ def test_a_device_call_past_its_deadline_ends_the_job_and_frees_the_group(
         started = time.monotonic()
         gm.stop(timeout=30)
         assert time.monotonic() - started < 25  # SIGTERM is enough, no kill -9
+
+
+def test_device_calls_reuse_a_worker_and_a_hung_one_holds_only_its_own() -> None:
+    """A new thread per call opened a new store connection per device call (the simulator
+    keeps its state in the store): the workers are reused, and one that hangs is left to it."""
+    driver = DeadlineDriver(_Clock(), 0.2)
+    first = {driver.read([BayRef("enc01", "1")])[BayRef("enc01", "1")].model for _ in range(5)}
+    assert len(first) == 1  # five calls, one worker thread
+    release = threading.Event()
+    driver.driver.hang = release  # type: ignore[attr-defined]
+    with pytest.raises(DeviceError, match=r"did not answer within 0\.2 s"):
+        driver.power_on(BayRef("enc01", "1"), "job 1 power_on_target")
+    driver.driver.hang = None  # type: ignore[attr-defined]
+    again = driver.read([BayRef("enc01", "1")])[BayRef("enc01", "1")].model
+    assert again not in first  # another worker: the first still waits in power_on
+    release.set()
+
+
+class _Clock(HardwareDriver):
+    """Answers with the worker thread's name as the model; power_on waits while `hang`."""
+
+    name = "test"
+    hang: threading.Event | None = None
+
+    def read(self, bays: Sequence[BayRef]) -> dict[BayRef, DeviceState]:
+        model = threading.current_thread().name + str(threading.get_ident())
+        return {b: DeviceState(True, model, "G9", "ProLiant", PowerState.OFF, None) for b in bays}
+
+    def power_on(self, bay: BayRef, job_key: str) -> None:
+        if self.hang is not None:
+            self.hang.wait(5)
+
+    def hard_power_off(self, bay: BayRef, job_key: str) -> None: ...
+    def assign_profile(self, bay: BayRef, profile: str, job_key: str) -> None: ...
+    def unassign_profile(self, bay: BayRef, profile: str, job_key: str) -> None: ...
+    def discover(self, bay: BayRef) -> Discovery:
+        return Discovery(None, ())
