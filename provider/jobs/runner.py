@@ -347,7 +347,8 @@ class JobRunner:
             return
         target = BayRef(job.target_enclosure, job.target_bay)
         try:
-            found = self.context.driver.discover(target)
+            driver = self.context.driver
+            found = self.context.deadline(f"Discovery of {target}", lambda: driver.discover(target))
         except DeviceError as exc:
             log.warning("rediscovery of %s for job %d failed: %s", target, job.id, exc)
             found = None

@@ -62,6 +62,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from provider.drivers.base import BayRef, DeviceState, HardwareDriver, PowerState
+from provider.drivers.deadline import inline
 from provider.errors import DeviceError, Fenced, NotActive, StoreError
 from provider.store import FencedTx
 from provider.vcem import repository as repo
@@ -104,6 +105,30 @@ class StepContext:
     rediscovery_delay: float  # seconds; HP SIM discovery "in ten minutes" (reference §1.6)
     clock: Callable[[], float]
     crash: Callable[[Step, str], None] = lambda step, phase: None  # crash-test hook
+    # Runs a step that calls the hardware with its deadline (provider.drivers.deadline;
+    # `[vcem] device_timeout_s`); the default runs it here, without one.
+    deadline: Callable[[str, Callable[[], Any]], Any] = inline
+
+
+# The steps that call the hardware: each runs under the deadline as a whole.
+_HARDWARE_STEPS = frozenset(
+    {
+        Step.CHECK_PRODUCT,
+        Step.POWER_OFF_SOURCE,
+        Step.PICK_SPARE,
+        Step.CHECK_TARGET,
+        Step.MOVE_PROFILE,
+        Step.POWER_ON_TARGET,
+    }
+)
+
+
+def _act(ctx: StepContext, step: Step, job: Job) -> StepResult:
+    act = _ACTS[step]
+    if step not in _HARDWARE_STEPS:
+        return act(ctx, job)
+    result: StepResult = ctx.deadline(f"Step {step.value}", lambda: act(ctx, job))
+    return result
 
 
 def drive(ctx: StepContext, job_id: int, stopping: Callable[[], bool] = lambda: False) -> None:
@@ -133,7 +158,7 @@ def drive(ctx: StepContext, job_id: int, stopping: Callable[[], bool] = lambda: 
                 job = _advanced(ctx.journal.advance(job, intent=step))
                 ctx.crash(step, "intent")
             try:
-                result = _ACTS[step](ctx, job)
+                result = _act(ctx, step, job)
                 if resumed and result.outcome == "already":
                     # Not "already off before the failover": most likely this job's own act
                     # before the restart, whose record the crash kept from being written.
@@ -157,7 +182,7 @@ def drive(ctx: StepContext, job_id: int, stopping: Callable[[], bool] = lambda: 
             step = order[at]
             ctx.crash(step, "intent")
             try:
-                result = _ACTS[step](ctx, job)
+                result = _act(ctx, step, job)
             except (NotActive, Fenced, StoreError):
                 raise  # the device outcome in `outcomes` is found again by the next attempt
             except Exception as exc:

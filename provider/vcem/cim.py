@@ -9,8 +9,8 @@ as a background task. Configuration, `[vcem]` in gm-provider.toml:
                                   # its own [simulator] section
     rediscovery_delay_s = 600     # HP SIM discovery "in ten minutes" (reference §1.6)
     job_workers = 16              # threads that run job steps (device calls block)
-    device_timeout_s = 300        # a hardware call that has not answered by then fails
-                                  # the job (its outcome unknown), unlocking the group
+    device_timeout_s = 300        # a job step whose hardware calls have not answered by
+                                  # then fails the job (outcome unknown), unlocking the group
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from provider.cim.provider import (
     numbered,
 )
 from provider.drivers import DriverContext, create_driver
-from provider.drivers.deadline import DeadlineDriver
+from provider.drivers.deadline import Deadline, TracedDriver
 from provider.errors import InvalidParameter, NotFound
 from provider.jobs import JobJournal, JobRunner, Step, StepContext, crash_hook
 from provider.jobs.journal import Job
@@ -407,7 +407,8 @@ def install(registry: ProviderRegistry, services: Services) -> None:
         )
     except ValueError as exc:
         raise config.error("vcem", "driver", f"{exc}.") from None
-    driver = DeadlineDriver(driver, _device_timeout(services))
+    driver = TracedDriver(driver)
+    deadline = Deadline(_device_timeout(services))
     journal = JobJournal(store, roles.fenced, clock=lambda: services.clock().timestamp())
     crash_spec = sim_section.get("crash_at") if driver_name == "simulator" else None
     context = StepContext(
@@ -417,6 +418,7 @@ def install(registry: ProviderRegistry, services: Services) -> None:
         rediscovery_delay=rediscovery_delay,
         clock=lambda: services.clock().timestamp(),
         crash=_crash_hook(services, crash_spec),
+        deadline=deadline.run,
     )
     holder: list[JobRunner] = []
     service = VcemService(store, roles, journal, lambda: holder[0].wake() if holder else None)

@@ -15,7 +15,7 @@ import pytest
 import pywbem
 
 from provider.drivers.base import BayRef, DeviceState, Discovery, HardwareDriver, PowerState
-from provider.drivers.deadline import DeadlineDriver
+from provider.drivers.deadline import Deadline, TracedDriver
 from provider.errors import DeviceError
 from tests.harness import configure
 from tests.vcem.cimtools import config, failover, invoke, wait_job
@@ -53,35 +53,46 @@ def test_a_device_call_past_its_deadline_ends_the_job_and_frees_the_group(
         assert time.monotonic() - started < 25  # SIGTERM is enough, no kill -9
 
 
-def test_device_calls_reuse_a_worker_and_a_hung_one_holds_only_its_own() -> None:
+def test_steps_reuse_a_worker_and_a_hung_one_holds_only_its_own() -> None:
     """A new thread per call opened a new store connection per device call (the simulator
-    keeps its state in the store): the workers are reused, and one that hangs is left to it."""
-    driver = DeadlineDriver(_Clock(), 0.2)
-    first = {driver.read([BayRef("enc01", "1")])[BayRef("enc01", "1")].model for _ in range(5)}
-    assert len(first) == 1  # five calls, one worker thread
+    keeps its state in the store): workers are reused, one that hangs is left to it, and the
+    message names the hardware call under way."""
+    deadline = Deadline(0.2)
+    driver = TracedDriver(_Hardware())
+    bay = BayRef("enc01", "1")
+
+    def model() -> str:
+        return driver.read([bay])[bay].model
+
+    first = {deadline.run("Step check_product", model) for _ in range(5)}
+    assert len(first) == 1  # five steps, one worker thread
     release = threading.Event()
-    driver.driver.hang = release  # type: ignore[attr-defined]
-    with pytest.raises(DeviceError, match=r"did not answer within 0\.2 s"):
-        driver.power_on(BayRef("enc01", "1"), "job 1 power_on_target")
-    driver.driver.hang = None  # type: ignore[attr-defined]
-    again = driver.read([BayRef("enc01", "1")])[BayRef("enc01", "1")].model
-    assert again not in first  # another worker: the first still waits in power_on
+    _Hardware.hang = release
+
+    def power_off_then_on() -> None:
+        driver.read([bay])
+        driver.power_on(bay, "job 1 power_on_target")
+
+    with pytest.raises(DeviceError, match=r"^Power on of enc01 bay 1 did not answer within 0\.2 s"):
+        deadline.run("Step power_on_target", power_off_then_on)
+    _Hardware.hang = None
+    assert deadline.run("Step check_product", model) not in first  # the first still waits
     release.set()
 
 
-class _Clock(HardwareDriver):
-    """Answers with the worker thread's name as the model; power_on waits while `hang`."""
+class _Hardware(HardwareDriver):
+    """Answers with the worker thread's identity as the model; power_on waits while `hang`."""
 
     name = "test"
     hang: threading.Event | None = None
 
     def read(self, bays: Sequence[BayRef]) -> dict[BayRef, DeviceState]:
-        model = threading.current_thread().name + str(threading.get_ident())
+        model = str(threading.get_ident())
         return {b: DeviceState(True, model, "G9", "ProLiant", PowerState.OFF, None) for b in bays}
 
     def power_on(self, bay: BayRef, job_key: str) -> None:
-        if self.hang is not None:
-            self.hang.wait(5)
+        if _Hardware.hang is not None:
+            _Hardware.hang.wait(5)
 
     def hard_power_off(self, bay: BayRef, job_key: str) -> None: ...
     def assign_profile(self, bay: BayRef, profile: str, job_key: str) -> None: ...
