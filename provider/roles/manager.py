@@ -388,9 +388,10 @@ class RoleManager:
                 epoch = self._store.acquire(self._node, self._ttl)
                 if epoch is not None:
                     self._became_active(Event.LEASE_ACQUIRED, epoch, t0)
-                else:
-                    self._own_name_held(self._store.current())
-            self._saw(self._store.current())
+            lease = self._store.current()
+            if wants_lease and self._machine.role is Role.STANDBY:
+                self._own_name_held(lease)
+            self._saw(lease)
             self._report()
             return self.role
 

@@ -61,20 +61,26 @@ def check_invariants(db: Path) -> None:
         assert locked.fetchall() == []
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("crash_at", BOUNDARIES)
-def test_kill_at_a_step_boundary_neither_loses_nor_repeats(tmp_path: Path, crash_at: str) -> None:
-    gm = configure(tmp_path, config=config(simulator={"crash_at": crash_at}, roles=ROLES))
+def _crash_and_recover(tmp_path: Path, simulator: dict[str, object]) -> pywbem.CIMInstance:
+    """Submit the failover to a node that dies at the simulator's crash point, start it again
+    (the crash point fired once; recovery adopts the job) and return the job as it ended."""
+    gm = configure(tmp_path, config=config(simulator=simulator, roles=ROLES))
     gm.start()
     try:
         _submit(gm)
         _wait_dead(gm)
-        gm.start()  # the crash point fired once; recovery adopts and finishes the job
-        job = wait_job(gm.connection(), JOB)
-        assert job["JobState"] == 7, job["ErrorDescription"]
-        assert (job["TargetEnclosureName"], job["TargetBayName"]) == ("enc01", "12")
+        gm.start()
+        return wait_job(gm.connection(), JOB)
     finally:
         gm.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("crash_at", BOUNDARIES)
+def test_kill_at_a_step_boundary_neither_loses_nor_repeats(tmp_path: Path, crash_at: str) -> None:
+    job = _crash_and_recover(tmp_path, {"crash_at": crash_at})
+    assert job["JobState"] == 7, job["ErrorDescription"]
+    assert (job["TargetEnclosureName"], job["TargetBayName"]) == ("enc01", "12")
     check_invariants(tmp_path / "gm.db")
 
 
@@ -82,15 +88,7 @@ def test_kill_at_a_step_boundary_neither_loses_nor_repeats(tmp_path: Path, crash
 @pytest.mark.parametrize("operation", ["power_off", "assign", "power_on"])
 def test_kill_in_the_middle_of_a_device_delay(tmp_path: Path, operation: str) -> None:
     sim = {"delay_ms": {operation: 400}, "crash_during": operation}
-    gm = configure(tmp_path, config=config(simulator=sim, roles=ROLES))
-    gm.start()
-    try:
-        _submit(gm)
-        _wait_dead(gm)
-        gm.start()
-        assert wait_job(gm.connection(), JOB)["JobState"] == 7
-    finally:
-        gm.stop()
+    assert _crash_and_recover(tmp_path, sim)["JobState"] == 7
     check_invariants(tmp_path / "gm.db")
 
 
@@ -118,17 +116,7 @@ def test_external_kill_while_powering_on_then_recovery(tmp_path: Path) -> None:
 def test_a_step_found_done_on_resuming_says_so(tmp_path: Path) -> None:
     """After a crash between the power-off and its record, the journal said "enc01 bay 3:
     already off": read as if the server had been off before the failover."""
-    gm = configure(
-        tmp_path, config=config(simulator={"crash_at": "power_off_source:act"}, roles=ROLES)
-    )
-    gm.start()
-    try:
-        _submit(gm)
-        _wait_dead(gm)
-        gm.start()
-        assert wait_job(gm.connection(), JOB)["JobState"] == 7
-    finally:
-        gm.stop()
+    assert _crash_and_recover(tmp_path, {"crash_at": "power_off_source:act"})["JobState"] == 7
     with sqlite3.connect(tmp_path / "gm.db") as c:
         outcome, detail = c.execute(
             "SELECT outcome, detail FROM gm_job_steps WHERE step = 'power_off_source'"
