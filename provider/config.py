@@ -57,8 +57,11 @@ class RolesConfig:
     automatic_takeover: bool = False
     lease_ttl: float = 15.0
     renew_interval: float = 3.0
-    # stepDown and a shutdown let a job step acting on a device end first, this long at most.
+    # A shutdown lets a job step acting on a device end first, this long at most.
     drain_timeout: float = 30.0
+    # stepDown waits so long for it, then is refused: within a CIM client's wait for the
+    # answer (wbemexec's default is 20 s), so the caller learns which it was.
+    step_down_wait: float = 15.0
 
 
 @dataclass(frozen=True)
@@ -186,7 +189,15 @@ def load_config(path: Path) -> Config:
         raise r.fail(["store"], "url", "store.url must start with sqlite:/// or postgresql://.")
 
     ro = r.section(
-        "roles", {"start_as", "automatic_takeover", "lease_ttl", "renew_interval", "drain_timeout"}
+        "roles",
+        {
+            "start_as",
+            "automatic_takeover",
+            "lease_ttl",
+            "renew_interval",
+            "drain_timeout",
+            "step_down_wait",
+        },
     )
     rd = RolesConfig()
     roles = RolesConfig(
@@ -195,11 +206,11 @@ def load_config(path: Path) -> Config:
         lease_ttl=r.get(["roles"], ro, "lease_ttl", float, rd.lease_ttl),
         renew_interval=r.get(["roles"], ro, "renew_interval", float, rd.renew_interval),
         drain_timeout=r.get(["roles"], ro, "drain_timeout", float, rd.drain_timeout),
+        step_down_wait=r.get(["roles"], ro, "step_down_wait", float, rd.step_down_wait),
     )
-    if not 0 < roles.drain_timeout <= 3600:
-        raise r.fail(
-            ["roles"], "drain_timeout", "roles.drain_timeout must be between 0 and 3600 seconds."
-        )
+    for key in ("drain_timeout", "step_down_wait"):
+        if not 0 < getattr(roles, key) <= 3600:
+            raise r.fail(["roles"], key, f"roles.{key} must be between 0 and 3600 seconds.")
     if roles.start_as not in ("active", "standby"):
         raise r.fail(["roles"], "start_as", 'roles.start_as must be "active" or "standby".')
     from provider.roles.manager import TimingError, check_timing  # the rule RoleManager applies

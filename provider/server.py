@@ -252,6 +252,7 @@ async def _run_node(config: Config, server: HttpServer, ready: list[CimApplicati
         start_as=config.roles.start_as,
     )
     roles.drain_timeout = config.roles.drain_timeout
+    roles.step_down_wait = config.roles.step_down_wait
     await asyncio.to_thread(roles.start)
     authorizer = authorizer_from_config(config)
     audit = AuditLog(

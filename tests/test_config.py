@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from provider.config import load_config
+from cli.wbemexec import DEFAULT_TIMEOUT_MS
+from provider.config import RolesConfig, load_config
 from provider.errors import ConfigError
 from provider.privileges import Role, authorizer_from_config
+from provider.roles.manager import STEP_DOWN_WAIT
 from provider.server import RepeatFilter, tune_interpreter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,6 +71,8 @@ def test_defaults_and_paths_relative_to_the_checkout(tmp_path: Path) -> None:
         ("[roles]\nrenew_interval = 1\nlease_ttl = -5\n", 3, "roles.lease_ttl: ttl must be"),
         ("[roles]\nlease_ttl = 15\nrenew_interval = 6\n", 3, "roles.renew_interval: renew"),
         ("[roles]\nrenew_interval = 0\n", 2, "roles.renew_interval: renew_interval must be"),
+        ("[roles]\n\nstep_down_wait = 0\n", 3, "roles.step_down_wait must be between 0 and"),
+        ("[roles]\ndrain_timeout = 4000\n", 2, "roles.drain_timeout must be between 0 and"),
     ],
 )
 def test_errors_name_file_and_line(tmp_path: Path, text: str, line: int, words: str) -> None:
@@ -191,3 +195,12 @@ def test_a_generated_password_never_starts_with_a_dash(monkeypatch: pytest.Monke
     drawn = iter(["-B3r4JqHjjOUDfiz", "-x", "B3r4JqHjjOUDfiz"])
     monkeypatch.setattr(main.secrets, "token_urlsafe", lambda n: next(drawn))
     assert main.generated_password() == "B3r4JqHjjOUDfiz"
+
+
+def test_step_down_answers_within_a_cim_clients_default_wait() -> None:
+    """stepDown waits for a device step at most `step_down_wait`, and then answers: by
+    default before wbemexec (as OpenPegasus' wbemexec) gives up waiting for the answer, so
+    that the administrator learns whether the node stepped down or was refused."""
+    assert RolesConfig().step_down_wait == STEP_DOWN_WAIT
+    # The answer needs time after the wait too: the lease write and the response.
+    assert STEP_DOWN_WAIT + 2 < DEFAULT_TIMEOUT_MS / 1000

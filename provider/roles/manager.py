@@ -85,8 +85,12 @@ class RoleChange:
 
 Listener = Callable[[RoleChange], None]
 
-# How long stepDown and a shutdown wait for a job step that is acting on a device.
+# How long a shutdown waits for a job step that is acting on a device.
 DRAIN_TIMEOUT = 30.0
+# How long stepDown waits for it: less than a CIM client waits for the answer (wbemexec's
+# default, as OpenPegasus', is 20 s), so that the administrator learns whether the node
+# stepped down or was refused, not only that the client gave up while the server went on.
+STEP_DOWN_WAIT = 15.0
 
 
 class Quiescer(Protocol):
@@ -196,6 +200,7 @@ class RoleManager:
         self._listeners: list[Listener] = []
         self._quiescers: list[Quiescer] = []
         self.drain_timeout = DRAIN_TIMEOUT
+        self.step_down_wait = STEP_DOWN_WAIT
         # After a forced takeover from a live active: until then, its steps may still act.
         self._preempted_until = float("-inf")
         self._state_lock = threading.Lock()
@@ -244,10 +249,10 @@ class RoleManager:
         node would otherwise repeat it as soon as it holds the lease."""
         self._quiescers.append(quiescer)
 
-    def _quiesce(self) -> bool:
-        """Pause every quiescer; True when nothing is in flight any more (within the
-        drain time), False when something still is (the caller keeps the lease)."""
-        return all([q.pause(self.drain_timeout) for q in self._quiescers])
+    def _quiesce(self, wait: float) -> bool:
+        """Pause every quiescer; True when nothing is in flight any more (within `wait`
+        seconds), False when something still is (the caller keeps the lease)."""
+        return all([q.pause(wait) for q in self._quiescers])
 
     def _resume(self) -> None:
         for q in self._quiescers:
@@ -459,13 +464,13 @@ class RoleManager:
 
         First the steps in flight end (`add_quiescer`), with the lease still renewed: the
         other node takes over only when no device action of ours is under way. If one is
-        still running after `drain_timeout`, the step-down is refused and nothing changes."""
+        still running after `step_down_wait`, the step-down is refused and nothing changes."""
         self._active_epoch("step down")
         try:
-            if not self._quiesce():
+            if not self._quiesce(self.step_down_wait):
                 raise Refused(
                     "A job step is still acting on a device after "
-                    f"{self.drain_timeout:g} s; this node stays active so that the other one "
+                    f"{self.step_down_wait:g} s; this node stays active so that the other one "
                     "does not repeat it. Try stepDown again when the step has ended.\n"
                 )
             with self._lease_lock:
@@ -588,7 +593,7 @@ class RoleManager:
         lease loop running meanwhile). If one is still acting after `drain_timeout`, the
         lease is kept: it lapses `ttl` after the last renewal, as after a crash, and the other
         node then reads the device before it acts."""
-        drained = self._machine.role is not Role.ACTIVE or self._quiesce()
+        drained = self._machine.role is not Role.ACTIVE or self._quiesce(self.drain_timeout)
         with self._lease_lock:
             role = self._machine.role
             if role is Role.STOPPED:
