@@ -565,34 +565,42 @@ def _move_profile(ctx: StepContext, job: Job) -> StepResult:
             None if source is None else (source.enclosure, source.bay),
             (target.enclosure, target.bay),
         )
-        if host is None and not ips:
-            # The source had no names because an earlier job moved the profile there and
-            # discovery has not found it yet (a failover of a failover): the names follow
-            # the profile from that job, whose own discovery (of a bay the profile left)
-            # would find nothing. Otherwise failover by host name pointed at the old bay.
-            earlier = tx.fetchone(
-                "SELECT id, rediscover_host, rediscover_ips FROM gm_jobs"
-                " WHERE profile = %(p)s AND id <> %(id)s AND rediscovered = FALSE"
-                " AND (rediscover_host IS NOT NULL OR rediscover_ips <> '[]')"
-                " ORDER BY id DESC LIMIT 1",
-                {"p": job.profile, "id": job.id},
-            )
-            if earlier is not None:
-                host, ips = earlier[1], tuple(json.loads(earlier[2] or "[]"))
-                tx.execute(
-                    "UPDATE gm_jobs SET rediscovered = TRUE WHERE id = %(id)s",
-                    {"id": int(earlier[0])},
-                )
-        tx.execute(
-            "UPDATE gm_jobs SET rediscover_host = %(h)s, rediscover_ips = %(ips)s"
-            " WHERE id = %(id)s",
-            {"h": host, "ips": json.dumps(list(ips)), "id": job.id},
-        )
+        _keep_names(tx, job, host, ips)
 
     origin = f" from {source}" if source is not None else ""
     done = ", ".join(a.value for a in actions) or "already in place"
     outcome = "done" if actions else "already"
     return StepResult(outcome, f"profile {job.profile}{origin} to {target}: {done}", effect)
+
+
+def _keep_names(tx: FencedTx, job: Job, host: str | None, ips: tuple[str, ...]) -> None:
+    """Record on the job the host name and IPs its profile took from the source bay: where
+    a failover by name finds the profile meanwhile (`_awaiting_rediscovery`), and what
+    discovery looks for on the target.
+
+    The source had no names when an earlier job moved the profile there and discovery has
+    not found it yet (a failover of a failover, or a move of a profile a failed move left
+    on no bay): the names follow the profile from that job, whose own discovery (of a bay
+    the profile left) would find nothing. Otherwise failover by host name pointed at the
+    old bay."""
+    if host is None and not ips:
+        earlier = tx.fetchone(
+            "SELECT id, rediscover_host, rediscover_ips FROM gm_jobs"
+            " WHERE profile = %(p)s AND id <> %(id)s AND rediscovered = FALSE"
+            " AND (rediscover_host IS NOT NULL OR rediscover_ips <> '[]')"
+            " ORDER BY id DESC LIMIT 1",
+            {"p": job.profile, "id": job.id},
+        )
+        if earlier is not None:
+            host, ips = earlier[1], tuple(json.loads(earlier[2] or "[]"))
+            tx.execute(
+                "UPDATE gm_jobs SET rediscovered = TRUE WHERE id = %(id)s",
+                {"id": int(earlier[0])},
+            )
+    tx.execute(
+        "UPDATE gm_jobs SET rediscover_host = %(h)s, rediscover_ips = %(ips)s WHERE id = %(id)s",
+        {"h": host, "ips": json.dumps(list(ips)), "id": job.id},
+    )
 
 
 def _stranded(ctx: StepContext, job: Job, source: BayRef | None, target: BayRef, why: str) -> None:
@@ -608,11 +616,15 @@ def _stranded(ctx: StepContext, job: Job, source: BayRef | None, target: BayRef,
 
     def unassigned(tx: FencedTx) -> None:
         repo.unassign_profile(tx, job.profile)
+        host: str | None = None
+        ips: tuple[str, ...] = ()
         if source is not None:
             # Its names went with the profile, as a completed move's do (discovery finds
             # them again where the profile is placed): no event or by-name failover may
-            # resolve to the empty source bay meanwhile.
-            repo.clear_discovery(tx, source.enclosure, source.bay)
+            # resolve to the empty source bay meanwhile. The job keeps them: a failover by
+            # name says where the profile is, and the move that places it takes them on.
+            host, ips = repo.clear_discovery(tx, source.enclosure, source.bay)
+        _keep_names(tx, job, host, ips)
 
     origin = f"was taken off {source} and " if source is not None else ""
     raise StepFailed(

@@ -280,13 +280,16 @@ def _awaiting_rediscovery(tx: Tx, source: FailoverSource) -> str:
     else:
         return ""
     row = tx.fetchone(
-        "SELECT id, target_enclosure, target_bay, rediscover_at, state, error_step"
-        f" FROM gm_jobs WHERE rediscovered = FALSE AND {where} ORDER BY id DESC LIMIT 1",
+        "SELECT j.id, j.target_enclosure, j.target_bay, j.rediscover_at, j.state, j.error_step,"
+        " j.profile, p.enclosure, p.bay FROM gm_jobs j"
+        " LEFT JOIN vcem_profiles p ON p.name = j.profile"
+        f" WHERE j.rediscovered = FALSE AND {where} ORDER BY j.id DESC LIMIT 1",
         params,
     )
     if row is None:
         return ""
     job, enclosure, bay, due, state = int(row[0]), row[1], row[2], row[3], str(row[4])
+    profile, step = row[6], row[5] or "unknown"
     by_bay = (
         f"name it by enclosure and bay: vcemcli -failover -enclosurename {enclosure} -bayname {bay}"
     )
@@ -296,11 +299,18 @@ def _awaiting_rediscovery(tx: Tx, source: FailoverSource) -> str:
             f"it there some minutes after the job ([vcem] rediscovery_delay_s). Meanwhile "
             f"{by_bay}"
         )
+    if state != "completed" and row[7] is None:
+        # A move that failed half-way (steps._stranded): the profile is on no bay.
+        return (
+            f" Job {job} took its profile {profile} off its bay and ended in error (step "
+            f"{step}); the profile is assigned to no bay. Fix the cause, then assign it where "
+            f"it should run: vcemcli -move profile -profilename {profile} "
+            f"-targetenclosurename {enclosure} -targetbayname {bay}"
+        )
     if state != "completed" or due is None:
         return (
             f" Job {job} moved its profile to {enclosure} bay {bay} and ended in error (step "
-            f"{row[5] or 'unknown'}); discovery does not run after a failed job, so "
-            f"{by_bay}"
+            f"{step}); discovery does not run after a failed job, so {by_bay}"
         )
     when = time.strftime("%H:%M:%S UTC", time.gmtime(float(due)))
     return (

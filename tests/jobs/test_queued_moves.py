@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from provider.errors import NotFound
 from provider.jobs import JobState, Step
 from provider.vcem import repository as repo
 from provider.vcem.service import FailoverSource
@@ -82,6 +83,22 @@ def test_a_move_that_fails_half_way_says_where_the_profile_is(
             assert group is not None and group.locked_by_job is None
             assert stack.sim(source.enclosure, source.bay)["profile"] is None
             assert stack.sim("enc01", "12")["profile"] is None
+            # A failover by name says where the profile is and how to place it (it said
+            # only "no server is known by host web01.example.com").
+            with pytest.raises(NotFound) as err:
+                stack.service.submit_failover(FailoverSource(host="web01.example.com"), "t")
+            hint = err.value.description
+            assert f"Job {job_id} took its profile {source.profile} off its bay" in hint, hint
+            assert "assigned to no bay" in hint
+            assert f"vcemcli -move profile -profilename {source.profile} " in hint
+            # Placed by a move, the profile takes its names along: the hint follows it.
+            move = await stack.wait(
+                stack.service.submit_move(source.profile, "enc01", "5", True, "t")
+            )
+            assert move.state is JobState.COMPLETED, move.error_description
+            with pytest.raises(NotFound) as err:
+                stack.service.submit_failover(FailoverSource(host="web01.example.com"), "t")
+            assert f"Job {move.id} moved its profile to enc01 bay 5" in err.value.description
 
     asyncio.run(main())
 
