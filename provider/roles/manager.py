@@ -373,9 +373,10 @@ class RoleManager:
                 yield tx
         except Fenced:
             self._demote(Event.SUPERSEDED, epoch)
-            # Best effort, after the demotion: learn who is active now, for ActiveManager.
+            # Best effort, after the demotion: learn who is active now, for ActiveManager
+            # and for the log.
             with contextlib.suppress(StoreError):
-                self.refresh()
+                self._say_lost(epoch, self.refresh())
             raise
 
     # -- lease operations ----------------------------------------------------------------
@@ -529,7 +530,33 @@ class RoleManager:
             self._became_active(Event.LEASE_RENEWED, epoch, t0)
             return self._renew_interval
         self._demote(Event.RENEW_FAILED, epoch)
+        lease = self._store.current()
+        self._say_lost(epoch, lease)
         return self._tick_standby()
+
+    def _say_lost(self, epoch: int, lease: Lease) -> None:
+        """Why this node is no longer active, in its log: who holds the lease now, so
+        that whoever reads it at 3 a.m. knows which node to look at."""
+        if lease.epoch == epoch and lease.holder == self._node and lease.valid:
+            return  # still ours (a renewal raced a write); nothing was lost
+        if lease.valid and lease.holder != self._node:
+            why = (
+                f"node {lease.holder} holds the lease now (epoch {lease.epoch}): it took "
+                "control (takeControl, icapmanage -Q) or took over after this node's lease "
+                "lapsed"
+            )
+        elif lease.valid:
+            why = (
+                f"this node's name holds epoch {lease.epoch}: another process with this [node] name"
+            )
+        else:
+            why = "the lease was released or lapsed (no node is active now)"
+        log.warning(
+            "node %s: no longer active (epoch %d): %s. This node is standby.",
+            self._node,
+            epoch,
+            why,
+        )
 
     def _tick_standby(self) -> float:
         lease = self._store.current()

@@ -154,13 +154,46 @@ def test_forced_take_control_supersedes_and_the_old_active_demotes_before_raisin
     assert audit_rows(store) == [(1, "gm1", "by gm1"), (2, "gm2", "by gm2")]
 
 
-def test_a_superseded_active_learns_it_at_its_next_renewal(store: Store) -> None:
+def test_a_superseded_active_learns_it_at_its_next_renewal(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
     gm1 = manager(store, "gm1", start_as="active")
     gm1.start()
     manager(store, "gm2").take_control(force=True)
     gm1.tick()
     assert gm1.role is Role.STANDBY
     assert (gm1.epoch, gm1.active_manager) == (2, "gm2")
+    # Its log names the node that holds the lease now.
+    assert "node gm1: no longer active (epoch 1): node gm2 holds the lease now (epoch 2)" in (
+        caplog.text
+    )
+
+
+def test_a_superseded_active_names_the_new_one_when_a_write_is_fenced(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    gm1 = manager(store, "gm1", start_as="active")
+    gm1.start()
+    manager(store, "gm2").take_control(force=True)
+    with pytest.raises(Fenced), gm1.fenced("write") as tx:
+        tx.audit("by a superseded gm1")
+    assert "node gm1: no longer active (epoch 1): node gm2 holds the lease now" in caplog.text
+
+
+def test_a_lapsed_lease_is_said_so_when_the_renewal_fails(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    gm1 = manager(store, "gm1", start_as="active")
+    gm1.start()
+    gm2 = manager(store, "gm2", start_as="active")
+    gm2.start()  # standby: gm1 holds a valid lease
+    gm1_epoch = gm1.epoch
+    store.step_down("gm1", gm1_epoch)  # released behind gm1's back (as by an operator's SQL)
+    gm1.tick()
+    assert gm1.role is Role.STANDBY
+    assert f"no longer active (epoch {gm1_epoch}): the lease was released or lapsed" in (
+        caplog.text
+    )
 
 
 def test_take_control_on_the_active_keeps_its_epoch(store: Store) -> None:
