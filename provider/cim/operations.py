@@ -199,7 +199,9 @@ def _text(value: Any, name: str) -> str:
     raise InvalidParameter(f"Parameter {name} must be a single value.")
 
 
-def _typed_intrinsic(op: str, params: Mapping[str, Any]) -> dict[str, Any]:
+def _typed_intrinsic(op: str, params: Mapping[str, Any], duplicate: str | None) -> dict[str, Any]:
+    if duplicate is not None:
+        raise InvalidParameter(f"Parameter {duplicate} is given twice.")
     signature = _SIGNATURES[op]
     lower = _PARAMETER_BY_LOWER[op]
     typed: dict[str, Any] = {name: default for name, (_, default) in signature.items()}
@@ -636,12 +638,14 @@ class CimOperations:
         self.repository.namespace(call.namespace)
         handler = getattr(self, "_op_" + op)
         if self.audit is None or op not in _WRITE_OPERATIONS:
-            result: IntrinsicResult = handler(ctx, _typed_intrinsic(op, call.params))
+            result: IntrinsicResult = handler(
+                ctx, _typed_intrinsic(op, call.params, call.duplicate)
+            )
             return result
         params = list(call.params.items())
         target = _write_target(call.params)
         try:
-            result = handler(ctx, _typed_intrinsic(op, call.params))
+            result = handler(ctx, _typed_intrinsic(op, call.params, call.duplicate))
         except Exception as exc:
             self.audit.record(
                 ctx.principal,

@@ -63,7 +63,11 @@ class IntrinsicCall:
     protocol_version: str  # MESSAGE PROTOCOLVERSION, checked against the header
     method: str  # NAME exactly as sent; responses echo it, case included
     namespace: str  # LOCALNAMESPACEPATH joined with "/"
-    params: Mapping[str, Value]  # IPARAMVALUE NAME -> value
+    params: Mapping[str, Value]  # IPARAMVALUE NAME -> value (the first, if given twice)
+    # A parameter given twice: DSP0200 answers CIM_ERR_INVALID_PARAMETER ("missing,
+    # duplicate, unrecognized or otherwise incorrect parameters"), which the operation
+    # layer raises, not the codec (an HTTP 400 is for a request that is not CIM-XML).
+    duplicate: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -752,8 +752,15 @@ class _Decoder:
         body = _one(el, _MESSAGE_KIDS)
         tag = body.tag
         if tag == "MULTIREQ" or tag == "MULTIEXPREQ":
+            # The header check answered 501 to a batch that says so (CIMBatch,
+            # CIMExportBatch); one that does not has headers that do not match its body:
+            # 400 header-mismatch, as OpenPegasus answers (DSP0200 §3.3.9).
+            header = "CIMBatch" if tag == "MULTIREQ" else "CIMExportBatch"
             raise ProtocolError(
-                501, "multiple-requests-unsupported", "Multiple requests are not supported."
+                400,
+                "header-mismatch",
+                f"<{tag}> without the {header} header. This server does not support "
+                "multiple operations in one request (DSP0200 §3.3.9): send each on its own.",
             )
         if tag not in ("SIMPLEREQ", "SIMPLEEXPREQ"):
             raise _bad(body, f"<{tag}> is not a request")
@@ -787,15 +794,18 @@ class _Decoder:
         namespace = self.localnamespacepath(kids[0])
         params: dict[str, Value] = {}
         seen: set[str] = set()
+        duplicate: str | None = None
         for kid in kids[1:]:
             if kid.tag != "IPARAMVALUE":
                 raise _bad(el, f"unexpected element <{kid.tag}>, expected <IPARAMVALUE>")
             name = _cimname(kid)
+            value = self.param_value(kid, _IPARAMVALUE_KIDS)
             if name.lower() in seen:
-                raise _bad(kid, f"duplicate parameter {name}")
+                duplicate = duplicate or name
+                continue
             seen.add(name.lower())
-            params[name] = self.param_value(kid, _IPARAMVALUE_KIDS)
-        return IntrinsicCall(message_id, protocol_version, method, namespace, params)
+            params[name] = value
+        return IntrinsicCall(message_id, protocol_version, method, namespace, params, duplicate)
 
     def methodcall(self, el: _Element, message_id: str, protocol_version: str) -> ExtrinsicCall:
         method = _cimname(el)
@@ -808,14 +818,12 @@ class _Decoder:
         else:
             target = self.localinstancepath(kids[0])
         params: list[ParamValue] = []
-        seen: set[str] = set()
         for kid in kids[1:]:
             if kid.tag != "PARAMVALUE":
                 raise _bad(el, f"unexpected element <{kid.tag}>, expected <PARAMVALUE>")
+            # A parameter given twice is kept twice: the operation layer answers
+            # CIM_ERR_INVALID_PARAMETER (DSP0200), as for any other incorrect parameter.
             name = _cimname(kid)
-            if name.lower() in seen:
-                raise _bad(kid, f"duplicate parameter {name}")
-            seen.add(name.lower())
             paramtype = kid.get("PARAMTYPE")
             if paramtype is not None and paramtype not in _PARAM_TYPES:
                 raise _bad(kid, f"invalid PARAMTYPE={paramtype!r}")

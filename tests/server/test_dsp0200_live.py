@@ -8,6 +8,7 @@ import socket
 import urllib.parse
 
 import pytest
+import pywbem
 
 from tests.harness import USERS, ProviderHandle
 
@@ -133,8 +134,8 @@ CASES = [
         "MULTIREQ",
         {},
         lambda b: b.replace("SIMPLEREQ", "MULTIREQ"),
-        501,
-        "multiple-requests-unsupported",
+        400,
+        "header-mismatch",
     ),
 ]
 
@@ -235,3 +236,26 @@ def test_deep_inheritance_false_leaves_out_the_properties_of_subclasses(gm: Prov
     )
     assert len(pulled) == len(deep)  # through the pull operations (pywbemcli's way)
     assert all(set(map(str.lower, i.properties)) <= declared for i in pulled)
+
+
+def test_a_parameter_given_twice_is_invalid_parameter(gm: ProviderHandle) -> None:
+    """DSP0200: CIM_ERR_INVALID_PARAMETER covers "missing, duplicate, unrecognized or
+    otherwise incorrect parameters"; a duplicate was answered HTTP 400 (pywbem raised an
+    HTTPError, not a CIMError)."""
+    twice = GOOD_BODY.replace(
+        "</IMETHODCALL>",
+        '<IPARAMVALUE NAME="classname"><CLASSNAME NAME="GM_DeviceBay"/></IPARAMVALUE>'
+        "</IMETHODCALL>",
+    )
+    status, _, payload = exchange(gm, twice, _headers())
+    assert status == 200
+    assert b'<ERROR CODE="4"' in payload and b"classname is given twice" in payload
+    conn = gm.connection()
+    with pytest.raises(pywbem.CIMError) as err:
+        conn.InvokeMethod(
+            "cancelJob",
+            pywbem.CIMClassName("GM_GroupManager", namespace="root/cimv2"),
+            [("JobID", pywbem.Uint32(1)), ("JobID", pywbem.Uint32(2))],
+        )
+    assert err.value.status_code == pywbem.CIM_ERR_INVALID_PARAMETER
+    assert "JobID is given twice" in err.value.status_description
