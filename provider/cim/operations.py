@@ -819,6 +819,15 @@ class CimOperations:
                     "not have."
                 )
             changes = {k: v for k, v in changes.items() if k.lower() in wanted}
+        for key, value in keys.items():
+            # A key in the instance may repeat the path's, never differ from it: keys name
+            # the instance (DSP0004), and a different one was dropped without a word.
+            if key in changes and not _same(_as_declared(shaper, key, value), changes[key]):
+                raise InvalidParameter(
+                    f"ModifyInstance cannot change the key {key} of {shaper.classname} (the "
+                    f"path says {value!r}, the instance {changes[key]!r}): keys name the "
+                    "instance. Create the instance under the new name and delete this one."
+                )
         changes = {k: v for k, v in changes.items() if k not in keys}
         if p["PropertyList"] is not None and not changes:
             # Nothing to change (an empty PropertyList): done, once the instance exists.

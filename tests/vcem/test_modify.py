@@ -41,6 +41,16 @@ def test_get_modify_put_of_a_bay_changes_only_what_was_changed(tmp_path: Path) -
         assert "IsSpare" not in err.value.status_description.split("not ", 1)[1]
         assert conn.GetInstance(path)["ServerModel"] != "ProLiant BL999"
 
+        # A key that differs from the path's is refused, not dropped with the change.
+        renamed = conn.GetInstance(path)
+        renamed.properties["BayName"].value = "11"  # the path still names bay 12
+        renamed["IsSpare"] = was
+        with pytest.raises(pywbem.CIMError) as err:
+            conn.ModifyInstance(renamed)
+        assert err.value.status_code == pywbem.CIM_ERR_INVALID_PARAMETER
+        assert "cannot change the key BayName" in err.value.status_description
+        assert conn.GetInstance(path)["IsSpare"] is (not was)
+
         gone = after.copy()
         gone.path = pywbem.CIMInstanceName(
             "GM_DeviceBay", {"EnclosureName": "enc01", "BayName": "99"}, namespace=NS
