@@ -609,21 +609,22 @@ class CimOperations:
         return shaper, provider.get(ctx, classname, keys)
 
     def _check_keys(self, shaper: _Shaper, path: CIMInstanceName) -> dict[str, Any]:
-        given = {k.lower(): v for k, v in path.keybindings.items()}
+        given = {k.lower(): (k, v) for k, v in path.keybindings.items()}
         keys: dict[str, Any] = {}
         for key, lower, cimtype in shaper.key_specs:
             if lower not in given:
                 raise InvalidParameter(
                     f"The path of {shaper.classname} needs key {key}; got {_describe_path(path)}."
                 )
-            value = given.pop(lower)
+            value = given.pop(lower)[1]
             # A string key sent as a string is already what typed_value would return.
             if cimtype != "string" or type(value) is not str:
                 value = typed_value(value, cimtype, False, key)
             keys[key] = value
         if given:
             raise InvalidParameter(
-                f"{shaper.classname} has no key named {', '.join(sorted(given))}; "
+                f"{shaper.classname} has no key named "
+                f"{', '.join(sorted(sent for sent, _ in given.values()))}; "
                 f"its keys are {', '.join(shaper.keys)}."
             )
         return keys

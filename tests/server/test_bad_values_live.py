@@ -171,3 +171,17 @@ def test_text_and_untyped_values_are_read_in_the_declared_type(gm: ProviderHandl
         headers = _headers(CIMMethod="setSpare", CIMObject="root%2Fcimv2%3AGM_GroupManager")
         status, _, payload = exchange(gm, _message(call), headers)
         assert status == 200 and b"<ERROR" not in payload, payload
+
+
+def test_a_key_the_class_does_not_have_is_named_as_sent(gm: ProviderHandle) -> None:
+    path = pywbem.CIMInstanceName(
+        "GM_DeviceBay",
+        {"EnclosureName": "enc01", "BayName": "1", "SlotNumber": "3"},
+        namespace="root/cimv2",
+    )
+    with pytest.raises(pywbem.CIMError) as err:
+        gm.connection().GetInstance(path)
+    assert err.value.status_code == pywbem.CIM_ERR_INVALID_PARAMETER
+    assert "GM_DeviceBay has no key named SlotNumber; its keys are" in (
+        err.value.status_description
+    )
