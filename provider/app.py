@@ -15,6 +15,7 @@ This is the one place where exceptions become wire responses:
 from __future__ import annotations
 
 import logging
+import urllib.parse
 from collections.abc import Awaitable, Callable, Iterator
 
 from provider.cim.operations import CimOperations, MethodResponse
@@ -111,7 +112,10 @@ class CimApplication:
                 description="CIM_ERR_FAILED: internal error in gm-provider; the server log has "
                 "the details. Nothing was changed by this request unless its job says so.",
             )
-        return HttpResponse(200, [("Content-Type", _XML), ("CIMOperation", "MethodResponse")], body)
+        headers = [("Content-Type", _XML), ("CIMOperation", "MethodResponse")]
+        if isinstance(body, bytes):
+            return HttpResponse(200, headers, body)
+        return HttpResponse(200, headers, body, _TRAILERS, _failure_trailers)
 
     def _intrinsic_body(
         self, call: IntrinsicCall, result: IntrinsicResult
@@ -160,6 +164,26 @@ class CimApplication:
                 error = (1, "CIM_ERR_FAILED: internal error in gm-provider; see the server log.")
         body = encode_export_response(call.message_id, call.method, error)
         return HttpResponse(200, [("Content-Type", _XML), ("CIMExport", "MethodResponse")], body)
+
+
+# DSP0200: a streamed response that fails after its status line went out ends with these
+# trailers (to a client that sent `TE: trailers`), as SFCB's do; wbemcli reads them.
+_TRAILERS = ("CIMStatusCode", "CIMStatusCodeDescription")
+# Printable ASCII stays as it is; anything else (a line break, non-ASCII) is %-escaped, as
+# in PGErrorDetail, so that the value is one header line.
+_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
+
+
+def _failure_trailers(exc: Exception) -> list[tuple[str, str]]:
+    if isinstance(exc, CIMClientError | ServerError):
+        code, description = _wire_description(exc)
+    else:
+        code, description = 1, "CIM_ERR_FAILED: internal error in gm-provider mid-response"
+    description += "; the response is incomplete, and the server log has the details."
+    return [
+        ("CIMStatusCode", str(code)),
+        ("CIMStatusCodeDescription", urllib.parse.quote(description, safe=_SAFE)),
+    ]
 
 
 def _namespace(call: IntrinsicCall | ExtrinsicCall) -> str:

@@ -66,6 +66,12 @@ class HttpResponse:
     status: int
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: Body = b""
+    # A streamed body that fails after the status line went out can still say why, to a
+    # client that accepts trailers (`TE: trailers`, RFC 9110 §6.5): `trailer_names` are
+    # announced in `Trailer:`, and `failure_trailers(exc)` gives their values. Without
+    # them, or for a client that did not ask, the unfinished chunked body says "broken".
+    trailer_names: tuple[str, ...] = ()
+    failure_trailers: Callable[[Exception], list[tuple[str, str]]] | None = None
 
 
 Application = Callable[[HttpRequest], Awaitable[HttpResponse]]

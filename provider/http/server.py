@@ -731,13 +731,22 @@ class _Connection(asyncio.Protocol):
             data = b"".join([chunk async for chunk in _aiter(body)])
             self._write(b"%sContent-Length: %d\r\n\r\n%s" % (head, len(data), data))
             return close
-        return await self._send_chunked(head, body)
+        trailers = response.failure_trailers
+        if trailers is not None and _accepts_trailers(work.head.headers.get("te")):
+            head += b"Trailer: %s\r\n" % ", ".join(response.trailer_names).encode("ascii")
+        else:
+            trailers = None
+        return await self._send_chunked(head, body, trailers)
 
     async def _send_chunked(
-        self, head: bytes, body: Iterable[bytes] | AsyncIterator[bytes]
+        self,
+        head: bytes,
+        body: Iterable[bytes] | AsyncIterator[bytes],
+        trailers: Callable[[Exception], list[tuple[str, str]]] | None = None,
     ) -> bool:
         """Stream a body (RFC 9112 §7.1), waiting for the client whenever the transport's
-        buffer is full, so a large enumeration holds one chunk in memory, not the whole reply."""
+        buffer is full, so a large enumeration holds one chunk in memory, not the whole reply.
+        `trailers`: what to say after the last chunk if the body fails (see HttpResponse)."""
         self._write(head + b"Transfer-Encoding: chunked\r\n\r\n")
         try:
             async for chunk in _aiter(body):
@@ -752,10 +761,19 @@ class _Connection(asyncio.Protocol):
                         # to a fast reader would otherwise hold the event loop for its whole
                         # ~250 ms, and every other request (a failover's submit) would wait.
                         await asyncio.sleep(0)
-        except Exception:
+        except Exception as exc:
             # The status line is gone already; an unfinished chunked body is how HTTP/1.1 says
-            # "this response is broken" (RFC 9112 §8: the message is incomplete).
+            # "this response is broken" (RFC 9112 §8: the message is incomplete). A client
+            # that accepts trailers also hears why, after the last chunk (DSP0200's
+            # CIMStatusCode trailer, as SFCB sends it); the connection ends either way.
             log.exception("the response body of a request from %s failed mid-stream", self._peer)
+            if trailers is not None and not self._closed:
+                try:
+                    fields = encode_headers(trailers(exc))
+                except Exception:
+                    log.exception("the trailers of a failed response could not be made")
+                    return True
+                self._write(b"0\r\n" + fields + b"\r\n")
             return True
         self._write(b"0\r\n\r\n")
         return False
@@ -816,6 +834,14 @@ class _Connection(asyncio.Protocol):
         self._ending = True
         if self._worker is None:
             self._close_transport()
+
+
+def _accepts_trailers(te: str | None) -> bool:
+    """RFC 9110 §10.1.4: `TE: trailers` says the client reads trailer fields (the OpenPegasus
+    client sends "chunked, trailers"; wbemcli "trailers")."""
+    if not te:
+        return False
+    return any(part.split(";", 1)[0].strip().lower() == "trailers" for part in te.split(","))
 
 
 async def _aiter(body: Iterable[bytes] | AsyncIterator[bytes]) -> AsyncIterator[bytes]:

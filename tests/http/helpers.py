@@ -31,6 +31,7 @@ class Response:
     body: bytes
     raw_head: bytes = b""
     names: list[str] = field(default_factory=list)  # header names as sent, in order
+    trailers: dict[str, str] = field(default_factory=dict)  # after a chunked body's last chunk
 
 
 class RawClient:
@@ -77,17 +78,20 @@ class RawClient:
                 names.append(name)
                 headers[name.lower()] = value.strip()
         parts: list[bytes] = []
+        trailers: dict[str, str] = {}
         if headers.get("transfer-encoding") == "chunked":
             while True:
                 size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
                 if size == 0:
-                    await self.reader.readuntil(b"\r\n")
+                    while (line := await self.reader.readuntil(b"\r\n")) != b"\r\n":
+                        name, _, value = line.decode("latin-1").partition(":")
+                        trailers[name.lower()] = value.strip()
                     break
                 parts.append(await self.reader.readexactly(size))
                 assert await self.reader.readexactly(2) == b"\r\n"
         elif "content-length" in headers:
             parts.append(await self.reader.readexactly(int(headers["content-length"])))
-        return Response(int(status), reason, headers, b"".join(parts), raw, names)
+        return Response(int(status), reason, headers, b"".join(parts), raw, names, trailers)
 
     async def at_eof(self, timeout: float = READ_TIMEOUT) -> bool:
         """True once the server has closed (whatever it sent first is discarded)."""

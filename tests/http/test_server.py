@@ -9,7 +9,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -465,6 +465,45 @@ def test_iterator_bodies_are_streamed_chunked_and_buffered_for_http10() -> None:
         await client.close()
 
     run_with(scenario, app=streaming)
+
+
+def test_a_stream_that_fails_says_why_in_trailers_to_a_client_that_takes_them(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """DSP0200's CIMStatusCode trailer (as SFCB sends it): the status line went out before
+    the failure; a client that sent `TE: trailers` hears why after the last chunk. Either
+    way the connection ends, so no client takes the unfinished body for a whole one."""
+
+    async def broken() -> AsyncIterator[bytes]:
+        yield b"<a>"
+        raise RuntimeError("store gone")
+
+    async def app(request: HttpRequest) -> HttpResponse:
+        return HttpResponse(
+            200,
+            [("Content-Type", "application/xml")],
+            broken(),
+            ("X-Status",),
+            lambda exc: [("X-Status", f"failed: {exc}")],
+        )
+
+    async def scenario(server: HttpServer, rec: Recorder) -> None:
+        for te, trailers in (("trailers", {"x-status": "failed: store gone"}), (None, None)):
+            client = await RawClient.tcp(server.ports[0])
+            await client.send(post(headers=[("TE", te)] if te else []))
+            if trailers is None:
+                raw = await asyncio.wait_for(client.reader.read(), 5)
+                assert b"trailer:" not in raw.lower() and raw.endswith(b"3\r\n<a>\r\n")
+            else:
+                response = await client.response()
+                assert response.headers["trailer"] == "X-Status"
+                assert response.body == b"<a>" and response.trailers == trailers
+            assert await client.at_eof()
+            await client.close()
+
+    with caplog.at_level(logging.ERROR):
+        run_with(scenario, app=app)
+    assert "failed mid-stream" in caplog.text
 
 
 def test_app_exception_is_500_and_server_keeps_serving(caplog: pytest.LogCaptureFixture) -> None:

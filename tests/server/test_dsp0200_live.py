@@ -10,6 +10,8 @@ import urllib.parse
 import pytest
 import pywbem
 
+from provider.app import _failure_trailers
+from provider.errors import NotFound, StoreError
 from tests.harness import USERS, ProviderHandle
 
 AUTH = base64.b64encode(f"admin:{USERS['admin'][1]}".encode()).decode()
@@ -259,3 +261,36 @@ def test_a_parameter_given_twice_is_invalid_parameter(gm: ProviderHandle) -> Non
         )
     assert err.value.status_code == pywbem.CIM_ERR_INVALID_PARAMETER
     assert "JobID is given twice" in err.value.status_description
+
+
+def test_a_streamed_answer_announces_its_status_trailers_to_a_client_that_takes_them(
+    gm: ProviderHandle,
+) -> None:
+    """An enumeration streams (chunked); should it fail after its status line went out, a
+    client that sent `TE: trailers` (the OpenPegasus client, wbemcli) reads CIMStatusCode
+    and CIMStatusCodeDescription after the last chunk (see test_failure_trailers_*)."""
+    body = GOOD_BODY.replace("EnumerateInstanceNames", "EnumerateInstances")
+    hdrs = _headers(CIMMethod="EnumerateInstances")
+    status, plain, _ = exchange(gm, body, hdrs)
+    assert status == 200 and "trailer" not in plain
+    status, taking, payload = exchange(gm, body, {**hdrs, "TE": "chunked, trailers"})
+    assert status == 200 and taking["transfer-encoding"] == "chunked"
+    assert taking["trailer"] == "CIMStatusCode, CIMStatusCodeDescription"
+    assert payload.endswith(b"0\r\n\r\n")  # a whole answer: no trailer fields sent
+
+
+@pytest.mark.parametrize(
+    ("exc", "code", "words"),
+    [
+        (StoreError("database unreachable\nretry later"), "1", "CIM_ERR_FAILED: database"),
+        (NotFound("No server profile named p1."), "6", "CIM_ERR_NOT_FOUND: No server"),
+        (RuntimeError("bug"), "1", "CIM_ERR_FAILED: internal error"),
+    ],
+)
+def test_failure_trailers_carry_the_cim_status(exc: Exception, code: str, words: str) -> None:
+    fields = dict(_failure_trailers(exc))
+    assert fields["CIMStatusCode"] == code
+    text = fields["CIMStatusCodeDescription"]
+    assert "\n" not in text and "\r" not in text  # one header line
+    assert urllib.parse.unquote(text).startswith(words)
+    assert "the response is incomplete" in text
