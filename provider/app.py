@@ -112,10 +112,10 @@ class CimApplication:
                 description="CIM_ERR_FAILED: internal error in gm-provider; the server log has "
                 "the details. Nothing was changed by this request unless its job says so.",
             )
-        headers = [("Content-Type", _XML), ("CIMOperation", "MethodResponse")]
+        answer = [("Content-Type", _XML), ("CIMOperation", "MethodResponse")]
         if isinstance(body, bytes):
-            return HttpResponse(200, headers, body)
-        return HttpResponse(200, headers, body, _TRAILERS, _failure_trailers)
+            return HttpResponse(200, answer, body)
+        return HttpResponse(200, answer, body, _TRAILERS, _failure_trailers)
 
     def _intrinsic_body(
         self, call: IntrinsicCall, result: IntrinsicResult
