@@ -179,9 +179,12 @@ class GroupInstances(InstanceProvider):
         name = str(next(iter(keys.values())))
         unknown = set(changes) - {"Description"}
         if unknown:
-            raise NotSupported(
+            # As a bay's read-only properties, and as CreateInstance says of SharedCoreRights:
+            # a property of the request that cannot be applied is an invalid parameter.
+            raise InvalidParameter(
                 "Only Description of a capacity group can be modified, not "
-                f"{', '.join(sorted(unknown))}."
+                f"{', '.join(sorted(unknown))}: the others follow from the group's members "
+                "(GM_GroupMember)."
             )
 
         description = _text(changes, "Description", required=False)

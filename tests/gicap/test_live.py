@@ -530,6 +530,14 @@ def test_create_instance_refuses_wrong_types_and_values_it_would_drop(world: Wor
         pywbem.CIMInstance("GM_CapacityGroup", {"Name": "g-new", "Description": "spare pool"})
     )
     assert made.keybindings["Name"] == "g-new"
+    # Modifying what cannot be set is refused with the same code as a bay's read-only
+    # properties (it was CIM_ERR_NOT_SUPPORTED here, CIM_ERR_INVALID_PARAMETER there).
+    group = conn.GetInstance(made)
+    group["SharedCoreRights"] = pywbem.Uint32(int(group["SharedCoreRights"] or 0) + 5)
+    with pytest.raises(pywbem.CIMError) as err:
+        conn.ModifyInstance(group)
+    assert err.value.status_code == pywbem.CIM_ERR_INVALID_PARAMETER
+    assert "not SharedCoreRights" in err.value.status_description
 
 
 @pytest.mark.skipif(
