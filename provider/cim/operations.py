@@ -1069,6 +1069,7 @@ class _Parameter:
     cimtype: str
     is_array: bool
     out_only: bool
+    embedded: bool  # declared EmbeddedObject or EmbeddedInstance
 
 
 @dataclass(frozen=True, slots=True)
@@ -1090,7 +1091,13 @@ def _declaration(decl: CIMMethod) -> _Declaration:
     if entry is not None and entry[0] is decl:
         return entry[1]
     params = [
-        _Parameter(p.name, p.type, bool(p.is_array), _is_out_only(p))
+        _Parameter(
+            p.name,
+            p.type,
+            bool(p.is_array),
+            _is_out_only(p),
+            any(q in p.qualifiers for q in ("EmbeddedObject", "EmbeddedInstance")),
+        )
         for p in decl.parameters.values()
     ]
     declaration = _Declaration(
@@ -1119,6 +1126,12 @@ def _typed_method_params(decl: CIMMethod, call: ExtrinsicCall) -> dict[str, Any]
             )
         if param.name in params:
             raise InvalidParameter(f"Parameter {param.name} is given twice.")
+        if pv.embedded_object is not None and not param.embedded:
+            # Read as text, an embedded instance became a host name ("<NOTXML" not found).
+            raise InvalidParameter(
+                f"{decl.name}: parameter {param.name} is a {param.cimtype}, not an embedded "
+                "object; send it without EmbeddedObject."
+            )
         sent = pv.paramtype
         if sent is not None and sent not in ("string", param.cimtype):
             # Typed as another CIM type (a boolean for a host name, a uint32 for a bay): a

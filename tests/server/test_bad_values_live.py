@@ -185,3 +185,17 @@ def test_a_key_the_class_does_not_have_is_named_as_sent(gm: ProviderHandle) -> N
     assert "GM_DeviceBay has no key named SlotNumber; its keys are" in (
         err.value.status_description
     )
+
+
+def test_an_embedded_object_where_the_mof_declares_none_is_invalid(gm: ProviderHandle) -> None:
+    """Read as text, an embedded instance became a host name to look up."""
+    call = (
+        f'<METHODCALL NAME="failoverProfile"><LOCALCLASSPATH>{_NS}'
+        '<CLASSNAME NAME="GM_GroupManager"/></LOCALCLASSPATH>'
+        '<PARAMVALUE NAME="HostName" PARAMTYPE="string" EmbeddedObject="instance"><VALUE>'
+        "&lt;INSTANCE CLASSNAME=&quot;X&quot;/&gt;</VALUE></PARAMVALUE></METHODCALL>"
+    )
+    headers = _headers(CIMMethod="failoverProfile", CIMObject="root%2Fcimv2%3AGM_GroupManager")
+    status, _, payload = exchange(gm, _message(call), headers)
+    assert status == 200
+    assert b'<ERROR CODE="4"' in payload and b"not an embedded object" in payload, payload
