@@ -345,7 +345,7 @@ class _Shaper:
         self.declared = frozenset(t.name for t in types.values())
         # (name, lower-case name, CIM type) of each key, in declaration order.
         self.key_specs = tuple((k, k.lower(), types[k.lower()].cimtype) for k in keys)
-        self._templates: dict[frozenset[str] | None, InstanceTemplate] = {}
+        self._templates: dict[tuple[frozenset[str] | None, bool], InstanceTemplate] = {}
 
     def keybindings(self, row: Row) -> dict[str, Any]:
         bindings: dict[str, Any] = {}
@@ -355,8 +355,9 @@ class _Shaper:
             bindings[key] = typed_value(lowered.get(key.lower()), ptype.cimtype, False, key)
         return bindings
 
-    def template(self, wanted: frozenset[str] | None) -> InstanceTemplate:
-        template = self._templates.get(wanted)
+    def template(self, wanted: frozenset[str] | None, origin: bool = False) -> InstanceTemplate:
+        """`origin`: IncludeClassOrigin, each property with the class that declares it."""
+        template = self._templates.get((wanted, origin))
         if template is None:
             props = [
                 (t.name, t.cimtype, t.is_array, t.reference_class)
@@ -364,9 +365,14 @@ class _Shaper:
                 if wanted is None or lname in wanted
             ]
             keys = [(k, self.types[k.lower()].cimtype) for k in self.keys]
-            template = InstanceTemplate(self.classname, props, keys)
+            origins = (
+                {t.name: t.class_origin for t in self.types.values() if t.class_origin}
+                if origin
+                else None
+            )
+            template = InstanceTemplate(self.classname, props, keys, origins)
             if len(self._templates) < 64:  # PropertyLists vary; keep the cache bounded
-                self._templates[wanted] = template
+                self._templates[(wanted, origin)] = template
         return template
 
     def checked(self, row: Row) -> Row:
@@ -377,9 +383,14 @@ class _Shaper:
         raise ValueError(f"{self.classname} row has undeclared properties {undeclared}")
 
     def instance(
-        self, row: Row, namespace: str, host: str | None, wanted: frozenset[str] | None
+        self,
+        row: Row,
+        namespace: str,
+        host: str | None,
+        wanted: frozenset[str] | None,
+        origin: bool = False,
     ) -> RenderedInstance:
-        return self.template(wanted).instance(self.checked(row), namespace, host)
+        return self.template(wanted, origin).instance(self.checked(row), namespace, host)
 
     def name(self, row: Row, namespace: str, host: str | None) -> RenderedName:
         return self.template(None).name(self.checked(row), namespace, host)
@@ -547,10 +558,11 @@ class CimOperations:
         deep: bool,
         property_list: Sequence[str] | None,
         host: str | None,
+        origin: bool = False,
     ) -> Iterator[RenderedInstance]:
         """Instances of `classname` and of its subclasses (DSP0200: always). `deep` false
         (DeepInheritance=FALSE): a subclass's instances carry only the properties the named
-        class declares, within `property_list`."""
+        class declares, within `property_list`. `origin`: IncludeClassOrigin."""
         ns = ctx.namespace
         requested = self.repository.resolved(ns, classname, missing=InvalidClass)
         wanted = _wanted(property_list)
@@ -564,7 +576,7 @@ class CimOperations:
             if not deep and name.lower() != requested.classname.lower():
                 names = own if wanted is None else wanted & own
             # Per row only the check and the template: 16,000 rows make every call count.
-            render = shaper.template(names).instance
+            render = shaper.template(names, origin).instance
             checked = shaper.checked
             for row in provider.enumerate(ctx, name):
                 yield render(checked(row), ns, host)
@@ -710,13 +722,17 @@ class CimOperations:
     def _op_GetInstance(self, ctx: OperationContext, p: dict[str, Any]) -> IntrinsicResult:
         path = self._require(p, "InstanceName", "GetInstance")
         shaper, row = self._get_row(ctx, path)
-        return InstanceResult(shaper.instance(row, ctx.namespace, None, _wanted(p["PropertyList"])))
+        wanted = _wanted(p["PropertyList"])
+        origin = bool(p["IncludeClassOrigin"])
+        return InstanceResult(shaper.instance(row, ctx.namespace, None, wanted, origin))
 
     def _op_EnumerateInstances(self, ctx: OperationContext, p: dict[str, Any]) -> IntrinsicResult:
         name = self._require(p, "ClassName", "EnumerateInstances")
         self.repository.resolved(ctx.namespace, name, missing=InvalidClass)
         return NamedInstancesResult(
-            self._instances(ctx, name, p["DeepInheritance"], p["PropertyList"], None)
+            self._instances(
+                ctx, name, p["DeepInheritance"], p["PropertyList"], None, p["IncludeClassOrigin"]
+            )
         )
 
     def _op_EnumerateInstanceNames(
@@ -930,7 +946,9 @@ class CimOperations:
     ) -> IntrinsicResult:
         name = self._require(p, "ClassName", "OpenEnumerateInstances")
         self.repository.resolved(ctx.namespace, name, missing=InvalidClass)
-        items = self._instances(ctx, name, p["DeepInheritance"], p["PropertyList"], self.host)
+        items = self._instances(
+            ctx, name, p["DeepInheritance"], p["PropertyList"], self.host, p["IncludeClassOrigin"]
+        )
         batch, ended, cid = self._open(ctx, items, "instances", p)
         return PullInstancesResult(batch, ended, cid)
 

@@ -35,6 +35,7 @@ class PropertyType:
     is_array: bool
     reference_class: str | None
     is_key: bool
+    class_origin: str | None  # the class that declares it (CLASSORIGIN)
 
 
 class ClassRepository:
@@ -54,6 +55,7 @@ class ClassRepository:
                         bool(p.is_array),
                         p.reference_class,
                         _is_key(p),
+                        p.class_origin,
                     )
                     for p in cls.properties.values()
                 }

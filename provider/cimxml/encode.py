@@ -372,10 +372,14 @@ class InstanceTemplate:
         classname: str,
         properties: Sequence[tuple[str, str, bool, str | None]],
         keys: Sequence[tuple[str, str]],
+        class_origins: Mapping[str, str] | None = None,
     ) -> None:
+        """`class_origins` (property name -> the class that declares it): the properties
+        carry CLASSORIGIN (IncludeClassOrigin=TRUE); fixed in the tags, it costs no time."""
         self.classname = classname
         self.declared = frozenset(p[0] for p in properties) | frozenset(k for k, _ in keys)
-        props = [_PropertySpec.of(*p) for p in properties]
+        origins = class_origins or {}
+        props = [_PropertySpec.of(*p, origins.get(p[0])) for p in properties]
         key_specs = [_KeySpec.of(name, cimtype) for name, cimtype in keys]
         self.name = _compile(classname, [], key_specs, with_instance=False)
         self.instance = _compile(classname, props, key_specs, with_instance=True)
@@ -390,17 +394,24 @@ class _PropertySpec(NamedTuple):
     fmt: Callable[[Any], str] | None
 
     @staticmethod
-    def of(name: str, cimtype: str, is_array: bool, reference_class: str | None) -> _PropertySpec:
+    def of(
+        name: str,
+        cimtype: str,
+        is_array: bool,
+        reference_class: str | None,
+        class_origin: str | None = None,
+    ) -> _PropertySpec:
         n = _esc(name)
+        origin = f' CLASSORIGIN="{_esc(class_origin)}"' if class_origin else ""
         if cimtype == "reference":
             ref = f' REFERENCECLASS="{_esc(reference_class)}"' if reference_class else ""
-            tag = f'<PROPERTY.REFERENCE NAME="{n}"{ref}>'
+            tag = f'<PROPERTY.REFERENCE NAME="{n}"{ref}{origin}>'
             return _PropertySpec(
                 name, "ref", tag, "</PROPERTY.REFERENCE>", tag + "</PROPERTY.REFERENCE>", None
             )
         fmt = _TEMPLATE_TEXT[cimtype]
         if is_array:
-            tag = f'<PROPERTY.ARRAY NAME="{n}" TYPE="{cimtype}">'
+            tag = f'<PROPERTY.ARRAY NAME="{n}" TYPE="{cimtype}"{origin}>'
             return _PropertySpec(
                 name,
                 "array",
@@ -409,7 +420,7 @@ class _PropertySpec(NamedTuple):
                 tag + "</PROPERTY.ARRAY>",
                 fmt,
             )
-        tag = f'<PROPERTY NAME="{n}" TYPE="{cimtype}">'
+        tag = f'<PROPERTY NAME="{n}" TYPE="{cimtype}"{origin}>'
         kind = "string" if fmt is _text_string else "boolean" if cimtype == "boolean" else "scalar"
         return _PropertySpec(
             name, kind, tag + "<VALUE>", "</VALUE></PROPERTY>", tag + "</PROPERTY>", fmt

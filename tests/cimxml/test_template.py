@@ -183,3 +183,21 @@ def test_responses_of_rendered_rows_are_those_of_pywbem_instances(
         assert encode_imethod_response("1", "Op", result([rendered, rendered])) == (
             encode_imethod_response("1", "Op", result([instance, instance]))
         )
+
+
+ORIGINS = {name: ("GM_Base" if name in ("Name", "Ips") else "GM_Test") for name, *_ in PROPS}
+ORIGIN_TEMPLATE = InstanceTemplate("GM_Test", PROPS, [("Name", "string")], ORIGINS)
+
+
+@settings(max_examples=100, deadline=None)
+@given(rows)
+def test_class_origins_match_the_general_encoder(row: dict[str, object]) -> None:
+    """IncludeClassOrigin=TRUE: each property names the class that declares it."""
+    full = _pywbem_instance(row)
+    for prop in full.properties.values():
+        prop.class_origin = ORIGINS[prop.name]
+    exact = {p[0]: full.properties[p[0]].value for p in PROPS}
+    rendered = ORIGIN_TEMPLATE.instance(exact, "root/cimv2", None)
+    assert rendered.xml == encode_instance(full)
+    assert 'CLASSORIGIN="GM_Base"' in rendered.xml
+    assert rendered.name == TEMPLATE.name(exact, "root/cimv2", None)

@@ -294,3 +294,26 @@ def test_failure_trailers_carry_the_cim_status(exc: Exception, code: str, words:
     assert "\n" not in text and "\r" not in text  # one header line
     assert urllib.parse.unquote(text).startswith(words)
     assert "the response is incomplete" in text
+
+
+def test_include_class_origin_names_the_declaring_class_of_each_property(
+    gm: ProviderHandle,
+) -> None:
+    """DSP0200: with IncludeClassOrigin TRUE each property carries CLASSORIGIN (wbemcli's
+    gi/ei send it so); without it none does."""
+    conn = gm.connection()
+    with_origin = conn.EnumerateInstances(
+        "CIM_ObjectManager", namespace="root/interop", IncludeClassOrigin=True
+    )
+    origins = {p.name: p.class_origin for p in with_origin[0].properties.values()}
+    assert origins["Name"] == "CIM_ObjectManager"
+    assert origins["ElementName"] == "CIM_ManagedElement"
+    plain = conn.EnumerateInstances("CIM_ObjectManager", namespace="root/interop")
+    assert all(p.class_origin is None for p in plain[0].properties.values())
+    path = conn.EnumerateInstanceNames("GM_GroupManager")[0]
+    got = conn.GetInstance(path, IncludeClassOrigin=True)
+    assert {p.class_origin for p in got.properties.values()} == {"GM_GroupManager"}
+    pulled = conn.OpenEnumerateInstances(
+        "CIM_ObjectManager", namespace="root/interop", IncludeClassOrigin=True, MaxObjectCount=5
+    )
+    assert pulled.instances[0].properties["Caption"].class_origin == "CIM_ManagedElement"
