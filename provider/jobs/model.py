@@ -35,6 +35,7 @@ __all__ = [
     "needs_power_on",
     "next_step",
     "percent_complete",
+    "runs_nowhere",
     "steps_for",
 ]
 
@@ -158,6 +159,19 @@ def needs_power_off(state: DeviceState) -> bool:
 
 def needs_power_on(state: DeviceState) -> bool:
     return state.present and state.power is not PowerState.ON
+
+
+def runs_nowhere(profile: str, target: str, source: str) -> str:
+    """Why a move with power-on to a bay without a server is refused. A profile may wait in
+    an empty bay, applied when a server is inserted (reference OV-EMPTYBAY): that is a move
+    without power-on. With it, the move powered the running source off, applied the
+    profile to no server, skipped the power-on and ended "Completed" (a mistyped bay)."""
+    return (
+        f"there is no server in {target}: moved there, profile {profile} would run nowhere, "
+        f"and the server in {source} would be powered off for it. Nothing was changed. Choose "
+        "a bay with a server, or move without power-on (vcemcli -nopoweron, PowerOn=false) "
+        "to leave the profile in the empty bay: it is applied when a server is inserted."
+    )
 
 
 class MoveAction(enum.Enum):

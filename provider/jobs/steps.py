@@ -81,6 +81,7 @@ from .model import (
     needs_power_off,
     needs_power_on,
     next_step,
+    runs_nowhere,
     steps_for,
 )
 
@@ -521,6 +522,9 @@ def _check_target(ctx: StepContext, job: Job) -> StepResult:
             f"the server in {target} is powered on; power it off first (a profile is applied "
             "to a powered-off server only). Nothing was changed on the target."
         )
+    source = _source(job)
+    if not state.present and job.power_on and source is not None:
+        raise StepFailed(runs_nowhere(job.profile, str(target), str(source)))
     what = f"{state.model} {state.generation}".strip() if state.present else "no server present"
     return StepResult("done", f"{target}: free ({what})", _power_effect(target, state.power))
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from provider.errors import InvalidParameter, NotFound, Refused
 from provider.jobs.journal import Job, JobJournal, JobRequest
-from provider.jobs.model import JobType
+from provider.jobs.model import JobType, runs_nowhere
 from provider.store import FencedTx, Tx
 
 from . import repository as repo
@@ -159,6 +159,12 @@ class VcemService:
                 )
             if target.profile is not None:
                 raise Refused(f"{target.label} has profile {target.profile}; choose a free bay.")
+            if power_on and not target.server_present and profile.enclosure is not None:
+                # As last read; the job's check_target reads the device again.
+                source = repo.bay(tx, profile.enclosure, profile.bay or "")
+                where = source.label if source is not None else "its bay"
+                why = runs_nowhere(profile.name, target.label, where)
+                raise Refused(why[0].upper() + why[1:])
             self._refuse_if_maintenance(tx, profile.group)
             job_id = self.journal.submit(
                 JobRequest(
@@ -281,8 +287,9 @@ def _awaiting_rediscovery(tx: Tx, source: FailoverSource) -> str:
         return ""
     row = tx.fetchone(
         "SELECT j.id, j.target_enclosure, j.target_bay, j.rediscover_at, j.state, j.error_step,"
-        " j.profile, p.enclosure, p.bay FROM gm_jobs j"
+        " j.profile, p.enclosure, p.bay, t.server_present FROM gm_jobs j"
         " LEFT JOIN vcem_profiles p ON p.name = j.profile"
+        " LEFT JOIN vcem_bays t ON t.enclosure = j.target_enclosure AND t.bay = j.target_bay"
         f" WHERE j.rediscovered = FALSE AND {where} ORDER BY j.id DESC LIMIT 1",
         params,
     )
@@ -311,6 +318,15 @@ def _awaiting_rediscovery(tx: Tx, source: FailoverSource) -> str:
         return (
             f" Job {job} moved its profile to {enclosure} bay {bay} and ended in error (step "
             f"{step}); discovery does not run after a failed job, so {by_bay}"
+        )
+    if row[9] is not None and not row[9]:
+        # Moved without power-on to an empty bay (steps.runs_nowhere): applied once a server
+        # is inserted; a failover by bay would find no server there.
+        return (
+            f" Job {job} moved its profile {profile} to {enclosure} bay {bay}, which has no "
+            "server: it runs nowhere until a server is inserted there (the profile is applied "
+            "then), or until it is moved to a bay with a server: vcemcli -move profile "
+            f"-profilename {profile} -targetenclosurename ENCLOSURE -targetbayname BAY"
         )
     when = time.strftime("%H:%M:%S UTC", time.gmtime(float(due)))
     return (

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from provider.errors import NotFound
+from provider.errors import NotFound, Refused
 from provider.jobs import JobState, Step
 from provider.vcem import repository as repo
 from provider.vcem.service import FailoverSource
@@ -131,6 +131,45 @@ def test_a_move_to_a_bay_that_cannot_take_it_leaves_the_source_running(tmp_path:
             source = stack.sim("enc01", "4")
             assert (source["power"], source["power_offs"]) == ("on", 0)
             assert source["profile"] == "web02-profile"
+
+    asyncio.run(main())
+
+
+def test_a_move_with_power_on_to_a_bay_without_a_server_is_refused(tmp_path: Path) -> None:
+    """A mistyped bay: the move powered the running server off, applied its profile to an
+    empty bay, skipped the power-on and ended "Completed". Refused now, at submission (the
+    store's view) and again by check_target (the device's), before anything is changed;
+    without power-on the profile may wait in the empty bay, and a failover by name says so."""
+
+    async def main() -> None:
+        async with vcem_stack(tmp_path) as stack:
+            with pytest.raises(Refused) as err:
+                stack.service.submit_move("web02-profile", "enc01", "7", True, "t")
+            assert err.value.description.startswith("There is no server in enc01 bay 7")
+            assert "the server in enc01 bay 4 would be powered off" in err.value.description
+            assert "vcemcli -nopoweron" in err.value.description
+
+            # The store still believes bay 5 has a server; the device says it was pulled.
+            with stack.roles.fenced("pull a server out") as tx:
+                tx.execute(
+                    "UPDATE sim_bays SET present = FALSE WHERE enclosure = 'enc01' AND bay = '5'"
+                )
+            job = await stack.wait(
+                stack.service.submit_move("web02-profile", "enc01", "5", True, "t")
+            )
+            assert job.state is JobState.EXCEPTION and job.error_step == Step.CHECK_TARGET.value
+            assert "there is no server in enc01 bay 5" in job.error_description
+            source = stack.sim("enc01", "4")
+            assert (source["power"], source["power_offs"]) == ("on", 0)
+
+            moved = await stack.wait(
+                stack.service.submit_move("web02-profile", "enc01", "7", False, "t")
+            )
+            assert moved.state is JobState.COMPLETED, moved.error_description
+            assert stack.sim("enc01", "7")["profile"] == "web02-profile"
+            with pytest.raises(NotFound) as err:
+                stack.service.submit_failover(FailoverSource(host="web02.example.com"), "t")
+            assert "enc01 bay 7, which has no server: it runs nowhere" in err.value.description
 
     asyncio.run(main())
 
