@@ -120,10 +120,20 @@ def _user_command(config: Config, args: argparse.Namespace) -> int:
         if name not in users:
             print(f"gm-provider: no user {name!r} in {path}", file=sys.stderr)
             return 1
+        if args.groups is not None and args.all_groups:
+            raise ValueError("give --groups or --all-groups, not both")
         groups = _role_groups(args.role, args.groups)
+        if args.groups is None and not args.all_groups and parse_role(args.role) in (
+            GROUP_SCOPED_ROLES
+        ):
+            # A new role keeps the user's domain groups: a role change silently made a
+            # limited-operator of dg-web an operator of every group.
+            groups = users[name].domain_groups
         _warn_unknown_groups(config, groups)
         users[name] = UserRecord(name, args.role, users[name].password_hash, groups)
         _write_users(path, users)
+        scope = ", ".join(groups) if groups else "every domain group"
+        print(f"gm-provider: {name} is now {args.role} for {scope}")
         return 0
     if args.action == "add":
         check_user_name(name)  # ValueError: a usage error, before anything is written
@@ -217,7 +227,12 @@ def _parser() -> argparse.ArgumentParser:
     role = users.add_parser("role")
     role.add_argument("name")
     role.add_argument("role")
-    role.add_argument("--groups", help="domain groups the role is held for (default: all)")
+    role.add_argument(
+        "--groups", help="domain groups the role is held for (default: the user's groups now)"
+    )
+    role.add_argument(
+        "--all-groups", action="store_true", help="the role holds for every domain group"
+    )
     delete = users.add_parser("del")
     delete.add_argument("name")
     users.add_parser("list")

@@ -149,9 +149,17 @@ def test_user_cli_binds_group_roles_and_refuses_groups_for_global_roles(tmp_path
     assert load_users_file(users)["webops"].domain_groups == ("dg-db",)
     listed = _gm(config, "list")
     assert listed.stdout.splitlines() == ["webops\tlimited-operator\tdg-db"]
-    assert _gm(config, "role", "webops", "operator").returncode == 0
+    # A new role keeps the user's groups (it widened them to every group without a word);
+    # widening is said with --all-groups, and each change says the scope it left.
+    kept = _gm(config, "role", "webops", "operator")
+    assert kept.returncode == 0 and kept.stdout == "gm-provider: webops is now operator for dg-db\n"
+    assert load_users_file(users)["webops"].domain_groups == ("dg-db",)
+    widened = _gm(config, "role", "webops", "operator", "--all-groups")
+    assert widened.stdout == "gm-provider: webops is now operator for every domain group\n"
     assert load_users_file(users)["webops"].domain_groups is None
     assert _gm(config, "list").stdout.splitlines() == ["webops\toperator\tall groups"]
+    both = _gm(config, "role", "webops", "operator", "--groups", "dg-db", "--all-groups")
+    assert both.returncode == 2 and "not both" in both.stderr
 
 
 @pytest.mark.parametrize(
