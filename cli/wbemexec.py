@@ -932,8 +932,16 @@ class Connection:
             raise WbemExecError(f"{MSG_CONNECT_FAIL}Invalid locator: {target.locator}") from exc
         except OSError as exc:
             where = "local CIM server" if target.unix_path is not None else target.locator
+            # OpenPegasus' text, then which socket was tried and why (read in a cron mail,
+            # "local" does not say which node's socket, nor that GM_PROVIDER_SOCKET picks it).
+            why = (
+                f" (socket {target.unix_path}: {exc.strerror or exc}; GM_PROVIDER_SOCKET "
+                "names another)"
+                if target.unix_path is not None
+                else ""
+            )
             raise WbemExecError(
-                f"{MSG_CONNECT_FAIL}Cannot connect to {where}. Connection failed."
+                f"{MSG_CONNECT_FAIL}Cannot connect to {where}. Connection failed.{why}"
             ) from exc
         if target.tls is None:
             self._sock = raw

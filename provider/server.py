@@ -50,7 +50,7 @@ from provider.http.server import (
 )
 from provider.http.tls import make_server_ssl_context
 from provider.manager import install_manager
-from provider.paths import checkout_root
+from provider.paths import builtin_socket_path, checkout_root
 from provider.privileges import authorizer_from_config
 from provider.roles import RoleManager
 from provider.services import Services
@@ -182,8 +182,15 @@ def _write_ready(config: Config, server: HttpServer, role: str) -> Path:
 def _banner(config: Config, server: HttpServer, role: str) -> str:
     lines = [f"gm-provider {__version__}: node {config.node_name} is {role}."]
     for bound in server.listeners:
-        if bound.path is not None:
+        if bound.path is not None and Path(bound.path) == builtin_socket_path():
             lines.append(f"  local socket  {bound.path}   (wbemexec with no -h/-p; no password)")
+        elif bound.path is not None:
+            # Not the socket clients find on their own (a second node on this host): they
+            # would reach the other node's, and a stepDown typed from this banner act there.
+            lines.append(
+                f"  local socket  {bound.path}   (no password; local clients need "
+                f"GM_PROVIDER_SOCKET={bound.path})"
+            )
         else:
             lines.append(
                 f"  {bound.via.value:<5} on     {bound.via.value}://{bound.host}:{bound.port}/cimom"

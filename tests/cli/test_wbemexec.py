@@ -562,7 +562,8 @@ def test_missing_local_socket_fails_to_connect(request_file: Path, tmp_path: Pat
     assert (run.code, run.out) == (1, b"")
     assert run.err == (
         "wbemexec: Failed to connect to CIM server: "
-        "Cannot connect to local CIM server. Connection failed.\n"
+        f"Cannot connect to local CIM server. Connection failed. (socket {tmp_path}/absent.sock:"
+        " No such file or directory; GM_PROVIDER_SOCKET names another)\n"
     )
 
 

@@ -261,3 +261,14 @@ def test_wbemexec_non_200_prints_status_and_exits_1(gm: ProviderHandle) -> None:
     out = _wbemexec(gm, stdin=raw)
     assert out.returncode == 1
     assert out.stdout.startswith("HTTP/1.1 40")
+
+
+def test_the_banner_says_how_local_clients_reach_a_socket_they_would_not_find(
+    gm: ProviderHandle,
+) -> None:
+    """A second node's banner offered its socket for "wbemexec with no -h/-p", which finds
+    the built-in socket (the other node's): a stepDown typed from it acted there."""
+    socket_path = gm.workdir / f"{gm.node}-state" / "cimxml.socket"
+    assert f"local socket  {socket_path}   (no password; local clients need " in gm.log
+    assert f"GM_PROVIDER_SOCKET={socket_path})" in gm.log
+    assert "wbemexec with no -h/-p" not in gm.log
