@@ -60,6 +60,7 @@ from provider.jobs.steps import spare_candidate
 from provider.privileges import TableAuthorizer
 from provider.roles import Role
 from provider.vcem import repository as repo
+from provider.vcem.service import FailoverSource, moved_hint
 from provider.vcem.spares import NoSpare, SourceServer, choose_spare
 
 from .decide import Outcome, Past, Plan, System, decide, unknown_key
@@ -189,6 +190,20 @@ def resolve_system(store: Any, names: list[str]) -> System | None:
     return None
 
 
+def moved_system_hint(store: Any, names: list[str]) -> str:
+    """For names that resolve to no bay: where a job moved that server's profile (its
+    names come back with discovery), as a failover by name says it; else "". The decision
+    told the person on call to fix the inventory while the job's rediscovery was pending."""
+    with store.read() as tx:
+        for name in names:
+            by_ip = _is_ip(name)
+            source = FailoverSource(ip=name) if by_ip else FailoverSource(host=name)
+            hint = moved_hint(tx, source)
+            if hint:
+                return hint
+    return ""
+
+
 def no_spare_reason(store: Any, system: System) -> str | None:
     """Why an automatic failover of `system` would find no spare, by the last known state of
     its group's bays (the job reads the devices again), or None when one qualifies.
@@ -297,6 +312,10 @@ class EventListener:
         system, key, history = await asyncio.to_thread(self._recall, names, since)
         active = self.roles.role is Role.ACTIVE
         plan = decide(rules, event, names, system, history, now, active)
+        if plan.outcome is Outcome.UNKNOWN_SYSTEM and names:
+            moved = await asyncio.to_thread(moved_system_hint, self.store, names)
+            if moved:
+                plan = dataclasses.replace(plan, reason=plan.reason + "." + moved)
 
         def decision(outcome: Outcome, reason: str, job_id: int | None) -> Decision:
             return Decision(
@@ -813,7 +832,9 @@ def notice(d: Decision, event: Event, system: System | None) -> tuple[str, str]:
             "After verifying the problem, fail over with: vcemcli -failover "
             f"-enclosurename {system.enclosure} -bayname {system.bay}"
         )
-    if d.outcome is Outcome.UNKNOWN_SYSTEM:
+    if d.outcome is Outcome.UNKNOWN_SYSTEM and " Job " in d.reason:
+        lines.append("No failover was started. The decision says where a job moved it.")
+    elif d.outcome is Outcome.UNKNOWN_SYSTEM:
         lines.append(
             "No failover was started. Check the host name / IP discovery data of the "
             "inventory, or fail over by enclosure and bay."

@@ -579,7 +579,7 @@ def _move_profile(ctx: StepContext, job: Job) -> StepResult:
 
 def _keep_names(tx: FencedTx, job: Job, host: str | None, ips: tuple[str, ...]) -> None:
     """Record on the job the host name and IPs its profile took from the source bay: where
-    a failover by name finds the profile meanwhile (`_awaiting_rediscovery`), and what
+    a failover by name finds the profile meanwhile (`vcem.service.moved_hint`), and what
     discovery looks for on the target.
 
     The source had no names when an earlier job moved the profile there and discovery has

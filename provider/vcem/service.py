@@ -99,7 +99,7 @@ class VcemService:
         if row is None:
             raise NotFound(
                 f"No server is known by {source.describe()} (discovery data of the inventory)."
-                + _awaiting_rediscovery(tx, source)
+                + moved_hint(tx, source)
             )
         return row
 
@@ -275,10 +275,11 @@ class VcemService:
             return repo.seed(tx, inventory, driver)
 
 
-def _awaiting_rediscovery(tx: Tx, source: FailoverSource) -> str:
+def moved_hint(tx: Tx, source: FailoverSource) -> str:
     """When a job moved the named server's profile and discovery has not found it on the
     target yet (`[vcem] rediscovery_delay_s`, 10 minutes by default), where it is and how to
-    name it meanwhile; else "". The move dropped the name from the source, as VCEM's does."""
+    name it meanwhile; else "". The move dropped the name from the source, as VCEM's does.
+    Said to a failover by name, and in the decision on an event that names the server."""
     if source.host is not None:
         where, params = "lower(rediscover_host) = %(h)s", {"h": source.host.strip().lower()}
     elif source.ip is not None:

@@ -164,6 +164,31 @@ def test_event_for_an_unknown_system_is_recorded_and_mailed_never_guessed(world:
     assert all(d["SystemName"] != "db02.example.com" for d in world.decisions())
 
 
+def test_an_event_about_a_server_a_job_moved_says_where_it_is(world: World) -> None:
+    """Until discovery finds a moved server, its names resolve to no bay: the decision told
+    the person on call to fix the inventory, where a failover by name says where the job
+    put the profile."""
+    conn = world.active.connection()
+    rv, out = conn.InvokeMethod(
+        "moveProfile",
+        "GM_GroupManager",
+        ProfileName="lab02-profile",
+        TargetEnclosureName="enc05",
+        TargetBayName="3",
+        PowerOn=False,
+    )
+    assert rv == 4096
+    job = int(out["JobID"])
+    world.wait_job(job)
+    send(world.active.port, indication(EventID="6015", SystemName="lab02.example.com"))
+    decision = _one(world, "lab02.example.com")
+    assert decision["Decision"] == "unknown-system"
+    assert f"Job {job} moved its profile lab02-profile to enc05 bay 3" in decision["Reason"]
+    mail = world.inbox.wait_for("unknown system: lab02.example.com")
+    assert "The decision says where a job moved it" in body_of(mail)
+    assert "Check the host name" not in body_of(mail)
+
+
 def test_a_standby_never_starts_a_job(world: World) -> None:
     jobs = world.job_ids()
     send(
