@@ -201,11 +201,24 @@ def wait_for(
         if state in _TERMINAL:
             if job.get("ErrorDescription"):
                 out(f"Job {job_id}: {job['ErrorDescription']}")
+            elif state == 7 and job.get("TargetEnclosureName"):
+                # Where the server runs now is what the caller waited to learn.
+                out(
+                    f"Job {job_id}: profile {job.get('Profile') or '?'} is in "
+                    f"{job['TargetEnclosureName']} bay {job.get('TargetBayName')}"
+                    + _source_text(job)
+                )
             return EXIT_OK if state == 7 else EXIT_JOB_FAILED
         if time.monotonic() > deadline:
             out(f"Job {job_id} has not ended after {timeout:g} s; it keeps running.")
             return EXIT_TIMEOUT
         time.sleep(poll)
+
+
+def _source_text(job: dict[str, Any]) -> str:
+    if not job.get("SourceEnclosureName"):
+        return ""
+    return f" (from {job['SourceEnclosureName']} bay {job.get('SourceBayName')})"
 
 
 def _params(params: dict[str, tuple[str, Any]]) -> list[Param]:
