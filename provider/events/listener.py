@@ -528,6 +528,9 @@ class EndMails:
         with self._flight:
             self._paused = False
 
+    def acting(self) -> str:
+        return ""  # a mail never holds a hand-over back (`pause`)
+
     def _take_off(self) -> bool:
         """A mail may start now (not paused for a hand-over); counted until `_landed`."""
         with self._flight:

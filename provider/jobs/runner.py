@@ -147,6 +147,12 @@ class JobRunner:
                 self._idle.wait(left)
         return True
 
+    def acting(self) -> str:
+        """The jobs whose device action has not returned: where to look (`pause`)."""
+        with self._idle:
+            jobs = sorted(self._executing)
+        return ", ".join(f"job {j}: vcemcli -show job -jobid {j}" for j in jobs)
+
     def resume(self) -> None:
         """Run again. The jobs a pause stopped between two steps are still running in the
         store with no thread: the next round starts them again (`_readopt`)."""

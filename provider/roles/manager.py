@@ -104,6 +104,10 @@ class Quiescer(Protocol):
         """Start work again (after a refused step-down, or as a standby: nothing to do)."""
         ...
 
+    def acting(self) -> str:
+        """What is still in flight, for the refusal ("job 15"); "" when nothing is."""
+        ...
+
 
 class TimingError(ConfigError):
     """Lease timings that cannot work; `setting` names the one to change."""
@@ -469,10 +473,12 @@ class RoleManager:
         self._active_epoch("step down")
         try:
             if not self._quiesce(self.step_down_wait):
+                acting = "; ".join(filter(None, (q.acting() for q in self._quiescers)))
+                which = f" ({acting})" if acting else ""
                 raise Refused(
-                    "A job step is still acting on a device after "
-                    f"{self.step_down_wait:g} s; this node stays active so that the other one "
-                    "does not repeat it. Try stepDown again when the step has ended.\n"
+                    f"A job step is still acting on a device after {self.step_down_wait:g} s"
+                    f"{which}; this node stays active so that the other one does not repeat "
+                    "it. Try stepDown again when the step has ended.\n"
                 )
             with self._lease_lock:
                 epoch = self._active_epoch("step down")

@@ -98,6 +98,8 @@ def test_step_down_is_refused_while_a_step_acts_longer_than_its_wait(
         with pytest.raises(pywbem.CIMError) as err:
             invoke(gm1.connection(), "stepDown")
         assert "still acting on a device after 0.2 s" in err.value.status_description
+        # It names the job, and where to look at it.
+        assert "(job 1: vcemcli -show job -jobid 1)" in err.value.status_description
         # gm1 stays active and its job goes on to the end, run once.
         job = wait_job(gm1.connection(), JOB)
         assert job["JobState"] == 7, job["ErrorDescription"]
