@@ -204,7 +204,7 @@ def wait_for(
             elif state == 7 and job.get("TargetEnclosureName"):
                 # Where the server runs now is what the caller waited to learn.
                 out(
-                    f"Job {job_id}: profile {job.get('Profile') or '?'} is in "
+                    f"Job {job_id}: profile {job.get('Profile') or '?'} moved to "
                     f"{job['TargetEnclosureName']} bay {job.get('TargetBayName')}"
                     + _source_text(job)
                 )

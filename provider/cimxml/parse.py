@@ -10,7 +10,8 @@ value DSP0200 §1.6 (reference cim-xml-protocol.md 1.6, 5.1) prescribes:
     not well-formed XML                             -> 400 request-not-well-formed
     CIMVERSION / DTDVERSION not 2.x                 -> 501 unsupported-cim-version / -dtd-version
     PROTOCOLVERSION not 1.x                         -> 501 unsupported-protocol-version
-    MULTIREQ / MULTIEXPREQ                          -> 501 multiple-requests-unsupported
+    MULTIREQ / MULTIEXPREQ (no batch header: the
+    header check answered 501 to one with it)       -> 400 header-mismatch
 
 Safety. lxml runs with resolve_entities=False, no_network=True, no DTD loading and
 huge_tree=False; in addition any body containing `<!DOCTYPE` or `<!ENTITY` is refused before

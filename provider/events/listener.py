@@ -60,7 +60,7 @@ from provider.jobs.steps import spare_candidate
 from provider.privileges import TableAuthorizer
 from provider.roles import Role
 from provider.vcem import repository as repo
-from provider.vcem.service import FailoverSource, moved_hint
+from provider.vcem.service import MOVED_MARK, FailoverSource, moved_hint
 from provider.vcem.spares import NoSpare, SourceServer, choose_spare
 
 from .decide import Outcome, Past, Plan, System, decide, unknown_key
@@ -835,7 +835,7 @@ def notice(d: Decision, event: Event, system: System | None) -> tuple[str, str]:
             "After verifying the problem, fail over with: vcemcli -failover "
             f"-enclosurename {system.enclosure} -bayname {system.bay}"
         )
-    if d.outcome is Outcome.UNKNOWN_SYSTEM and " Job " in d.reason:
+    if d.outcome is Outcome.UNKNOWN_SYSTEM and MOVED_MARK in d.reason:
         lines.append("No failover was started. The decision says where a job moved it.")
     elif d.outcome is Outcome.UNKNOWN_SYSTEM:
         lines.append(

@@ -514,7 +514,16 @@ def _check_target(ctx: StepContext, job: Job) -> StepResult:
         raise StepFailed(f"{target} is covered by the full-height blade in bay {row.covered_by}.")
     if row.profile not in (None, job.profile):
         raise StepFailed(f"{target} has profile {row.profile} assigned; choose a free bay.")
-    state = _read_one(ctx, target)
+    source = _source(job)
+    if source is None:
+        state = _read_one(ctx, target)
+        source_has_server = False
+    else:
+        try:
+            both = ctx.driver.read([source, target])
+        except DeviceError as exc:
+            raise StepFailed(f"cannot read {source} and {target}: {exc.description}") from exc
+        state, source_has_server = both[target], both[source].present
     if state.profile not in (None, job.profile):
         raise StepFailed(f"{target} has profile {state.profile} applied; choose a free bay.")
     if state.present and state.power is PowerState.ON and state.profile != job.profile:
@@ -522,11 +531,17 @@ def _check_target(ctx: StepContext, job: Job) -> StepResult:
             f"the server in {target} is powered on; power it off first (a profile is applied "
             "to a powered-off server only). Nothing was changed on the target."
         )
-    source = _source(job)
-    if not state.present and job.power_on and source is not None:
+    if not state.present and job.power_on and source is not None and source_has_server:
+        # (A profile waiting in an empty bay, moved on to another: nothing runs or stops.)
         raise StepFailed(runs_nowhere(job.profile, str(target), str(source)))
     what = f"{state.model} {state.generation}".strip() if state.present else "no server present"
-    return StepResult("done", f"{target}: free ({what})", _power_effect(target, state.power))
+
+    def seen(tx: FencedTx) -> None:
+        # The store learns what the device says (the inventory's view of the bay was as
+        # old as its seeding): the later steps and a failover by name read it.
+        repo.set_seen(tx, target.enclosure, target.bay, state.present, state.power.value)
+
+    return StepResult("done", f"{target}: free ({what})", seen)
 
 
 def _move_profile(ctx: StepContext, job: Job) -> StepResult:
@@ -672,6 +687,12 @@ def _schedule_rediscovery(ctx: StepContext, job: Job) -> StepResult:
     """ "HP Systems Insight Manager discovery is scheduled to be run on the spare server in ten
     minutes" (WP-NEW-6); `[vcem] rediscovery_delay_s` (default 600)."""
     target = _target(job)
+    with ctx.store.read_one() as tx:
+        row = repo.bay(tx, target.enclosure, target.bay)
+    if row is not None and not row.server_present:
+        # A profile left waiting in an empty bay (a move without power-on): no server to
+        # discover. The job keeps the names (`_keep_names`) for the move that places it.
+        return StepResult("skipped", f"no server in {target} to discover")
     due = ctx.clock() + ctx.rediscovery_delay
     when = datetime.fromtimestamp(due, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     return StepResult("done", f"discovery of {target} at {when}", None, {"rediscover_at": due})

@@ -255,8 +255,11 @@ class RoleManager:
 
     def _quiesce(self, wait: float) -> bool:
         """Pause every quiescer; True when nothing is in flight any more (within `wait`
-        seconds), False when something still is (the caller keeps the lease)."""
-        return all([q.pause(wait) for q in self._quiescers])
+        seconds in all: one deadline for every quiescer, so that a stuck step and a mail
+        under way do not add up past a client's wait), False when something still is (the
+        caller keeps the lease)."""
+        deadline = time.monotonic() + wait
+        return all([q.pause(max(0.0, deadline - time.monotonic())) for q in self._quiescers])
 
     def _resume(self) -> None:
         for q in self._quiescers:
@@ -543,8 +546,10 @@ class RoleManager:
     def _say_lost(self, epoch: int, lease: Lease) -> None:
         """Why this node is no longer active, in its log: who holds the lease now, so
         that whoever reads it at 3 a.m. knows which node to look at."""
-        if lease.epoch == epoch and lease.holder == self._node and lease.valid:
-            return  # still ours (a renewal raced a write); nothing was lost
+        if self._machine.role is Role.ACTIVE:
+            # Active again, under a newer epoch (a write of the lapsed one was fenced), or
+            # the lease is still ours: nothing to say.
+            return
         if lease.valid and lease.holder != self._node:
             why = (
                 f"node {lease.holder} holds the lease now (epoch {lease.epoch}): it took "

@@ -550,6 +550,15 @@ def set_power(tx: FencedTx, enclosure: str, name: str, power: str) -> None:
     )
 
 
+def set_seen(tx: FencedTx, enclosure: str, name: str, present: bool, power: str) -> None:
+    """What a device read found in a bay: a server or none, and its power."""
+    tx.execute(
+        "UPDATE vcem_bays SET server_present = %(s)s, power_state = %(p)s"
+        " WHERE enclosure = %(e)s AND bay = %(b)s",
+        {"s": present, "p": power, "e": enclosure, "b": name},
+    )
+
+
 def take_lock(tx: FencedTx, group_name: str, job_id: int) -> bool:
     """Lock the group for a starting job, unless it is in maintenance (False then). The
     job's checks ran before its claiming transaction; this re-check inside it, on the

@@ -16,7 +16,7 @@ from typing import Any
 
 from provider.errors import InvalidParameter, NotFound, Refused
 from provider.jobs.journal import Job, JobJournal, JobRequest
-from provider.jobs.model import JobType, runs_nowhere
+from provider.jobs.model import JobType
 from provider.store import FencedTx, Tx
 
 from . import repository as repo
@@ -159,12 +159,6 @@ class VcemService:
                 )
             if target.profile is not None:
                 raise Refused(f"{target.label} has profile {target.profile}; choose a free bay.")
-            if power_on and not target.server_present and profile.enclosure is not None:
-                # As last read; the job's check_target reads the device again.
-                source = repo.bay(tx, profile.enclosure, profile.bay or "")
-                where = source.label if source is not None else "its bay"
-                why = runs_nowhere(profile.name, target.label, where)
-                raise Refused(why[0].upper() + why[1:])
             self._refuse_if_maintenance(tx, profile.group)
             job_id = self.journal.submit(
                 JobRequest(
@@ -275,6 +269,10 @@ class VcemService:
             return repo.seed(tx, inventory, driver)
 
 
+# How every hint of `moved_hint` begins after its job number (the events' mail tells by it).
+MOVED_MARK = " its profile "
+
+
 def moved_hint(tx: Tx, source: FailoverSource) -> str:
     """When a job moved the named server's profile and discovery has not found it on the
     target yet (`[vcem] rediscovery_delay_s`, 10 minutes by default), where it is and how to
@@ -315,19 +313,19 @@ def moved_hint(tx: Tx, source: FailoverSource) -> str:
             f"it should run: vcemcli -move profile -profilename {profile} "
             f"-targetenclosurename {enclosure} -targetbayname {bay}"
         )
-    if state != "completed" or due is None:
-        return (
-            f" Job {job} moved its profile to {enclosure} bay {bay} and ended in error (step "
-            f"{step}); discovery does not run after a failed job, so {by_bay}"
-        )
-    if row[9] is not None and not row[9]:
-        # Moved without power-on to an empty bay (steps.runs_nowhere): applied once a server
-        # is inserted; a failover by bay would find no server there.
+    if state == "completed" and row[9] is not None and not row[9]:
+        # Moved without power-on to an empty bay (steps.runs_nowhere), as its check_target
+        # read it: applied once a server is inserted; nothing to discover until then.
         return (
             f" Job {job} moved its profile {profile} to {enclosure} bay {bay}, which has no "
             "server: it runs nowhere until a server is inserted there (the profile is applied "
             "then), or until it is moved to a bay with a server: vcemcli -move profile "
             f"-profilename {profile} -targetenclosurename ENCLOSURE -targetbayname BAY"
+        )
+    if state != "completed" or due is None:
+        return (
+            f" Job {job} moved its profile to {enclosure} bay {bay} and ended in error (step "
+            f"{step}); discovery does not run after a failed job, so {by_bay}"
         )
     when = time.strftime("%H:%M:%S UTC", time.gmtime(float(due)))
     return (

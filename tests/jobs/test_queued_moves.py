@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from provider.errors import NotFound, Refused
+from provider.errors import NotFound
 from provider.jobs import JobState, Step
 from provider.vcem import repository as repo
 from provider.vcem.service import FailoverSource
@@ -137,39 +137,59 @@ def test_a_move_to_a_bay_that_cannot_take_it_leaves_the_source_running(tmp_path:
 
 def test_a_move_with_power_on_to_a_bay_without_a_server_is_refused(tmp_path: Path) -> None:
     """A mistyped bay: the move powered the running server off, applied its profile to an
-    empty bay, skipped the power-on and ended "Completed". Refused now, at submission (the
-    store's view) and again by check_target (the device's), before anything is changed;
-    without power-on the profile may wait in the empty bay, and a failover by name says so."""
+    empty bay, skipped the power-on and ended "Completed". check_target, which reads the
+    devices before the source is powered off, refuses it now. Without power-on the profile
+    may wait in the empty bay; a failover by name says so, and nothing is discovered there
+    until a server is inserted."""
 
     async def main() -> None:
         async with vcem_stack(tmp_path) as stack:
-            with pytest.raises(Refused) as err:
-                stack.service.submit_move("web02-profile", "enc01", "7", True, "t")
-            assert err.value.description.startswith("There is no server in enc01 bay 7")
-            assert "the server in enc01 bay 4 would be powered off" in err.value.description
-            assert "vcemcli -nopoweron" in err.value.description
-
-            # The store still believes bay 5 has a server; the device says it was pulled.
-            with stack.roles.fenced("pull a server out") as tx:
-                tx.execute(
-                    "UPDATE sim_bays SET present = FALSE WHERE enclosure = 'enc01' AND bay = '5'"
-                )
             job = await stack.wait(
-                stack.service.submit_move("web02-profile", "enc01", "5", True, "t")
+                stack.service.submit_move("web02-profile", "enc01", "7", True, "t")
             )
             assert job.state is JobState.EXCEPTION and job.error_step == Step.CHECK_TARGET.value
-            assert "there is no server in enc01 bay 5" in job.error_description
+            why = job.error_description
+            assert "there is no server in enc01 bay 7" in why, why
+            assert "the server in enc01 bay 4 would be powered off" in why
+            assert "vcemcli -nopoweron" in why
             source = stack.sim("enc01", "4")
-            assert (source["power"], source["power_offs"]) == ("on", 0)
+            assert (source["power"], source["power_offs"], source["profile"]) == (
+                "on",
+                0,
+                "web02-profile",
+            )
 
+            # The inventory said bay 7 was empty when it was seeded; a server is inserted
+            # since: the device is what counts.
+            with stack.roles.fenced("insert a server") as tx:
+                tx.execute(
+                    "UPDATE sim_bays SET present = TRUE, model = 'BL460c', generation = 'G7',"
+                    " product = 'ProLiant'"
+                    " WHERE enclosure = 'enc01' AND bay = '7'"
+                )
+            placed = await stack.wait(
+                stack.service.submit_move("web02-profile", "enc01", "7", True, "t")
+            )
+            assert placed.state is JobState.COMPLETED, placed.error_description
+            assert stack.sim("enc01", "7")["power"] == "on"
+
+            # Without power-on, to a bay the device shows empty: allowed, nothing discovered.
             moved = await stack.wait(
-                stack.service.submit_move("web02-profile", "enc01", "7", False, "t")
+                stack.service.submit_move("web02-profile", "enc01", "8", False, "t")
             )
             assert moved.state is JobState.COMPLETED, moved.error_description
-            assert stack.sim("enc01", "7")["profile"] == "web02-profile"
+            assert moved.rediscover_at is None
+            assert stack.sim("enc01", "8")["profile"] == "web02-profile"
             with pytest.raises(NotFound) as err:
                 stack.service.submit_failover(FailoverSource(host="web02.example.com"), "t")
-            assert "enc01 bay 7, which has no server: it runs nowhere" in err.value.description
+            assert "enc01 bay 8, which has no server: it runs nowhere" in err.value.description
+
+            # Waiting there, it may go on to another empty bay with power-on: nothing runs
+            # and nothing is powered off, so nothing is refused.
+            on = await stack.wait(
+                stack.service.submit_move("web02-profile", "enc01", "10", True, "t")
+            )
+            assert on.state is JobState.COMPLETED, on.error_description
 
     asyncio.run(main())
 

@@ -464,3 +464,43 @@ def test_store_time_follows_the_stores_clock_not_this_hosts(store: Store) -> Non
     gm1 = RoleManager(_SkewedStore(store, skew), "gm1", TTL, RENEW, start_as="active")  # type: ignore[arg-type]
     gm1.start()
     assert abs(gm1.store_time() - (time.time() + skew)) < 5
+
+
+class _Busy:
+    """A quiescer whose work never ends: it waits as long as it is let."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.waited: list[float] = []
+
+    def pause(self, timeout: float) -> bool:
+        self.waited.append(timeout)
+        time.sleep(timeout)
+        return False
+
+    def resume(self) -> None:
+        pass
+
+    def acting(self) -> str:
+        return self.what
+
+
+def test_a_refused_step_down_answers_within_its_wait_whatever_is_in_flight(
+    store: Store,
+) -> None:
+    """One deadline for every quiescer: a stuck job step and a mail under way waited one
+    after the other, and the refusal came after twice `step_down_wait` (past wbemexec's
+    20 s with the default 15)."""
+    gm1 = manager(store, "gm1", start_as="active")
+    gm1.start()
+    gm1.step_down_wait = 0.4
+    first, second = _Busy("job 1"), _Busy("mail")
+    gm1.add_quiescer(first)
+    gm1.add_quiescer(second)
+    t0 = time.monotonic()
+    with pytest.raises(Refused) as err:
+        gm1.step_down()
+    assert time.monotonic() - t0 < 0.7
+    assert "after 0.4 s (job 1; mail)" in err.value.description
+    assert second.waited[0] < 0.1
+    assert gm1.role is Role.ACTIVE

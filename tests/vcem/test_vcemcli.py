@@ -29,7 +29,7 @@ def test_failover_with_wait_over_the_unix_socket_then_show_job(tmp_path: Path) -
         assert done.returncode == 0, done.stderr
         assert done.stdout.splitlines()[0] == "Job 1 submitted: failover of host web01.example.com."
         # The wait ends saying where the server runs now: what the caller waited to learn.
-        where = "Job 1: profile web01-profile is in enc01 bay 12 (from enc01 bay 3)"
+        where = "Job 1: profile web01-profile moved to enc01 bay 12 (from enc01 bay 3)"
         assert done.stdout.splitlines()[-2:] == ["Job 1: Completed", where]
         shown = vcemcli(gm, "-show", "job", "-jobid", "1")
         assert "Job State: Completed" in shown.stdout
