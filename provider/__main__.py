@@ -123,11 +123,8 @@ def _user_command(config: Config, args: argparse.Namespace) -> int:
         if args.groups is not None and args.all_groups:
             raise ValueError("give --groups or --all-groups, not both")
         groups = _role_groups(args.role, args.groups)
-        if (
-            args.groups is None
-            and not args.all_groups
-            and parse_role(args.role) in (GROUP_SCOPED_ROLES)
-        ):
+        keep = args.groups is None and not args.all_groups
+        if keep and parse_role(args.role) in GROUP_SCOPED_ROLES:
             # A new role keeps the user's domain groups: a role change silently made a
             # limited-operator of dg-web an operator of every group.
             groups = users[name].domain_groups

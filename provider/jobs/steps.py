@@ -515,15 +515,9 @@ def _check_target(ctx: StepContext, job: Job) -> StepResult:
     if row.profile not in (None, job.profile):
         raise StepFailed(f"{target} has profile {row.profile} assigned; choose a free bay.")
     source = _source(job)
-    if source is None:
-        state = _read_one(ctx, target)
-        source_has_server = False
-    else:
-        try:
-            both = ctx.driver.read([source, target])
-        except DeviceError as exc:
-            raise StepFailed(f"cannot read {source} and {target}: {exc.description}") from exc
-        state, source_has_server = both[target], both[source].present
+    states = ctx.driver.read([target] if source is None else [source, target])
+    state = states[target]
+    source_has_server = source is not None and states[source].present
     if state.profile not in (None, job.profile):
         raise StepFailed(f"{target} has profile {state.profile} applied; choose a free bay.")
     if state.present and state.power is PowerState.ON and state.profile != job.profile:
@@ -531,7 +525,7 @@ def _check_target(ctx: StepContext, job: Job) -> StepResult:
             f"the server in {target} is powered on; power it off first (a profile is applied "
             "to a powered-off server only). Nothing was changed on the target."
         )
-    if not state.present and job.power_on and source is not None and source_has_server:
+    if not state.present and job.power_on and source_has_server:
         # (A profile waiting in an empty bay, moved on to another: nothing runs or stops.)
         raise StepFailed(runs_nowhere(job.profile, str(target), str(source)))
     what = f"{state.model} {state.generation}".strip() if state.present else "no server present"

@@ -539,9 +539,10 @@ class RoleManager:
             self._became_active(Event.LEASE_RENEWED, epoch, t0)
             return self._renew_interval
         self._demote(Event.RENEW_FAILED, epoch)
-        lease = self._store.current()
-        self._say_lost(epoch, lease)
-        return self._tick_standby()
+        delay = self._tick_standby()  # reads the lease: who holds it now, for the log
+        if self._lease is not None:
+            self._say_lost(epoch, self._lease)
+        return delay
 
     def _say_lost(self, epoch: int, lease: Lease) -> None:
         """Why this node is no longer active, in its log: who holds the lease now, so
