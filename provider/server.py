@@ -281,7 +281,9 @@ async def _run_node(config: Config, server: HttpServer, ready: list[CimApplicati
     )
     registry = ProviderRegistry()
     repository = load_repository(schema_dir())
-    install_interop(registry, repository.namespaces, socket.gethostname(), __version__)
+    install_interop(
+        registry, repository.namespaces, socket.gethostname(), __version__, config.node_name
+    )
     install_manager(registry, services)
     # The lease loop runs while the domains install: seeding a data-centre inventory takes
     # seconds, longer than a short lease, and installing must not cost us the lease.

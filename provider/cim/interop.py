@@ -3,17 +3,27 @@
 pywbem's `WBEMServer` (and so `pywbemcli server brand`, `namespace list`, `profile list`)
 looks for an interop namespace, enumerates `CIM_Namespace` there, and wants exactly one
 `CIM_ObjectManager` whose `ElementName` is set (reference cim-xml-protocol.md §8.3).
+
+Profile registration (DMTF DSP1033): each `CIM_RegisteredProfile` is tied by
+`CIM_ElementConformsToProfile` to its central instance, this node's `GM_GroupManager` in
+root/cimv2 (the class whose methods carry every one of our profiles' operations), so
+pywbem's central class methodology (`pywbemcli profile centralinsts`) finds it, and a client
+can go back from the GM_GroupManager to the profiles it implements. The association's
+instances are served in both namespaces, as the class is declared in both.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from pywbem import CIMInstanceName
+
 from provider.cim.provider import InstanceProvider, OperationContext, ProviderRegistry, Row
 
 __all__ = ["INTEROP", "PRODUCT", "install_interop"]
 
 INTEROP = "root/interop"
+CIMV2 = "root/cimv2"
 PRODUCT = "gm-provider"
 _SYSTEM_CLASS = "CIM_ComputerSystem"
 _OM_CLASS = "CIM_ObjectManager"
@@ -79,9 +89,31 @@ class _Profiles(InstanceProvider):
             }
 
 
+class _Conformance(InstanceProvider):
+    """CIM_ElementConformsToProfile: every profile, implemented by this node."""
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+
+    def enumerate(self, ctx: OperationContext, classname: str) -> Iterable[Row]:
+        node = CIMInstanceName("GM_GroupManager", {"Name": self.node}, namespace=CIMV2)
+        for instance_id, _, _ in _PROFILES:
+            yield {
+                "ConformantStandard": CIMInstanceName(
+                    "CIM_RegisteredProfile", {"InstanceID": instance_id}, namespace=INTEROP
+                ),
+                "ManagedElement": node,
+            }
+
+
 def install_interop(
-    registry: ProviderRegistry, namespaces: list[str], system: str, version: str
+    registry: ProviderRegistry, namespaces: list[str], system: str, version: str, node: str
 ) -> None:
+    """`system`: the host name (scoping CIM_Namespace and CIM_ObjectManager); `node`: this
+    Group Manager's node name (its GM_GroupManager is the profiles' central instance)."""
     registry.add_instances(INTEROP, "CIM_Namespace", _Namespaces(namespaces, system))
     registry.add_instances(INTEROP, _OM_CLASS, _ObjectManager(system, version))
     registry.add_instances(INTEROP, "CIM_RegisteredProfile", _Profiles())
+    conformance = _Conformance(node)
+    for namespace in (INTEROP, CIMV2):
+        registry.add_instances(namespace, "CIM_ElementConformsToProfile", conformance)

@@ -17,7 +17,7 @@ import itertools
 import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pywbem import (
@@ -39,6 +39,7 @@ from provider.cim.provider import (
     ProviderRegistry,
     RoleGate,
     Row,
+    same_path,
 )
 from provider.cim.repository import ClassRepository, PropertyType
 from provider.cimxml.encode import InstanceTemplate
@@ -874,11 +875,17 @@ class CimOperations:
         self._fenced_write(provider, lambda: provider.delete(ctx, shaper.classname, keys))
         return VoidResult()
 
-    # -- associations: the schema declares none, so every answer is empty once the object
-    #    named exists (DSP0200: an object with no associations has an empty result).
+    # -- associations (DSP0200 §5.3.2.8-11). The association classes of the operation's
+    #    namespace that have a provider are followed. A reference may name an object of
+    #    another namespace (CIM_ElementConformsToProfile ties root/interop's profiles to
+    #    root/cimv2's GM_GroupManager), which is read from its own namespace. A class
+    #    ObjectName is answered from the schema: the association classes whose references
+    #    declare that class (or a superclass of it), and the classes at their other ends.
 
-    def _association_target(self, ctx: OperationContext, p: dict[str, Any], op: str) -> None:
-        target = self._require(p, "ObjectName", op)
+    def _association_target(
+        self, ctx: OperationContext, p: dict[str, Any], op: str
+    ) -> CIMInstanceName | CIMClassName:
+        target: CIMInstanceName | CIMClassName = self._require(p, "ObjectName", op)
         if isinstance(target, CIMInstanceName):
             self._get_row(ctx, target)
         else:
@@ -886,22 +893,174 @@ class CimOperations:
         for name in ("AssocClass", "ResultClass"):
             if p.get(name) is not None:
                 self.repository.resolved(ctx.namespace, p[name], missing=InvalidParameter)
+        return target
+
+    def _roles(
+        self, namespace: str, assoc_filter: str | None, role: str | None
+    ) -> Iterator[tuple[str, PropertyType]]:
+        """(association class, one of its references), by AssocClass and Role."""
+        for name in self.repository.association_classes(namespace):
+            if assoc_filter is not None and not self.repository.is_a(namespace, name, assoc_filter):
+                continue
+            for ptype in self.repository.property_types(namespace, name).values():
+                if ptype.cimtype == "reference" and (
+                    role is None or ptype.name.lower() == role.lower()
+                ):
+                    yield name, ptype
+
+    def _links(
+        self, ctx: OperationContext, target: CIMInstanceName, assoc: str | None, role: str | None
+    ) -> Iterator[tuple[_Shaper, Row, list[str]]]:
+        """Each association row that refers to `target` in a role (`Role`, when given),
+        once: its shaper, the row, and the roles in which it does."""
+        ns = ctx.namespace
+        source = target.copy()
+        source.namespace = target.namespace or ns
+        by_class: dict[str, list[str]] = {}
+        for name, ptype in self._roles(ns, assoc, role):
+            by_class.setdefault(name, []).append(ptype.name)
+        for name, roles in by_class.items():
+            provider = self._provider(ns, name)
+            if provider is None:
+                continue
+            shaper = self.shaper(ns, name)
+            for row in provider.enumerate(ctx, name):
+                matched = [r for r in roles if _refers(row.get(r), ns, source)]
+                if matched:
+                    yield shaper, row, matched
+
+    def _associated(
+        self, ctx: OperationContext, target: CIMInstanceName, p: dict[str, Any]
+    ) -> Iterator[tuple[OperationContext, _Shaper, Row]]:
+        """The objects at the other ends of `target`'s associations, each once, read from
+        their own namespaces (with the caller's principal: a user sees what it may)."""
+        seen: set[str] = set()
+        result_class, result_role = p["ResultClass"], p["ResultRole"]
+        links = self._links(ctx, target, p["AssocClass"], p["Role"])
+        for shaper, row, matched in links:
+            for ptype in shaper.types.values():
+                if ptype.cimtype != "reference" or matched == [ptype.name]:
+                    continue
+                if result_role is not None and ptype.name.lower() != result_role.lower():
+                    continue
+                ref = row.get(ptype.name)
+                if not isinstance(ref, CIMInstanceName):
+                    continue
+                other = _in_namespace(ref, ctx.namespace)
+                other.host = None
+                key = str(other).lower()
+                if key in seen:
+                    continue
+                seen.add(key)
+                octx = replace(ctx, namespace=self.repository.namespace(other.namespace))
+                if result_class is not None and not self.repository.is_a(
+                    octx.namespace, other.classname, result_class
+                ):
+                    continue
+                try:
+                    oshaper, orow = self._get_row(octx, other)
+                except NotFound:
+                    continue  # an end that is gone: nothing to return for it
+                yield octx, oshaper, orow
+
+    def _class_ends(
+        self, ctx: OperationContext, target: CIMClassName, p: dict[str, Any], associators: bool
+    ) -> list[str]:
+        """Class ObjectName: the association classes (References) or the classes at their
+        other ends (Associators) of `target`, each once."""
+        ns = ctx.namespace
+        assoc = p.get("AssocClass") if associators else p["ResultClass"]
+        out: list[str] = []
+        for name, ptype in self._roles(ns, assoc, p["Role"]):
+            if ptype.reference_class is None or not self.repository.is_a(
+                ns, target.classname, ptype.reference_class
+            ):
+                continue
+            if not associators:
+                out.append(name)
+                continue
+            for other in self.repository.property_types(ns, name).values():
+                if other.cimtype != "reference" or other.name == ptype.name:
+                    continue
+                if p["ResultRole"] is not None and other.name.lower() != p["ResultRole"].lower():
+                    continue
+                end = other.reference_class
+                if end is None or (
+                    p["ResultClass"] is not None
+                    and not self.repository.is_a(ns, end, p["ResultClass"])
+                ):
+                    continue
+                out.append(self.repository.resolved(ns, end).classname)
+        return list(dict.fromkeys(out))
+
+    def _class_objects(
+        self, ctx: OperationContext, names: list[str], p: dict[str, Any]
+    ) -> list[CIMClass]:
+        classes = []
+        for name in names:
+            cls = self.repository.get_class(
+                ctx.namespace,
+                name,
+                local_only=False,
+                include_qualifiers=bool(p["IncludeQualifiers"]),
+                include_class_origin=bool(p["IncludeClassOrigin"]),
+                property_list=p["PropertyList"],
+            )
+            cls.path = CIMClassName(cls.classname, namespace=ctx.namespace, host=self.host)
+            classes.append(cls)
+        return classes
+
+    def _class_paths(self, ctx: OperationContext, names: list[str]) -> list[CIMClassName]:
+        return [CIMClassName(n, namespace=ctx.namespace, host=self.host) for n in names]
 
     def _op_Associators(self, ctx: OperationContext, p: dict[str, Any]) -> IntrinsicResult:
-        self._association_target(ctx, p, "Associators")
-        return ObjectsWithPathResult([])
-
-    def _op_References(self, ctx: OperationContext, p: dict[str, Any]) -> IntrinsicResult:
-        self._association_target(ctx, p, "References")
-        return ObjectsWithPathResult([])
+        target = self._association_target(ctx, p, "Associators")
+        if isinstance(target, CIMClassName):
+            names = self._class_ends(ctx, target, p, associators=True)
+            return ObjectsWithPathResult(self._class_objects(ctx, names, p))
+        wanted, origin = _wanted(p["PropertyList"]), bool(p["IncludeClassOrigin"])
+        return ObjectsWithPathResult(
+            [
+                shaper.instance(row, octx.namespace, self.host, wanted, origin)
+                for octx, shaper, row in self._associated(ctx, target, p)
+            ]
+        )
 
     def _op_AssociatorNames(self, ctx: OperationContext, p: dict[str, Any]) -> IntrinsicResult:
-        self._association_target(ctx, p, "AssociatorNames")
-        return ObjectPathsResult([])
+        target = self._association_target(ctx, p, "AssociatorNames")
+        if isinstance(target, CIMClassName):
+            names = self._class_ends(ctx, target, p, associators=True)
+            return ObjectPathsResult(self._class_paths(ctx, names))
+        return ObjectPathsResult(
+            [
+                shaper.name(row, octx.namespace, self.host)
+                for octx, shaper, row in self._associated(ctx, target, p)
+            ]
+        )
+
+    def _op_References(self, ctx: OperationContext, p: dict[str, Any]) -> IntrinsicResult:
+        target = self._association_target(ctx, p, "References")
+        if isinstance(target, CIMClassName):
+            names = self._class_ends(ctx, target, p, associators=False)
+            return ObjectsWithPathResult(self._class_objects(ctx, names, p))
+        wanted, origin = _wanted(p["PropertyList"]), bool(p["IncludeClassOrigin"])
+        rows = self._links(ctx, target, p["ResultClass"], p["Role"])
+        return ObjectsWithPathResult(
+            [
+                shaper.instance(row, ctx.namespace, self.host, wanted, origin)
+                for shaper, row, _ in rows
+            ]
+        )
 
     def _op_ReferenceNames(self, ctx: OperationContext, p: dict[str, Any]) -> IntrinsicResult:
-        self._association_target(ctx, p, "ReferenceNames")
-        return ObjectPathsResult([])
+        target = self._association_target(ctx, p, "ReferenceNames")
+        if isinstance(target, CIMClassName):
+            names = self._class_ends(ctx, target, p, associators=False)
+            return ObjectPathsResult(self._class_paths(ctx, names))
+        rows = self._links(ctx, target, p["ResultClass"], p["Role"])
+        return ObjectPathsResult(
+            [shaper.name(row, ctx.namespace, self.host) for shaper, row, _ in rows]
+        )
 
     # -- pull operations (DSP0200 §5.3.2.29-33) --
 
@@ -1049,6 +1208,17 @@ class CimOperations:
 
 
 _WRITE_OPERATIONS = frozenset({"CreateInstance", "ModifyInstance", "DeleteInstance"})
+
+
+def _in_namespace(ref: CIMInstanceName, namespace: str) -> CIMInstanceName:
+    """A copy of `ref` with its namespace, or `namespace` (where the reference was found)."""
+    copy = ref.copy()
+    copy.namespace = ref.namespace or namespace
+    return copy
+
+
+def _refers(ref: Any, namespace: str, target: CIMInstanceName) -> bool:
+    return isinstance(ref, CIMInstanceName) and same_path(_in_namespace(ref, namespace), target)
 
 
 def _write_target(params: Mapping[str, Any]) -> str:

@@ -24,6 +24,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from pywbem import CIMInstanceName
+
 from provider.errors import NotFound, NotSupported
 from provider.http.messages import Principal
 
@@ -39,6 +41,7 @@ __all__ = [
     "Row",
     "WriteSpec",
     "numbered",
+    "same_path",
 ]
 
 Row = Mapping[str, Any]
@@ -177,7 +180,27 @@ def _find(row: Row, lower_name: str) -> str:
 def _same_key(have: Any, want: Any) -> bool:
     if isinstance(have, str) and isinstance(want, str):
         return have == want
+    if isinstance(have, CIMInstanceName) and isinstance(want, CIMInstanceName):
+        return same_path(have, want)
     return bool(have == want) or str(have) == str(want)
+
+
+def same_path(have: CIMInstanceName, want: CIMInstanceName) -> bool:
+    """The same instance? Class and key names without regard to case, key values as keys
+    compare (a key sent as text finds a number); the host is not compared (a server has
+    several names), nor a namespace that one of the two leaves out (a reference in a key,
+    such as an association's, is often sent without one)."""
+    if have.classname.lower() != want.classname.lower():
+        return False
+    if (
+        have.namespace
+        and want.namespace
+        and have.namespace.strip("/").lower() != want.namespace.strip("/").lower()
+    ):
+        return False
+    mine = {k.lower(): v for k, v in have.keybindings.items()}
+    theirs = {k.lower(): v for k, v in want.keybindings.items()}
+    return mine.keys() == theirs.keys() and all(_same_key(v, theirs[k]) for k, v in mine.items())
 
 
 def _describe(keys: Mapping[str, Any]) -> str:

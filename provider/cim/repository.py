@@ -21,10 +21,12 @@ from provider.errors import ConfigError, InvalidClass, InvalidNamespace, NotFoun
 
 __all__ = ["NAMESPACES", "ClassRepository", "load_repository"]
 
-# namespace -> MOF files compiled into it, in order
+# namespace -> MOF files compiled into it, in order. profiles.mof (profile registration) is
+# in both: its association ties root/interop's profiles to root/cimv2's GM_GroupManager, and
+# a client may follow it from either namespace.
 NAMESPACES: dict[str, tuple[str, ...]] = {
-    "root/cimv2": ("qualifiers.mof", "gm.mof"),
-    "root/interop": ("qualifiers.mof", "interop.mof"),
+    "root/cimv2": ("qualifiers.mof", "profiles.mof", "gm.mof"),
+    "root/interop": ("qualifiers.mof", "profiles.mof", "interop.mof"),
 }
 
 
@@ -114,6 +116,24 @@ class ClassRepository:
                 return True
             sup = by_name[sup.lower()].superclass
         return False
+
+    def is_a(self, namespace: str, classname: str, ancestor: str) -> bool:
+        """`classname` is `ancestor` or derives from it (False for an unknown class)."""
+        by_name = self._ns(namespace)
+        cls = by_name.get(classname.lower())
+        if cls is None:
+            return False
+        return cls.classname.lower() == ancestor.lower() or self._descends(
+            by_name, cls, ancestor.lower()
+        )
+
+    def association_classes(self, namespace: str) -> list[str]:
+        """The classes with the Association qualifier (DSP0004), in the namespace."""
+        return [
+            cls.classname
+            for cls in self._ns(namespace).values()
+            if (q := cls.qualifiers.get("Association")) is not None and q.value
+        ]
 
     def subclasses_and_self(self, namespace: str, classname: str) -> list[str]:
         """The class and every class derived from it, for EnumerateInstances."""

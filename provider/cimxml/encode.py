@@ -309,8 +309,7 @@ def _value_reference(ref: Any) -> str:
             inner = encode_instance_name(ref)
     elif isinstance(ref, CIMClassName):
         if ref.namespace and ref.host:
-            ns = _namespacepath(ref.host, ref.namespace, ref)
-            inner = f"<CLASSPATH>{ns}{_classname(ref.classname)}</CLASSPATH>"
+            inner = _classpath(ref)
         elif ref.namespace:
             inner = (
                 f"<LOCALCLASSPATH>{_localnamespacepath(ref.namespace)}"
@@ -432,9 +431,14 @@ class _KeySpec(NamedTuple):
     string: bool  # a string key: the text is the escaped value, as a string property's
     open_tag: str  # <KEYBINDING ...><KEYVALUE ...>
     fmt: Callable[[Any], str]
+    close_tag: str = "</KEYVALUE></KEYBINDING>"
 
     @staticmethod
     def of(name: str, cimtype: str) -> _KeySpec:
+        if cimtype == "reference":  # an association's key: KEYBINDING with a VALUE.REFERENCE
+            return _KeySpec(
+                name, False, f'<KEYBINDING NAME="{_esc(name)}">', _value_reference, "</KEYBINDING>"
+            )
         open_tag = (
             f'<KEYBINDING NAME="{_esc(name)}"><KEYVALUE VALUETYPE='
             f'"{_KEY_VALUETYPE.get(cimtype, "numeric")}" TYPE="{cimtype}">'
@@ -578,7 +582,7 @@ def _compile(
     for k, text in zip(keys, key_texts, strict=True):
         src.markup(k.open_tag)
         src.expr(text)
-        src.markup("</KEYVALUE></KEYBINDING>")
+        src.markup(k.close_tag)
     src.markup("</INSTANCENAME>")
     add(f"    name = _new(_RN, (CLASS, {src.fstring()}, namespace, host))")
     if not with_instance:
@@ -772,10 +776,15 @@ def _named_instance(instance: Instance) -> str:
     )
 
 
-def _object_with_path(instance: Instance) -> str:
+def _object_with_path(obj: Instance | CIMClass) -> str:
+    if isinstance(obj, CIMClass):
+        if obj.path is None:
+            raise ValueError(f"class {obj.classname} has no path")
+        path = _classpath(obj.path)
+        return f"<VALUE.OBJECTWITHPATH>{path}{encode_class(obj)}</VALUE.OBJECTWITHPATH>"
     return (
-        f"<VALUE.OBJECTWITHPATH>{_instancepath(_path_of(instance))}"
-        f"{_instance_xml(instance)}</VALUE.OBJECTWITHPATH>"
+        f"<VALUE.OBJECTWITHPATH>{_instancepath(_path_of(obj))}"
+        f"{_instance_xml(obj)}</VALUE.OBJECTWITHPATH>"
     )
 
 
@@ -794,8 +803,15 @@ def _instance_with_path(instance: Instance) -> str:
     )
 
 
-def _object_path(name: CIMInstanceName) -> str:
+def _object_path(name: InstanceName | CIMClassName) -> str:
+    if isinstance(name, CIMClassName):
+        return f"<OBJECTPATH>{_classpath(name)}</OBJECTPATH>"
     return f"<OBJECTPATH>{_instancepath(name)}</OBJECTPATH>"
+
+
+def _classpath(name: CIMClassName) -> str:
+    ns = _namespacepath(name.host, name.namespace, name)
+    return f"<CLASSPATH>{ns}{_classname(name.classname)}</CLASSPATH>"
 
 
 def _result_items(result: IntrinsicResult) -> tuple[Iterable[str], str] | None:
@@ -815,7 +831,7 @@ def _result_items(result: IntrinsicResult) -> tuple[Iterable[str], str] | None:
     if isinstance(result, CreatedResult):
         return [encode_instance_name(result.name)], ""
     if isinstance(result, ObjectsWithPathResult):
-        return map(_object_with_path, result.instances), ""
+        return map(_object_with_path, result.objects), ""
     if isinstance(result, ObjectPathsResult):
         return map(_object_path, result.paths), ""
     if isinstance(result, PullInstancesResult):

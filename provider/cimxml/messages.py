@@ -161,12 +161,15 @@ class CreatedResult:  # CreateInstance -> INSTANCENAME
 
 @dataclass(frozen=True, slots=True)
 class ObjectsWithPathResult:  # Associators/References -> VALUE.OBJECTWITHPATH*
-    instances: Iterable[CIMInstance]  # .path has host and namespace set
+    # Instances (INSTANCEPATH + INSTANCE) or, for a class ObjectName, classes (CLASSPATH +
+    # CLASS); every path has host and namespace set.
+    objects: Iterable[Instance | CIMClass]
 
 
 @dataclass(frozen=True, slots=True)
-class ObjectPathsResult:  # AssociatorNames/ReferenceNames -> OBJECTPATH* (INSTANCEPATH)
-    paths: Iterable[CIMInstanceName]  # host and namespace set
+class ObjectPathsResult:  # AssociatorNames/ReferenceNames -> OBJECTPATH*
+    # INSTANCEPATH or, for a class ObjectName, CLASSPATH; host and namespace set.
+    paths: Iterable[InstanceName | CIMClassName]
 
 
 @dataclass(frozen=True, slots=True)

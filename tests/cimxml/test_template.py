@@ -201,3 +201,34 @@ def test_class_origins_match_the_general_encoder(row: dict[str, object]) -> None
     assert rendered.xml == encode_instance(full)
     assert 'CLASSORIGIN="GM_Base"' in rendered.xml
     assert rendered.name == TEMPLATE.name(exact, "root/cimv2", None)
+
+
+# An association: its keys are references (KEYBINDING with a VALUE.REFERENCE), local paths
+# to another namespace or plain instance names, as CIM_ElementConformsToProfile's are.
+ASSOC_PROPS = [
+    ("Antecedent", "reference", False, "CIM_RegisteredProfile"),
+    ("Dependent", "reference", False, "CIM_ManagedElement"),
+]
+ASSOC_TEMPLATE = InstanceTemplate(
+    "CIM_Assoc", ASSOC_PROPS, [("Antecedent", "reference"), ("Dependent", "reference")]
+)
+paths = st.builds(
+    lambda cls, key, ns: CIMInstanceName(cls, {"Key": key}, namespace=ns),
+    st.sampled_from(["CIM_RegisteredProfile", "GM_GroupManager"]),
+    texts,
+    st.none() | st.sampled_from(["root/interop", "root/cimv2"]),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(paths, paths)
+def test_reference_keys_match_the_general_encoder(left: object, right: object) -> None:
+    row = {"Antecedent": left, "Dependent": right}
+    rendered = ASSOC_TEMPLATE.instance(row, "root/interop", "host")
+    props = {
+        name: CIMProperty(name, row[name], type="reference", reference_class=refclass)
+        for name, _, _, refclass in ASSOC_PROPS
+    }
+    assert rendered.xml == encode_instance(CIMInstance("CIM_Assoc", properties=props))
+    assert rendered.name.xml == encode_instance_name(CIMInstanceName("CIM_Assoc", row))
+    assert ASSOC_TEMPLATE.name(row, "root/interop", "host") == rendered.name

@@ -63,7 +63,11 @@ def test_a_move_that_fails_half_way_says_where_the_profile_is(
 
     async def main() -> None:
         with_fault = {"fail": {"assign": ["enc01/12"]}}  # the spare web01 gets
-        async with vcem_stack(tmp_path, simulator=with_fault, store_url=store_url) as stack:
+        # Rediscovery far off: the hint after the move is what a failover by name meets
+        # until then (with no delay the runner could rediscover the bay first).
+        async with vcem_stack(
+            tmp_path, simulator=with_fault, store_url=store_url, rediscovery_delay=3600
+        ) as stack:
             with stack.store.read() as tx:
                 source = repo.bay_by_host(tx, "web01.example.com")
             assert source is not None and source.profile is not None

@@ -312,7 +312,9 @@ def test_include_class_origin_names_the_declaring_class_of_each_property(
     assert all(p.class_origin is None for p in plain[0].properties.values())
     path = conn.EnumerateInstanceNames("GM_GroupManager")[0]
     got = conn.GetInstance(path, IncludeClassOrigin=True)
-    assert {p.class_origin for p in got.properties.values()} == {"GM_GroupManager"}
+    origins = {p.name: p.class_origin for p in got.properties.values()}
+    assert origins["Name"] == origins["Role"] == "GM_GroupManager"
+    assert origins["ElementName"] == "CIM_ManagedElement"  # inherited
     pulled = conn.OpenEnumerateInstances(
         "CIM_ObjectManager", namespace="root/interop", IncludeClassOrigin=True, MaxObjectCount=5
     )

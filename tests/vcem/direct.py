@@ -63,6 +63,7 @@ async def vcem_stack(
     inventory: Path = EXAMPLE,
     start_runner: bool = True,
     store_url: str | None = None,
+    rediscovery_delay: float = 0.0,
 ) -> AsyncIterator[Stack]:
     store = open_store(store_url or f"sqlite:///{tmp_path}/gm.db")
     roles = RoleManager(store, "gm1", ttl=30, renew_interval=5, start_as="active")
@@ -78,7 +79,7 @@ async def vcem_stack(
     )
     journal = JobJournal(store, roles.fenced)
     inv = load_inventory(inventory)
-    context = StepContext(store, journal, driver, 0.0, __import__("time").time)
+    context = StepContext(store, journal, driver, rediscovery_delay, __import__("time").time)
     holder: list[JobRunner] = []
     service = VcemService(store, roles, journal, lambda: holder[0].wake())
     runner = JobRunner(
