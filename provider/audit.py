@@ -42,9 +42,31 @@ __all__ = ["AuditLog", "audit_record", "describe_error"]
 
 log = logging.getLogger("gm.audit")
 
-# A parameter value is cut at this many characters: the log says what was asked, and a client
-# must not be able to grow it by megabytes per request (the body limit is 4 MiB).
+# Everything a client chose (a value, a parameter or property name, a method name) is cut at
+# this many characters (an error description, which may quote them, at four times as many),
+# and at most MAX_ITEMS parameters, properties or array elements are kept: the log says what
+# was asked, and a client must not grow it by megabytes per request (the body limit is 4 MiB).
 MAX_VALUE_CHARS = 512
+MAX_ITEMS = 64
+
+
+def _cut(value: Any, limit: int = MAX_VALUE_CHARS) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _named(items: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """Names and values, at most MAX_ITEMS of them (then how many more there were)."""
+    out: dict[str, Any] = {}
+    more = 0
+    for name, value in items:
+        if len(out) < MAX_ITEMS:
+            out[_cut(name)] = _plain(value)
+        else:
+            more += 1
+    if more:
+        out["..."] = f"{more} more"
+    return out
 
 
 def _plain(value: Any) -> Any:
@@ -53,15 +75,14 @@ def _plain(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value[:64]]
+        return [_plain(v) for v in value[:MAX_ITEMS]]
     if isinstance(value, CIMInstance):
         return {
-            "class": value.classname,
+            "class": _cut(value.classname),
             "path": None if value.path is None else _plain(value.path),
-            "properties": {p.name: _plain(p.value) for p in value.properties.values()},
+            "properties": _named((p.name, p.value) for p in value.properties.values()),
         }
-    text = str(value)
-    return text if len(text) <= MAX_VALUE_CHARS else text[:MAX_VALUE_CHARS] + "..."
+    return _cut(value)
 
 
 def describe_error(exc: BaseException) -> tuple[int, str, str]:
@@ -94,10 +115,10 @@ def audit_record(
         "via": principal.via.value if principal is not None else None,
         "peer": principal.peer if principal is not None else None,
         "operation": operation,
-        "method": method,
-        "namespace": namespace,
+        "method": _cut(method),
+        "namespace": _cut(namespace),
         "target": _plain(target),
-        "params": {name: _plain(value) for name, value in params},
+        "params": _named(params),
     }
     if error is None:
         record["outcome"] = "success"
@@ -106,7 +127,12 @@ def audit_record(
             record["job"] = _plain(job)
     else:
         code, name, description = describe_error(error)
-        record.update(outcome="error", code=code, error=name, description=description)
+        record.update(
+            outcome="error",
+            code=code,
+            error=name,
+            description=_cut(description, 4 * MAX_VALUE_CHARS),
+        )
     return record
 
 
@@ -143,7 +169,9 @@ class AuditLog:
         return changes_state or not self._is_read(action)
 
     def write(self, record: Mapping[str, Any]) -> None:
-        line = json.dumps(record, ensure_ascii=False, separators=(", ", ": "), default=str)
+        # ASCII only: a line separator JSON leaves raw (U+2028, U+0085, C1 controls) would
+        # split one record into several for a reader that splits lines as Python does.
+        line = json.dumps(record, ensure_ascii=True, separators=(", ", ": "), default=str)
         data = (line + "\n").encode("utf-8")
         try:
             with self._lock:
