@@ -193,6 +193,9 @@ class _Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._peer = ""
         self._peer_principal: Principal | None = None
+        # A Unix-socket peer's (uid, gid), and when its role is looked up again.
+        self._peer_ids: tuple[int, int] | None = None
+        self._peer_recheck = 0.0
         self._auth_cache: tuple[str, Principal, float] | None = None
         self._auth_pending: asyncio.Future[Principal | None] | None = None
         self._buf = bytearray()
@@ -254,6 +257,16 @@ class _Connection(asyncio.Protocol):
             return
         _pid, uid, gid = struct.unpack("3i", raw)
         self._peer = f"uid={uid}"
+        self._peer_ids = (uid, gid)
+        self._identify_peer()
+
+    def _identify_peer(self) -> None:
+        """The peer's principal from the users file as it is now: looked at again, as Basic
+        credentials are, after `_AUTH_RECHECK`, so a local account deleted from the users
+        file or given another role does not keep the old one for a keep-alive connection."""
+        assert self._peer_ids is not None
+        uid, gid = self._peer_ids
+        self._peer_recheck = self._loop.time() + _AUTH_RECHECK
         authenticator = self._server.authenticator
         try:
             if authenticator is None:
@@ -261,6 +274,7 @@ class _Connection(asyncio.Protocol):
             else:
                 self._peer_principal = authenticator.identify_peer(uid, gid)
         except Exception:
+            self._peer_principal = None
             log.exception("identify_peer failed for uid %d", uid)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -658,6 +672,8 @@ class _Connection(asyncio.Protocol):
 
         DSP0200 §1.7 of our reference: HTTP Basic (RFC 7617); the 401 carries a challenge.
         """
+        if self._peer_ids is not None and self._loop.time() >= self._peer_recheck:
+            self._identify_peer()
         if self._peer_principal is not None:
             return self._peer_principal, None
         authorization = head.headers.get("authorization")

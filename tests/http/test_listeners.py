@@ -14,7 +14,13 @@ from pathlib import Path
 import pytest
 import trustme
 
-from provider.http.auth import InMemoryAuthenticator
+from provider.http.auth import (
+    FileAuthenticator,
+    InMemoryAuthenticator,
+    UserRecord,
+    format_users_line,
+    hash_password,
+)
 from provider.http.limits import TransportLimits
 from provider.http.messages import Via
 from provider.http.server import TCPListener, TLSListener, UnixListener, serve
@@ -141,6 +147,49 @@ def test_unix_socket_identifies_the_peer_by_its_credentials(tmp_path: Path) -> N
     assert principal.via is Via.UNIX
     assert principal.uid == os.getuid()
     assert grp.getgrgid(os.getgid()).gr_name in principal.groups
+
+
+def test_a_unix_peer_s_role_is_looked_at_again_on_a_keep_alive_connection(
+    tmp_path: Path,
+) -> None:
+    """A local account demoted, then deleted, in the users file while its connection stays
+    open: its next request a second later has the new role, then none (it kept the role it
+    had when it connected for the life of the connection)."""
+    recorder = Recorder()
+    path = tmp_path / "cimxml.socket"
+    users = tmp_path / "users"
+    me = pwd.getpwuid(os.getuid()).pw_name
+
+    def write(*records: UserRecord) -> None:
+        tmp = tmp_path / "users.tmp"
+        tmp.write_text("".join(format_users_line(r) + "\n" for r in records))
+        tmp.replace(users)
+
+    secret = hash_password("unused", n=2**10)
+    write(UserRecord(me, "operator", secret))
+
+    async def main() -> None:
+        authenticator = FileAuthenticator(users)
+        server = await serve(recorder, [UnixListener(path)], authenticator=authenticator)
+        try:
+            client = await RawClient.unix(path)
+            for change in (
+                lambda: write(UserRecord(me, "read-only", secret)),
+                lambda: write(),
+                None,
+            ):
+                await client.send(post())
+                assert (await client.response()).status == 200
+                if change is not None:
+                    change()
+                    await asyncio.sleep(1.1)
+            await client.close()
+        finally:
+            await server.close(grace=1.0)
+
+    asyncio.run(main())
+    roles = [r.principal.role for r in recorder.requests if r.principal is not None]
+    assert roles == ["operator", "read-only", None]
 
 
 def test_unix_socket_replaces_a_stale_socket_but_not_a_live_one(tmp_path: Path) -> None:
