@@ -98,6 +98,7 @@ class Past:
     # A failover of the same server found by its names on another bay (it moved there): it
     # silences failovers, not the alerts about the hardware it runs on now.
     elsewhere: bool = False
+    sender: str = ""  # who delivered the indication it decided about
 
 
 @dataclass(frozen=True)
@@ -115,9 +116,11 @@ def decide(
     history: Sequence[Past],
     now: datetime,
     active: bool,
+    sender: str = "",
 ) -> Plan:
     """The decision for `event`; `history` holds the system's recent decisions (any age:
-    each rule applies its own cool-down), `now` is aware, `active` is this node's role."""
+    each rule applies its own cool-down), `now` is aware, `active` is this node's role,
+    `sender` who delivered it."""
     candidates = [r for r in rules.rules if r.enabled and r.matches_event(event)]
     if not candidates:
         return Plan(Outcome.NO_RULE, None, f"no enabled rule matches {event.classname}")
@@ -128,7 +131,7 @@ def decide(
             "data, so nothing is failed over (a system is never guessed)"
         )
         plan = Plan(Outcome.UNKNOWN_SYSTEM, candidates[0], reason)
-        return _first_occurrence(plan, history, now)
+        return _first_occurrence(plan, history, now, sender)
     rule = next((r for r in candidates if r.matches_system(system.names(), system.group)), None)
     if rule is None:
         return Plan(
@@ -161,10 +164,14 @@ def decide(
         plan = Plan(Outcome.FAILOVER, rule, f"rule {rule.name} (mode failover)")
     else:
         plan = Plan(Outcome.ALERTED, rule, f"rule {rule.name} (mode alert)")
-    return _first_occurrence(plan, history, now)
+    return _first_occurrence(plan, history, now, sender)
 
 
-def _first_occurrence(plan: Plan, history: Sequence[Past], now: datetime) -> Plan:
+def _first_occurrence(plan: Plan, history: Sequence[Past], now: datetime, sender: str) -> Plan:
+    """A started failover silences repeats from anyone (never the same server twice); any
+    other first occurrence only those of its own sender: any authenticated user may deliver
+    an indication, and one who may not fail over (or who sends a forgery) must not silence
+    the genuine sender's failover, nor its alert, for the cool-down."""
     assert plan.rule is not None
     since = now - timedelta(minutes=plan.rule.cooldown_minutes)
     recent = [p for p in history if p.at > since]
@@ -188,7 +195,7 @@ def _first_occurrence(plan: Plan, history: Sequence[Past], now: datetime) -> Pla
     same = {plan.outcome}
     if plan.outcome is Outcome.FAILOVER:
         same.add(Outcome.FAILOVER_REFUSED)
-    earlier = next((p for p in recent if p.outcome in same), None)
+    earlier = next((p for p in recent if p.outcome in same and p.sender == sender), None)
     if earlier is not None:
         return Plan(
             Outcome.SUPPRESSED,

@@ -61,7 +61,7 @@ class Decision:
     end_mail: str | None = None
 
     def past(self) -> Past:
-        return Past(self.at, self.outcome, self.rule or "", self.job_id)
+        return Past(self.at, self.outcome, self.rule or "", self.job_id, sender=self.sender)
 
     @property
     def owes_end_mail(self) -> bool:

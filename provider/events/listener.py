@@ -125,10 +125,17 @@ class FailoverPath:
         spec = self.registry.method(NS, _MANAGER, "failoverProfile")
         if spec is None:
             raise NotSupported("failoverProfile has no provider here (is provider.vcem installed?)")
-        scope = params.get(spec.scope_param) if spec.scope_param else None
-        self.authorizer.check(principal, spec.action_name, scope)
+        # In the order of CimOperations.extrinsic: the role, the gate, then the domain group
+        # the failed server's bay belongs to (`spec.scope`), so a user bound to that group
+        # may fail it over by an event as by the method (it was refused "for every domain
+        # group", the method's name naming no group).
+        self.authorizer.check_role(principal, spec.action_name)
         if spec.changes_state:
             self.roles.require_active(spec.what)
+        scope = params.get(spec.scope_param) if spec.scope_param else None
+        if scope is None and spec.scope is not None:
+            scope = await asyncio.to_thread(spec.scope, params)
+        self.authorizer.check(principal, spec.action_name, scope)
         ctx = OperationContext(principal, NS, self.host, with_submission=with_job)
         try:
             outcome = await spec.handler(ctx, params)
@@ -311,7 +318,8 @@ class EventListener:
         since = now - timedelta(minutes=rules.max_cooldown_minutes())
         system, key, history = await asyncio.to_thread(self._recall, names, since)
         active = self.roles.role is Role.ACTIVE
-        plan = decide(rules, event, names, system, history, now, active)
+        sender = principal.user if principal is not None else "anonymous"
+        plan = decide(rules, event, names, system, history, now, active, sender)
         if plan.outcome is Outcome.UNKNOWN_SYSTEM and names:
             moved = await asyncio.to_thread(moved_system_hint, self.store, names)
             if moved:
@@ -321,7 +329,7 @@ class EventListener:
             return Decision(
                 at=now,
                 node=self.node,
-                sender=principal.user if principal is not None else "anonymous",
+                sender=sender,
                 indication_class=event.classname,
                 indication_id=event.text("IndicationIdentifier"),
                 event_id=event.text("EventID") or event.text("MessageID"),

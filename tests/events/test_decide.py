@@ -52,9 +52,17 @@ def _decide(
     now: datetime = NOW,
     active: bool = True,
     rules: RuleSet = RULES,
+    sender: str = "",
 ):
     return decide(
-        rules, event, ["web01.example.com"], system or _system(), history or [], now, active
+        rules,
+        event,
+        ["web01.example.com"],
+        system or _system(),
+        history or [],
+        now,
+        active,
+        sender,
     )
 
 
@@ -139,3 +147,17 @@ def test_repeated_unknown_system_and_kill_switch_are_mailed_once() -> None:
     assert _decide(system=_system(disabled=True), history=[killed]).outcome is Outcome.SUPPRESSED
     # Switched back on: the failover happens (the kill switch is no first occurrence).
     assert _decide(history=[killed]).outcome is Outcome.FAILOVER
+
+
+def test_a_sender_who_could_not_act_silences_no_one_else() -> None:
+    """Any authenticated user may deliver an indication: a read-only user's (refused, or a
+    forged alert) came first and the genuine sender's failover or alert was recorded as a
+    repeat for the cool-down. A started failover still silences every sender."""
+    ago = NOW - timedelta(minutes=1)
+    refused = Past(ago, Outcome.FAILOVER_REFUSED, "weekend-failover", None, sender="reader")
+    assert _decide(history=[refused], sender="sim").outcome is Outcome.FAILOVER
+    assert _decide(history=[refused], sender="reader").outcome is Outcome.SUPPRESSED
+    alerted = Past(ago, Outcome.ALERTED, "alert", None, sender="reader")
+    assert _decide(MEMORY, history=[alerted], sender="sim").outcome is Outcome.ALERTED
+    started = Past(ago, Outcome.FAILOVER_STARTED, "weekend-failover", 7, sender="admin")
+    assert _decide(history=[started], sender="sim").outcome is Outcome.SUPPRESSED
