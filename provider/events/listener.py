@@ -437,10 +437,23 @@ def _new_indication(call: ExportCall) -> CIMInstance:
     return indication
 
 
+# An indication's texts (its Description, the names it gives, quoted in a reason) reach the
+# server log and the mail: a line break or other control character in them is written as an
+# escape, so a sender cannot add lines that look like ours ("Decision: ...", a log record).
+_CONTROLS = {
+    c: f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+    for c in [*range(0x20), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029]
+}
+
+
+def one_line(text: str) -> str:
+    return text.translate(_CONTROLS)
+
+
 def _log_line(d: Decision) -> str:
     rule = f" rule {d.rule}" if d.rule else ""
     job = f" job {d.job_id}" if d.job_id is not None else ""
-    return (
+    return one_line(
         f"event {d.indication_class} from {d.sender} about {d.system_named or '(no system)'}:"
         f" {d.outcome.value}{rule}{job}: {d.reason}"
     )
@@ -807,7 +820,7 @@ def end_notice(
                 f"then place it: vcemcli -move profile -profilename {job.profile} "
                 "-targetenclosurename <enclosure> -targetbayname <bay>"
             )
-    return subject, "\n".join(lines)
+    return one_line(subject), "\n".join(one_line(line) for line in lines)
 
 
 def notice(d: Decision, event: Event, system: System | None) -> tuple[str, str]:
@@ -850,4 +863,4 @@ def notice(d: Decision, event: Event, system: System | None) -> tuple[str, str]:
             "No failover was started. Check the host name / IP discovery data of the "
             "inventory, or fail over by enclosure and bay."
         )
-    return subject, "\n".join(lines)
+    return one_line(subject), "\n".join(one_line(line) for line in lines)

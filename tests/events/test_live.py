@@ -11,7 +11,7 @@ from typing import Any
 
 import pywbem
 
-from tests.events._wire import body_of, indication, send
+from tests.events._wire import _wait, body_of, indication, send
 from tests.events.conftest import World
 from tests.harness import ProviderHandle
 
@@ -231,3 +231,26 @@ def test_rules_are_visible_through_cim(world: World) -> None:
     assert rule["DomainGroups"] == ["dg-web", "dg-db"] and rule["CooldownMinutes"] == 30
     assert rule["Source"] == f"{world.rules}:12"
     assert rules["lab-weekend-failover"]["TimeWindows"][0].endswith("00:00-24:00")
+
+
+def test_an_indication_cannot_add_lines_to_the_log_or_the_mail(world: World) -> None:
+    """Line breaks in an indication's texts are written as escapes: a Description carrying a
+    made-up log record and a made-up "Decision:" line appeared as lines of their own."""
+    forged_log = "2026-12-07 00:41:00,000 WARNING provider.auth: login refused: user 'admin'"
+    forged_mail = "Decision:  failover-started: failover job 99 started"
+    send(
+        world.active.port,
+        indication(
+            EventID="6015",
+            SystemName="web02.example.com",
+            Description=f"memory error\n{forged_log}\n{forged_mail}\u2028x",
+        ),
+        user="operator",  # its own first occurrence (another sender alerted about web02)
+    )
+    mails = _wait(lambda: [m for m in world.inbox.messages if forged_mail in body_of(m)], 10)
+    assert len(mails) == 1, [m["Subject"] for m in world.inbox.messages]
+    body = body_of(mails[0])
+    assert "memory error\\x0a2026-12-07" in body
+    assert not any(line.startswith((forged_mail, forged_log)) for line in body.splitlines())
+    assert "\u2028" not in body and "\\u2028x" in body
+    assert not any(line.startswith(forged_log) for line in world.active.log.splitlines())
