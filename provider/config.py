@@ -19,6 +19,7 @@ from typing import Any
 
 from provider.errors import ConfigError
 from provider.paths import default_socket_path, default_state_dir
+from provider.privileges import parse_role
 from provider.tomlfile import TomlReader, load_toml, locate
 
 __all__ = ["Config", "RolesConfig", "SecurityConfig", "ServerConfig", "load_config"]
@@ -112,6 +113,16 @@ class _Reader(TomlReader):
 
     def section(self, name: str, known: set[str]) -> dict[str, Any]:
         return self.table([name], self.data.get(name, {}), known)
+
+
+def _role(r: _Reader, table: dict[str, Any], key: str, default: str) -> str:
+    """A role name of `[security]`; a misspelt one would read as no role at all."""
+    value: str = r.get(["security"], table, key, str, default)
+    try:
+        parse_role(value)
+    except ValueError as exc:
+        raise r.fail(["security"], key, f"security.{key}: {exc}.") from None
+    return value
 
 
 def load_config(path: Path) -> Config:
@@ -227,7 +238,7 @@ def load_config(path: Path) -> Config:
     security = SecurityConfig(
         users_file=rel(r.get(["security"], se, "users_file", str, ""), state_dir),
         admin_groups=tuple(str(g) for g in groups),
-        local_role=r.get(["security"], se, "local_role", str, sd.local_role),
+        local_role=_role(r, se, "local_role", sd.local_role),
         audit_log=rel(r.get(["security"], se, "audit_log", str, ""), state_dir),
     )
     sections = {k: v for k, v in data.items() if k not in _CORE and isinstance(v, dict)}

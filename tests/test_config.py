@@ -73,6 +73,7 @@ def test_defaults_and_paths_relative_to_the_checkout(tmp_path: Path) -> None:
         ("[roles]\nrenew_interval = 0\n", 2, "roles.renew_interval: renew_interval must be"),
         ("[roles]\n\nstep_down_wait = 0\n", 3, "roles.step_down_wait must be between 0 and"),
         ("[roles]\ndrain_timeout = 4000\n", 2, "roles.drain_timeout must be between 0 and"),
+        ('[security]\n\nlocal_role = "operater"\n', 3, "unknown role 'operater'; roles are"),
     ],
 )
 def test_errors_name_file_and_line(tmp_path: Path, text: str, line: int, words: str) -> None:

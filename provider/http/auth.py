@@ -42,6 +42,7 @@ from typing import Protocol
 
 from provider.errors import ConfigError
 from provider.http.messages import Principal, Via
+from provider.privileges import parse_role
 
 log = logging.getLogger("provider.auth")
 
@@ -250,6 +251,10 @@ def load_users_file(path: Path) -> dict[str, UserRecord]:
         if len(fields) not in (3, 4) or not all(fields):
             raise ConfigError(f"{path}:{number}: expected name:role:scrypt-hash[:groups=...]")
         name, role, password_hash = fields[:3]
+        try:
+            parse_role(role)  # a misspelt role would otherwise read as no role at all
+        except ValueError as exc:
+            raise ConfigError(f"{path}:{number}: {exc}") from None
         domain_groups: tuple[str, ...] | None = None
         if len(fields) == 4:
             if not fields[3].startswith(_GROUPS_PREFIX):

@@ -243,6 +243,7 @@ def test_recalled_answers_expire_and_are_bounded() -> None:
     [
         ("admin:administrator\n", ":1: expected name:role:scrypt-hash"),
         ("\nadmin:administrator:plain\n", ":2: the password of 'admin' is not a scrypt hash"),
+        ("admin:admin:scrypt$1$1$1$AA==$AA==\n", ":1: unknown role 'admin'; roles are"),
     ],
 )
 def test_users_file_errors_name_the_line(tmp_path: Path, text: str, message: str) -> None:
