@@ -445,10 +445,33 @@ def _insufficient(part: Partition, count: int) -> Refused:
     )
 
 
+def _must_run(
+    state: CapacityState, cx: Complex, part: Partition, host: str, silent: bool, what: str
+) -> None:
+    """`icapmodify` runs on the partition itself, so a change of its cores says it runs and
+    reconnects it (§3.3). Asked for through CIM on its behalf while its rights are seized
+    and none of its hosts answers, it would record a reconnection that did not happen, hand
+    it the rights just seized and drop the 12-hour watch: refused."""
+    if not silent or not state.in_force(cx.name, part.name):
+        return
+    raise Refused(
+        f"nPar {part.name} of member {cx.member or cx.name} has its usage rights seized and "
+        f"none of its hosts ({', '.join(part.all_hosts)}) answers: cores are {what} on a "
+        "partition that runs. Activate cores on the partition that took over its workload; "
+        f"once this one runs again, icapmanage -z {host} gives its rights back."
+    )
+
+
 def activate(
-    state: CapacityState, host: str, count: int, use_ticap: bool, now: datetime
+    state: CapacityState,
+    host: str,
+    count: int,
+    use_ticap: bool,
+    now: datetime,
+    silent: bool = False,
 ) -> Outcome:
-    """activateCores / `icapmodify -a count [-t]` on the member partition of `host`.
+    """activateCores / `icapmodify -a count [-t]` on the member partition of `host`;
+    `silent`: none of the partition's hosts answered the probe (see `_must_run`).
 
     Rights come from the complex's unassigned rights, then from the rights the Group Manager
     holds (a borrow, §2.5). The rest needs TiCAP: with UseTemporaryCapacity it always succeeds
@@ -458,6 +481,7 @@ def activate(
         raise InvalidParameter("Count must be at least 1.")
     state = _copy(state)
     cx, part, group = _locate(state, host)
+    _must_run(state, cx, part, host, silent, "activated")
     room = part.cores_on_active_cells - part.intended
     if count > room:
         raise InvalidParameter(
@@ -495,13 +519,17 @@ def activate(
     return Outcome(state, actions, _counts(state, cx, part))
 
 
-def deactivate(state: CapacityState, host: str, count: int, now: datetime) -> Outcome:
+def deactivate(
+    state: CapacityState, host: str, count: int, now: datetime, silent: bool = False
+) -> Outcome:
     """deactivateCores / `icapmodify -d count`: TiCAP use ends first; rights that become
-    surplus are loaned to the group (§2.5). One core per active cell stays (§3.2)."""
+    surplus are loaned to the group (§2.5). One core per active cell stays (§3.2).
+    `silent`: as for `activate`."""
     if count < 1:
         raise InvalidParameter("Count must be at least 1.")
     state = _copy(state)
     cx, part, group = _locate(state, host)
+    _must_run(state, cx, part, host, silent, "deactivated")
     floor = part.active_cells
     if part.intended - count < floor:
         raise InvalidParameter(

@@ -354,18 +354,31 @@ class CapacityService:
         await self.sync_cron(outcome.state)
         return outcome
 
+    async def _silent_while_seized(self, host: str) -> bool:
+        """Does no host of `host`'s partition answer, while its rights are seized? Probed only
+        then (the partition that asks for cores runs, unless someone asks on its behalf)."""
+        state = await self.load()
+        cx = state.complex_of(host)
+        part = cx.partition_of(host) if cx is not None else None
+        if cx is None or part is None or not state.in_force(cx.name, part.name):
+            return False
+        answered = await self._answers(part.all_hosts)
+        return not any(answered.get(h, False) for h in part.all_hosts)
+
     async def activate(self, host: str, count: int, use_ticap: bool) -> Outcome:
+        silent = await self._silent_while_seized(host)
         now = self.now()
         outcome = await self.change(
-            WHAT_ACTIVATE, lambda s: rules.activate(s, host, count, use_ticap, now)
+            WHAT_ACTIVATE, lambda s: rules.activate(s, host, count, use_ticap, now, silent)
         )
         await self.sync_cron(outcome.state)  # a scavenged member's activation reconnects it
         return outcome
 
     async def deactivate(self, host: str, count: int) -> Outcome:
+        silent = await self._silent_while_seized(host)
         now = self.now()
         outcome = await self.change(
-            WHAT_DEACTIVATE, lambda s: rules.deactivate(s, host, count, now)
+            WHAT_DEACTIVATE, lambda s: rules.deactivate(s, host, count, now, silent)
         )
         await self.sync_cron(outcome.state)
         return outcome

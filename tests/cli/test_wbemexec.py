@@ -795,7 +795,7 @@ METHOD_FILES = {
     "activateCores.xml": (
         "activateCores",
         {
-            "HostName": ("string", "hostA1.example.com"),
+            "HostName": ("string", "hostB1.example.com"),
             "Count": ("uint32", "2"),
             "UseTemporaryCapacity": ("boolean", "TRUE"),
         },
@@ -803,7 +803,7 @@ METHOD_FILES = {
     "deactivateCores.xml": (
         "deactivateCores",
         {
-            "HostName": ("string", "hostA1.example.com"),
+            "HostName": ("string", "hostB1.example.com"),
             "Count": ("uint32", "2"),
             "UseTemporaryCapacity": ("boolean", "FALSE"),
         },

@@ -456,6 +456,19 @@ def test_cores_activated_on_a_scavenged_member_reconnect_it_and_end_the_entry(
     assert _member(gm, "memberA")["Scavenged"] is False
 
 
+def test_cores_for_a_seized_partition_that_does_not_answer_are_refused(world: World) -> None:
+    gm = world.start()
+    world.hosts(down=A_HOSTS)
+    _invoke(gm, "seizeRights", HostName="hostA1.example.com")
+    with pytest.raises(CimError) as err:
+        _invoke(gm, "activateCores", HostName="hostA1.example.com", Count=2)
+    assert err.value.code == 1
+    assert "none of its hosts (hostA1.example.com) answers" in err.value.description
+    [seizure] = gm.connection().EnumerateInstances("GM_RightsSeizure")
+    assert seizure["State"] == "pending"
+    assert len(world.cron_lines()) == 1
+
+
 def test_icapmanage_take_control_on_the_active_keeps_it_active(world: World) -> None:
     gm = world.start()
     _, role = gm.connection().InvokeMethod("getRole", "GM_GroupManager")

@@ -106,6 +106,26 @@ def test_cores_activated_on_a_scavenged_member_reconnect_it() -> None:
     assert later.values["Reverted"] == [] and later.values["Remaining"] == 0
 
 
+def test_cores_asked_for_a_seized_partition_that_does_not_answer_are_refused() -> None:
+    """activateCores on behalf of the dead partition (the example request file once named
+    it) handed it back the rights just seized and recorded a reconnection that did not
+    happen: refused while none of its hosts answers, and nothing changes."""
+    state = rules.seize(_state(), "hostA1.example.com", {}, T0).state
+    later = T0 + timedelta(minutes=5)
+    for change in (
+        lambda: rules.activate(state, "hostA1.example.com", 2, True, later, silent=True),
+        lambda: rules.deactivate(state, "hostA1.example.com", 2, later, silent=True),
+    ):
+        with pytest.raises(Refused) as err:
+            change()
+        assert "has its usage rights seized and none of its hosts" in err.value.description
+        assert "icapmanage -z hostA1.example.com" in err.value.description
+    assert [s.state for s in state.seizures] == [SeizureState.PENDING]
+    # Another member's partition may use them (what the failover partition does).
+    outcome = rules.activate(state, "hostB1.example.com", 2, True, later, silent=True)
+    assert outcome.state.complexes["complexB"].partition("npar0").intended == 6
+
+
 def test_a_scavenged_partition_seen_up_by_the_background_pass_reconnects() -> None:
     state = rules.seize(_state(), "hostA1.example.com", {}, T0).state
     (pending,) = state.pending()
