@@ -303,14 +303,25 @@ def restore(state: CapacityState, host: str, now: datetime) -> Outcome:
     # borrow them.
     before = max(s.intended_before for s in seized)
     need = min(seized_cores, _back_to(part, before) - part.intended)
-    if group.free_rights < need:
+    # Rights the complex holds unassigned serve first (the rebalance may have given the
+    # seized rights back to it while the 12-hour rule assumed all its cores busy: they sat
+    # idle there while -z asked the group for them), then the group's free rights.
+    own = min(need, cx.unassigned_rights)
+    if group.free_rights < need - own:
+        held = f" and member {member} holds {own} unassigned" if own else ""
+        borrowers = [
+            f"{other.member or other.name} borrows {other.borrowed}"
+            for other in state.members(group.name)
+            if other is not cx and other.borrowed > 0
+        ]
+        where = f" ({', '.join(borrowers)})" if borrowers else ""
         raise Refused(
             f"Cannot restore {need} core usage rights to nPar {part.name} of member {member}: "
-            f"group {group.name} holds {group.free_rights} free. Deactivate cores on another "
-            "member to free usage rights, then retry."
+            f"group {group.name} holds {group.free_rights} free{held}. Deactivate cores on "
+            f"another member{where} to free usage rights, then retry."
         )
-    group.free_rights -= need
-    cx.rights += need
+    group.free_rights -= need - own
+    cx.rights += need - own
     part.intended += need
     for s in seized:
         s.state = SeizureState.RESTORED
@@ -817,8 +828,16 @@ def periodic(state: CapacityState, now: datetime, seen_up: Mapping[str, bool]) -
             cx = state.complexes[s.member]
             part = cx.partition(s.partition)
             # The partition booted with the minimum rights left after the seizure (seed 003).
+            unassigned_before = cx.unassigned_rights
             part.actual = part.intended
             actions.extend(_partition_seen_up(state, cx, part, now))
+            # Cores the 12-hour rule assumed busy are not: the rights the complex was given
+            # for them (the rebalance hands free rights to a member burning TiCAP) go back to
+            # the group, as a deactivation's surplus does (§2.5), instead of sitting idle.
+            released = cx.unassigned_rights - unassigned_before
+            if released > 0 and cx.group is not None:
+                cx.rights -= released
+                state.groups[cx.group].free_rights += released
     actions.extend(_twelve_hour(state, now))
     actions.extend(_account(state, now))
     actions.extend(_rebalance(state))

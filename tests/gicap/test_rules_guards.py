@@ -177,3 +177,38 @@ def test_a_member_with_a_partition_seizure_in_force_names_the_restore_command() 
         "Usage rights seized from nPar npar0 of member memberA are held by group Group1; "
         "restore them (icapmanage -z hostA1.example.com) before removing the member."
     )
+
+
+def test_a_restore_takes_the_complex_s_own_unassigned_rights_first() -> None:
+    """-z was refused for want of free rights in the group while rights sat unassigned on
+    the seized member's own complex."""
+    state = rules.seize(_state(), "hostA1.example.com", UP_A, T0).state  # npar0 6 -> 2
+    later = T0 + timedelta(minutes=5)
+    # A cell of npar1 made inactive: 2 of complexA's rights are unassigned now.
+    state = rules.set_inactive_cells(state, "memberA", ["npar1/cell2"], later).state
+    assert state.complexes["complexA"].unassigned_rights == 2
+    # memberB borrows 2 of the 4 seized: the group holds 2 free.
+    state = rules.activate(state, "hostB1.example.com", 2, False, later).state
+    assert state.groups["Group1"].free_rights == 2
+    outcome = rules.restore(state, "hostA1.example.com", later)
+    assert outcome.values["RestoredCores"] == 4
+    assert outcome.state.complexes["complexA"].partition("npar0").intended == 6
+    assert outcome.state.groups["Group1"].free_rights == 0
+    # Short of rights even so: the refusal names who borrows them.
+    short = rules.activate(state, "hostB2.example.com", 2, False, later).state
+    with pytest.raises(Refused, match=r"another member \(memberB borrows 4\)"):
+        rules.restore(short, "hostA1.example.com", later)
+
+
+def test_a_rebooted_partition_gives_back_what_the_twelve_hour_rule_lent_it() -> None:
+    """After the 12-hour rule the rebalance gave the seized rights back to the seized
+    member (it burnt TiCAP for the cores assumed busy); when the partition was seen running
+    again they sat unassigned there for good while memberC burnt TiCAP."""
+    state = rules.seize(_state(), "hostA1.example.com", UP_A, T0).state
+    state = rules.periodic(state, T0 + timedelta(hours=13), {}).state
+    assert state.complexes["complexA"].rights == 12  # given the 4 seized for npar0's cores
+    (seizure,) = state.seizures
+    state = rules.periodic(state, T0 + timedelta(hours=14), {seizure.id: True}).state
+    assert state.complexes["complexA"].unassigned_rights == 0
+    assert state.complexes["complexA"].rights == 8
+    assert state.complexes["complexC"].ticap_cores == 0  # the rebalance gave it 2 of them
