@@ -20,7 +20,7 @@ from provider.cim.provider import (
     Row,
     WriteSpec,
 )
-from provider.errors import InvalidParameter, NotFound, NotSupported
+from provider.errors import InvalidParameter, NotFound
 
 from . import rules
 from .model import CapacityState, Complex, Seizure, SeizureState
@@ -236,9 +236,11 @@ class MemberInstances(InstanceProvider):
         name = str(next(iter(keys.values())))
         unknown = set(changes) - {"Hosts", "InactiveCells"}
         if unknown:
-            raise NotSupported(
+            # As for a capacity group (and a bay): an invalid parameter, not "not supported".
+            raise InvalidParameter(
                 "Only Hosts and InactiveCells of a member can be modified, not "
-                f"{', '.join(sorted(unknown))}."
+                f"{', '.join(sorted(unknown))}: the others follow from the complex and the "
+                "capacity rules (icapmodify, seizeRights, restoreRights)."
             )
         now = self.service.now()
 

@@ -238,12 +238,21 @@ def seize(state: CapacityState, host: str, answered: Mapping[str, bool], now: da
     text = (
         f"{total} core usage rights were acquired from nPar {part.name} of member {member}"
         + (
+            f" ({counts.unassigned} of them the complex's unassigned rights, which -z does "
+            "not restore)"
+            if counts.unassigned
+            else ""
+        )
+        + (
             f" (no partition of the member answers: a loan that expires {_stamp(expires)})"
             if expires is not None
             else " (another partition of the member answers: permanent)"
         )
         + f"; {counts.leave} left, one per active cell. Reboot the partition or make its "
-        "cells inactive within 12 hours, or it is assumed to use all its cores."
+        f"cells inactive (GM_GroupMember.InactiveCells) by {_stamp(now + TWELVE_HOURS)}, or "
+        "it is assumed to use all its cores. The group holds the rights now: activate cores "
+        "on the partition taking over the workload (activateCores) before a rebalance gives "
+        "them to a member using temporary capacity."
     )
     # Mailed, loan or permanent: "core usage rights have been acquired from an inactive
     # group member" (reference §3.3), and the 12-hour instruction is for whoever is on call,
@@ -252,7 +261,7 @@ def seize(state: CapacityState, host: str, answered: Mapping[str, bool], now: da
     return Outcome(
         state,
         actions,
-        {"SeizedCores": total, "Deferred": deferred, "Expiration": expires},
+        {"SeizedCores": total, "Deferred": deferred, "Expiration": expires, "Detail": text},
     )
 
 
@@ -302,6 +311,15 @@ def restore(state: CapacityState, host: str, now: datetime) -> Outcome:
     # move: the seizure is closed and the rights stay with the group, where any member can
     # borrow them.
     before = max(s.intended_before for s in seized)
+    if part.intended < before and part.cores_on_active_cells <= part.intended:
+        # Its cells are inactive (the 12-hour rule's way out): restored now, nothing could
+        # come back and the seizure would be closed for good. It stays open for -z later.
+        raise Refused(
+            f"nPar {part.name} of member {member} intends {part.intended} active cores and its "
+            f"active cells hold {part.cores_on_active_cells}: none of the {seized_cores} seized "
+            f"can come back now. Make its cells active again (GM_GroupMember.InactiveCells of "
+            f"{member}), then retry; the seizure stays open until then."
+        )
     need = min(seized_cores, _back_to(part, before) - part.intended)
     # Rights the complex holds unassigned serve first (the rebalance may have given the
     # seized rights back to it while the 12-hour rule assumed all its cores busy: they sat
@@ -339,7 +357,7 @@ def restore(state: CapacityState, host: str, now: datetime) -> Outcome:
     return Outcome(
         state,
         [Action("restore", group.name, member, part.name, need, text=text)],
-        {"RestoredCores": need},
+        {"RestoredCores": need, "Detail": text},
     )
 
 

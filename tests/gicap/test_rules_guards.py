@@ -212,3 +212,19 @@ def test_a_rebooted_partition_gives_back_what_the_twelve_hour_rule_lent_it() -> 
     assert state.complexes["complexA"].unassigned_rights == 0
     assert state.complexes["complexA"].rights == 8
     assert state.complexes["complexC"].ticap_cores == 0  # the rebalance gave it 2 of them
+
+
+def test_a_restore_while_the_cells_are_inactive_keeps_the_seizure_open() -> None:
+    """The seizure notice says to make the cells inactive; -z then closed the seizure with 0
+    restored, and once the cells were active again nothing could give the rights back."""
+    state = rules.seize(_state(), "hostA1.example.com", UP_A, T0).state
+    later = T0 + timedelta(hours=1)
+    inactive = rules.set_inactive_cells(state, "memberA", ["npar0/cell0", "npar0/cell1"], later)
+    with pytest.raises(Refused, match="Make its cells active again") as err:
+        rules.restore(inactive.state, "hostA1.example.com", later)
+    assert "none of the 4 seized can come back now" in err.value.description
+    assert [s.state for s in inactive.state.seizures] == [SeizureState.PERMANENT]
+    active = rules.set_inactive_cells(inactive.state, "memberA", [], later).state
+    outcome = rules.restore(active, "hostA1.example.com", later)
+    assert outcome.values["RestoredCores"] == 4
+    assert outcome.values["Detail"] == outcome.actions[0].text
