@@ -16,6 +16,7 @@ import importlib
 import json
 import logging
 import os
+import pwd
 import signal
 import socket
 import sys
@@ -36,7 +37,7 @@ from provider.cim.provider import ProviderRegistry
 from provider.cim.repository import load_repository
 from provider.config import Config
 from provider.drivers.notify import drain_told
-from provider.errors import ConfigError, ProtocolError
+from provider.errors import AccessDenied, ConfigError, ProtocolError
 from provider.http.auth import FileAuthenticator, principal_for_peer
 from provider.http.limits import TransportLimits
 from provider.http.messages import HttpRequest, HttpResponse, Principal
@@ -51,7 +52,7 @@ from provider.http.server import (
 from provider.http.tls import make_server_ssl_context
 from provider.manager import install_manager
 from provider.paths import builtin_socket_path, checkout_root
-from provider.privileges import authorizer_from_config
+from provider.privileges import TableAuthorizer, authorizer_from_config
 from provider.roles import RoleManager
 from provider.services import Services
 from provider.store import Store, apply_migrations, discover_migrations, open_store
@@ -296,6 +297,10 @@ async def _run_node(config: Config, server: HttpServer, ready: list[CimApplicati
         handler = await asyncio.to_thread(install, registry, services)
         if handler is not None:
             export_handler = handler
+    if any(m.__name__.endswith(".gicap") for m in _load_domains()):
+        refused = _cron_user_refused(config, authorizer)
+        if refused is not None:
+            log.warning("%s", refused)
     operations = CimOperations(
         repository, registry, roles, authorizer, socket.gethostname(), audit=audit
     )
@@ -338,6 +343,37 @@ async def _run_node(config: Config, server: HttpServer, ready: list[CimApplicati
         store.close()
         audit.close()
     return 0
+
+
+def _cron_user_refused(config: Config, authorizer: TableAuthorizer) -> str | None:
+    """What to say at start when the checkScavengedMember cron entry would be refused: it
+    runs `wbemexec` on the local socket as the crontab's user (`[gicap] crontab_user`, or the
+    user running the server), and wbemexec exits 0 on a CIM error, as OpenPegasus' does, so
+    cron would run it every half hour and no scavenged member would ever be checked."""
+    section = config.section("gicap")
+    configured = section.get("crontab_user")
+    user = str(configured) if configured else pwd.getpwuid(os.geteuid()).pw_name
+    try:
+        account = pwd.getpwnam(user)
+    except KeyError:
+        return (
+            f"[gicap] crontab_user {user!r} is no local account: cron cannot run the "
+            "checkScavengedMember entry as it. Name an existing user (e.g. root)."
+        )
+    users = config.security.users_file or (config.state_dir / "users")
+    try:
+        principal = _Authenticator(config, users).identify_peer(account.pw_uid, account.pw_gid)
+        authorizer.check_role(principal, "checkScavengedMember")
+    except AccessDenied as exc:
+        return (
+            f"The checkScavengedMember cron entry runs as {user}, whom the local socket would "
+            f"refuse: {exc.description} Give {user} the role (gm-provider user add {user} "
+            "--role capacity-administrator), add it to [security] admin_groups, or set "
+            "[gicap] crontab_user to a user who has it."
+        )
+    except ConfigError:
+        return None  # the users file's own error is reported where it is read
+    return None
 
 
 class RepeatFilter(logging.Filter):

@@ -1,0 +1,37 @@
+"""The checkScavengedMember cron entry runs wbemexec on the local socket as the crontab's
+user; wbemexec exits 0 on a CIM error (as OpenPegasus' does), so a user the socket refuses
+meant a cron job refused every half hour for the 10 days of a loan, and no scavenged member
+ever checked. The node says so at start."""
+
+from __future__ import annotations
+
+import pwd
+from pathlib import Path
+
+import pytest
+
+from tests.harness import configure
+
+
+@pytest.mark.parametrize(
+    ("user", "warned"),
+    [("nobody", True), ("root", False)],
+)
+def test_a_cron_user_the_socket_would_refuse_is_named_at_start(
+    tmp_path: Path, user: str, warned: bool
+) -> None:
+    pwd.getpwnam(user)  # both exist on Debian
+    node = configure(
+        tmp_path,
+        config={"gicap": {"crontab": str(tmp_path / "cron.d-gm"), "crontab_user": user}},
+    )
+    node.start()
+    try:
+        log = node.log
+    finally:
+        node.stop()
+    said = f"The checkScavengedMember cron entry runs as {user}, whom the local socket would"
+    assert (said in log) is warned, log[-2000:]
+    if warned:
+        assert "checkScavengedMember needs the capacity-administrator role; nobody has" in log
+        assert "gm-provider user add nobody --role capacity-administrator" in log
