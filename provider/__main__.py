@@ -2,14 +2,17 @@
 
     gm-provider init [--config F] [--tls]     state directory, admin user, store, (certificate)
     gm-provider serve [--config F]            serve CIM-XML until SIGTERM/SIGINT
-    gm-provider user add NAME --role ROLE [--groups DG1,DG2]
+    gm-provider user add NAME --role ROLE [--groups DG1,DG2] [--local]
                                               add a user (password from --password or a prompt);
-                                              --groups: the role holds in those domain groups only
+                                              --groups: the role holds in those domain groups only;
+                                              --local: also for the local account NAME on the
+                                              Unix socket (no password there; without one given,
+                                              the account is for the socket only)
     gm-provider user passwd NAME              change a password
     gm-provider user role NAME ROLE [--groups DG1,DG2]
                                               change a role (and its groups; none: all groups)
     gm-provider user del NAME                 remove a user
-    gm-provider user list                     names, roles and groups
+    gm-provider user list                     names, roles, groups, and "local"
 
 Exit codes: 0 success, 1 a runtime failure (the message says what), 2 a usage or
 configuration error (the message names the file and line).
@@ -48,7 +51,7 @@ def users_path(config: Config) -> Path:
 
 def _write_users(path: Path, users: dict[str, UserRecord]) -> None:
     header = (
-        "# gm-provider users: name:role:scrypt-hash[:groups=dg1,dg2] "
+        "# gm-provider users: name:role:scrypt-hash[:groups=dg1,dg2][:local] "
         "(managed by `gm-provider user`)\n"
     )
     body = "".join(format_users_line(u) + "\n" for u in users.values())
@@ -107,7 +110,8 @@ def _user_command(config: Config, args: argparse.Namespace) -> int:
     if args.action == "list":
         for record in users.values():
             scope = "all groups" if record.domain_groups is None else ",".join(record.domain_groups)
-            print(f"{record.name}\t{record.role}\t{scope}")
+            tag = "\tlocal" if record.local else ""
+            print(f"{record.name}\t{record.role}\t{scope}{tag}")
         return 0
     name = args.name
     if args.action == "del":
@@ -129,7 +133,9 @@ def _user_command(config: Config, args: argparse.Namespace) -> int:
             # limited-operator of dg-web an operator of every group.
             groups = users[name].domain_groups
         _warn_unknown_groups(config, groups)
-        users[name] = UserRecord(name, args.role, users[name].password_hash, groups)
+        users[name] = UserRecord(
+            name, args.role, users[name].password_hash, groups, users[name].local
+        )
         _write_users(path, users)
         scope = ", ".join(groups) if groups else "every domain group"
         print(f"gm-provider: {name} is now {args.role} for {scope}")
@@ -144,13 +150,19 @@ def _user_command(config: Config, args: argparse.Namespace) -> int:
     if args.action == "passwd" and name not in users:
         print(f"gm-provider: no user {name!r} in {path}", file=sys.stderr)
         return 1
-    password = args.password or os.environ.get("GM_PASSWORD") or _prompt_password()
+    password = args.password or os.environ.get("GM_PASSWORD")
+    if password is None and args.action == "add" and args.local:
+        # A local account (a cron job's, say) needs no password on the socket: one nobody
+        # knows keeps it off HTTP.
+        password = secrets.token_urlsafe(24)
+    password = password or _prompt_password()
     if args.action == "add":
         role, groups = args.role, _role_groups(args.role, args.groups)
         _warn_unknown_groups(config, groups)
+        local = bool(args.local)
     else:
-        role, groups = users[name].role, users[name].domain_groups
-    users[name] = UserRecord(name, role, hash_password(password), groups)
+        role, groups, local = users[name].role, users[name].domain_groups, users[name].local
+    users[name] = UserRecord(name, role, hash_password(password), groups, local)
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_users(path, users)
     return 0
@@ -220,6 +232,11 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--role", required=True)
     add.add_argument("--groups", help="domain groups the role is held for (default: all)")
     add.add_argument("--password")
+    add.add_argument(
+        "--local",
+        action="store_true",
+        help="the role also holds for the local account NAME on the Unix socket",
+    )
     pw = users.add_parser("passwd")
     pw.add_argument("name")
     pw.add_argument("--password")

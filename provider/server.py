@@ -368,7 +368,7 @@ def _cron_user_refused(config: Config, authorizer: TableAuthorizer) -> str | Non
         return (
             f"The checkScavengedMember cron entry runs as {user}, whom the local socket would "
             f"refuse: {exc.description} Give {user} the role (gm-provider user add {user} "
-            "--role capacity-administrator), add it to [security] admin_groups, or set "
+            "--role capacity-administrator --local), add it to [security] admin_groups, or set "
             "[gicap] crontab_user to a user who has it."
         )
     except ConfigError:

@@ -182,9 +182,15 @@ class UserRecord:
     role: str
     password_hash: str
     domain_groups: tuple[str, ...] | None = None  # None: the role holds for every group
+    # The role also holds for the local account of this name on the Unix socket (peer
+    # credentials, no password). Not by default: an HTTP account and a local login that
+    # happen to share a name (`admin`, which `init` creates and many images have as a login)
+    # are not the same person.
+    local: bool = False
 
 
 _GROUPS_PREFIX = "groups="
+_LOCAL = "local"
 
 
 def check_user_name(name: str) -> str:
@@ -216,6 +222,8 @@ def format_users_line(record: UserRecord) -> str:
     line = f"{record.name}:{record.role}:{record.password_hash}"
     if record.domain_groups is not None:
         line += f":{_GROUPS_PREFIX}{','.join(record.domain_groups)}"
+    if record.local:
+        line += f":{_LOCAL}"
     return line
 
 
@@ -248,26 +256,35 @@ def load_users_file(path: Path) -> dict[str, UserRecord]:
         if not line or line.startswith("#"):
             continue
         fields = line.split(":")
-        if len(fields) not in (3, 4) or not all(fields):
-            raise ConfigError(f"{path}:{number}: expected name:role:scrypt-hash[:groups=...]")
+        if not 3 <= len(fields) <= 5 or not all(fields):
+            raise ConfigError(
+                f"{path}:{number}: expected name:role:scrypt-hash[:groups=...][:local]"
+            )
         name, role, password_hash = fields[:3]
         try:
             parse_role(role)  # a misspelt role would otherwise read as no role at all
         except ValueError as exc:
             raise ConfigError(f"{path}:{number}: {exc}") from None
         domain_groups: tuple[str, ...] | None = None
-        if len(fields) == 4:
-            if not fields[3].startswith(_GROUPS_PREFIX):
-                raise ConfigError(f"{path}:{number}: the fourth field must be groups=dg1,dg2")
-            try:
-                domain_groups = parse_domain_groups(fields[3][len(_GROUPS_PREFIX) :])
-            except ValueError as exc:
-                raise ConfigError(f"{path}:{number}: {exc}") from None
+        local = False
+        for extra in fields[3:]:
+            if extra == _LOCAL and not local:
+                local = True
+            elif extra.startswith(_GROUPS_PREFIX) and domain_groups is None and not local:
+                try:
+                    domain_groups = parse_domain_groups(extra[len(_GROUPS_PREFIX) :])
+                except ValueError as exc:
+                    raise ConfigError(f"{path}:{number}: {exc}") from None
+            else:
+                raise ConfigError(
+                    f"{path}:{number}: after the password hash come groups=dg1,dg2 and then "
+                    f"local, each at most once; not {extra[:40]!r}"
+                )
         if not password_hash.startswith("scrypt$") or password_hash.count("$") != 5:
             raise ConfigError(f"{path}:{number}: the password of {name!r} is not a scrypt hash")
         if name in users:
             raise ConfigError(f"{path}:{number}: user {name!r} is listed twice")
-        users[name] = UserRecord(name, role, password_hash, domain_groups)
+        users[name] = UserRecord(name, role, password_hash, domain_groups, local)
     return users
 
 
@@ -482,6 +499,6 @@ class FileAuthenticator:
         self._reload_if_changed()
         principal = principal_for_peer(uid, gid)
         record = self._users.get(principal.user)
-        if record is None:
+        if record is None or not record.local:
             return principal
         return principal_for_peer(uid, gid, role=record.role, domain_groups=record.domain_groups)

@@ -34,4 +34,4 @@ def test_a_cron_user_the_socket_would_refuse_is_named_at_start(
     assert (said in log) is warned, log[-2000:]
     if warned:
         assert "checkScavengedMember needs the capacity-administrator role; nobody has" in log
-        assert "gm-provider user add nobody --role capacity-administrator" in log
+        assert "gm-provider user add nobody --role capacity-administrator --local" in log

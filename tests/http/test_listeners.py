@@ -166,7 +166,7 @@ def test_a_unix_peer_s_role_is_looked_at_again_on_a_keep_alive_connection(
         tmp.replace(users)
 
     secret = hash_password("unused", n=2**10)
-    write(UserRecord(me, "operator", secret))
+    write(UserRecord(me, "operator", secret, local=True))
 
     async def main() -> None:
         authenticator = FileAuthenticator(users)
@@ -174,7 +174,7 @@ def test_a_unix_peer_s_role_is_looked_at_again_on_a_keep_alive_connection(
         try:
             client = await RawClient.unix(path)
             for change in (
-                lambda: write(UserRecord(me, "read-only", secret)),
+                lambda: write(UserRecord(me, "read-only", secret, local=True)),
                 lambda: write(),
                 None,
             ):
@@ -190,6 +190,33 @@ def test_a_unix_peer_s_role_is_looked_at_again_on_a_keep_alive_connection(
     asyncio.run(main())
     roles = [r.principal.role for r in recorder.requests if r.principal is not None]
     assert roles == ["operator", "read-only", None]
+
+
+def test_an_http_account_gives_the_local_account_of_its_name_nothing(tmp_path: Path) -> None:
+    """A users-file account holds for the local login of the same name only when it says
+    `local`: `init` creates an HTTP account `admin`, and a local login `admin` (many images
+    have one) got administrator on the socket without a password."""
+    recorder = Recorder()
+    path = tmp_path / "cimxml.socket"
+    users = tmp_path / "users"
+    me = pwd.getpwuid(os.getuid()).pw_name
+    users.write_text(
+        format_users_line(UserRecord(me, "administrator", hash_password("x", n=2**10))) + "\n"
+    )
+
+    async def main() -> None:
+        server = await serve(recorder, [UnixListener(path)], authenticator=FileAuthenticator(users))
+        try:
+            client = await RawClient.unix(path)
+            await client.send(post())
+            assert (await client.response()).status == 200
+            await client.close()
+        finally:
+            await server.close(grace=1.0)
+
+    asyncio.run(main())
+    principal = recorder.requests[0].principal
+    assert principal is not None and principal.user == me and principal.role is None
 
 
 def test_unix_socket_replaces_a_stale_socket_but_not_a_live_one(tmp_path: Path) -> None:

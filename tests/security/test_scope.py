@@ -80,11 +80,14 @@ def test_users_file_groups_field_round_trips_and_old_lines_still_load(tmp_path: 
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (":scope=dg-web", "fourth field must be groups="),
+        (":scope=dg-web", "come groups=dg1,dg2 and then local, each at most once"),
         (":groups=", "none empty"),
         (":groups=dg-web,,dg-db", "none empty"),
         (":groups=dg-web,dg-web", "listed twice"),
-        (":groups=a:b", "expected name:role"),
+        (":groups=a:b", "not 'b'"),
+        (":local:local", "not 'local'"),
+        (":local:groups=dg-web", "not 'groups=dg-web'"),
+        (":groups=a:local:x", "expected name:role:scrypt-hash[:groups=...][:local]"),
     ],
 )
 def test_users_file_bad_groups_name_the_line(tmp_path: Path, extra: str, message: str) -> None:
@@ -186,3 +189,25 @@ def test_user_add_refuses_a_name_the_file_cannot_hold(
     assert refused.returncode == 2 and message in refused.stderr, refused.stderr
     assert users.read_text(encoding="utf-8") == before
     assert _gm(config, "list").stdout.splitlines() == ["admin\tadministrator\tall groups"]
+
+
+def test_user_cli_local_accounts(tmp_path: Path) -> None:
+    """`user add --local`: the role holds for the local account of that name on the socket;
+    without a password given it is for the socket only (no prompt: cron's installer has no
+    terminal). passwd and role keep the flag; list shows it."""
+    config, users = _user_config(tmp_path)
+    added = _gm(config, "add", "gicap", "--role", "capacity-administrator", "--local")
+    assert added.returncode == 0, added.stderr
+    assert _gm(config, "add", "ops", "--role", "operator", "--password", "pw").returncode == 0
+    lines = {line.split(":")[0]: line for line in users.read_text().splitlines()}
+    assert lines["gicap"].endswith(":local") and not lines["ops"].endswith(":local")
+    assert _gm(config, "passwd", "gicap", "--password", "new").returncode == 0
+    assert _gm(config, "role", "gicap", "administrator").returncode == 0
+    record = load_users_file(users)["gicap"]
+    assert (record.role, record.local) == ("administrator", True)
+    listed = _gm(config, "list").stdout.splitlines()
+    assert "gicap\tadministrator\tall groups\tlocal" in listed
+    assert "ops\toperator\tall groups" in listed
+    # Without --local a password is still asked for (none given, no terminal: refused).
+    refused = _gm(config, "add", "nopw", "--role", "operator")
+    assert refused.returncode != 0 and "no password given" in refused.stderr
