@@ -50,6 +50,7 @@ __all__ = [
     "Authenticator",
     "FileAuthenticator",
     "InMemoryAuthenticator",
+    "LoginThrottle",
     "UserRecord",
     "check_user_name",
     "format_users_line",
@@ -321,6 +322,70 @@ class InMemoryAuthenticator:
         principal = principal_for_peer(uid, gid)
         role = self._roles.get(principal.user)
         return principal if role is None else principal_for_peer(uid, gid, role=role)
+
+
+# Password guessing (`LoginThrottle`): this many new wrong passwords for one user from one
+# address within the window, and that user's credentials from that address are not checked
+# until the window after the first of them has passed.
+GUESSES = 5
+GUESS_WINDOW = 300.0
+_GUESS_ENTRIES = 4096
+
+
+class LoginThrottle:
+    """Stops password guessing: scrypt alone let one address try ~27 passwords a second.
+
+    Counted per (address, user): wrong passwords never seen before for that user (a script
+    repeating its one stale password is recalled by `_Answers` and counts once), kept for
+    `window` seconds. At `guesses` of them, that user's unknown credentials from that
+    address are refused unchecked until the oldest is `window` old. Credentials verified
+    before are still recalled and served, so an administrator whose password was checked
+    lately is not locked out by someone guessing at the same name; nor is the user from
+    another address. At most `entries` pairs are kept (the least recently failing go first).
+    """
+
+    def __init__(
+        self,
+        guesses: int = GUESSES,
+        window: float = GUESS_WINDOW,
+        entries: int = _GUESS_ENTRIES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.guesses = guesses
+        self.window = window
+        self._entries = entries
+        self._clock = clock
+        self._failed: OrderedDict[tuple[str, str], list[float]] = OrderedDict()
+
+    def _recent(self, key: tuple[str, str]) -> list[float]:
+        since = self._clock() - self.window
+        times = [t for t in self._failed.get(key, ()) if t > since]
+        if times:
+            self._failed[key] = times
+        else:
+            self._failed.pop(key, None)
+        return times
+
+    def wait(self, address: str, user: str) -> float:
+        """Seconds until `user`'s credentials from `address` are checked again (0: now)."""
+        times = self._recent((address, user))
+        if len(times) < self.guesses:
+            return 0.0
+        return max(0.0, times[-self.guesses] + self.window - self._clock())
+
+    def failed(self, address: str, user: str) -> bool:
+        """Count a new wrong password; True when it is the one that starts a lock."""
+        key = (address, user)
+        times = self._recent(key)
+        times.append(self._clock())
+        self._failed[key] = times
+        self._failed.move_to_end(key)
+        while len(self._failed) > self._entries:
+            self._failed.popitem(last=False)
+        return len(times) == self.guesses
+
+    def succeeded(self, address: str, user: str) -> None:
+        self._failed.pop((address, user), None)
 
 
 # How long, and for how many credentials, a verified answer is remembered (`_Answers`).

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 import os
 import socket
 import ssl
@@ -39,7 +40,12 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from provider.errors import AuthenticationRequired, ProtocolError
-from provider.http.auth import Authenticator, parse_basic_authorization, principal_for_peer
+from provider.http.auth import (
+    Authenticator,
+    LoginThrottle,
+    parse_basic_authorization,
+    principal_for_peer,
+)
 from provider.http.limits import TransportLimits
 from provider.http.messages import Application, HttpRequest, HttpResponse, Principal, Via
 from provider.http.parser import (
@@ -180,6 +186,7 @@ class _ServerState:
         # delays the work other code hands to the loop's default executor (a failover's
         # submit, a capacity change). The loop keeps a core (`_auth_threads`).
         self.auth_pool = ThreadPoolExecutor(_auth_threads(), thread_name_prefix="gm-auth")
+        self.throttle = LoginThrottle()
 
 
 class _Connection(asyncio.Protocol):
@@ -694,7 +701,15 @@ class _Connection(asyncio.Protocol):
             self._refused_login(None, "a malformed Authorization header")
             return None, "Malformed Authorization header; use HTTP Basic."
         known, principal = server.authenticator.recall_basic(*credentials)
+        user = credentials[0]
+        address = self._address()
         if not known:
+            wait = server.throttle.wait(address, user)
+            if wait > 0:
+                return None, (
+                    f"Too many wrong passwords for {user} from this address; its passwords "
+                    f"are not checked for another {math.ceil(wait)} s."
+                )
             # scrypt takes tens of milliseconds on purpose: keep it off the event loop.
             pending = self._loop.run_in_executor(
                 server.auth_pool, server.authenticator.verify_basic, *credentials
@@ -704,8 +719,19 @@ class _Connection(asyncio.Protocol):
                 principal = await pending
             finally:
                 self._auth_pending = None
+            if principal is None and server.throttle.failed(address, user):
+                log.warning(
+                    "login: %d wrong passwords for user %r from %s within %d s; its passwords "
+                    "from there are not checked until then (a guess?)",
+                    server.throttle.guesses,
+                    user,
+                    address,
+                    server.throttle.window,
+                )
+            elif principal is not None:
+                server.throttle.succeeded(address, user)
         if principal is None:
-            self._refused_login(credentials[0], "a wrong password or an unknown user")
+            self._refused_login(user, "a wrong password or an unknown user")
             return None, "Invalid user name or password."
         principal = dataclasses.replace(principal, via=self._via, peer=self._peer)
         self._auth_cache = (authorization, principal, now + _AUTH_RECHECK)
@@ -715,9 +741,12 @@ class _Connection(asyncio.Protocol):
         """A 401 for credentials that were given: no CIM request was read, so the audit log
         has no line for it; the server log says who tried from where (the address without
         its port, so the log's repeat filter says a storm once a minute, with its count)."""
-        host = self._peer.rsplit(":", 1)[0] if self._via is not Via.UNIX else self._peer
         who = f"user {user!r}" if user is not None else "a client"
-        log.warning("login refused: %s from %s gave %s", who, host, why)
+        log.warning("login refused: %s from %s gave %s", who, self._address(), why)
+
+    def _address(self) -> str:
+        """The peer without its port (what a login storm or a guesser has in common)."""
+        return self._peer.rsplit(":", 1)[0] if self._via is not Via.UNIX else self._peer
 
     async def _send_error(self, status: int, detail: str) -> None:
         extra = [("Retry-After", "1")] if status == 503 else None

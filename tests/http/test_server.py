@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
@@ -19,6 +20,7 @@ from provider.errors import ProtocolError
 from provider.http.auth import (
     FileAuthenticator,
     InMemoryAuthenticator,
+    LoginThrottle,
     UserRecord,
     format_users_line,
     hash_password,
@@ -649,3 +651,67 @@ def test_a_real_http_client_keeps_its_connection_and_sends_basic() -> None:
         assert refused.headers["WWW-Authenticate"] == 'Basic realm="gm-provider"'
     peers = {r.principal.peer for r in recorder.requests if r.principal}
     assert len(peers) == 1  # one connection served all three
+
+
+def test_login_throttle_counts_new_wrong_passwords_per_address_and_user() -> None:
+    now = [0.0]
+    throttle = LoginThrottle(guesses=3, window=60.0, entries=2, clock=lambda: now[0])
+    assert [throttle.failed("h", "u") for _ in range(3)] == [False, False, True]
+    assert throttle.wait("h", "u") == 60.0
+    assert throttle.wait("h2", "u") == throttle.wait("h", "v") == 0.0
+    now[0] = 59.0
+    assert throttle.wait("h", "u") == 1.0
+    now[0] = 60.5
+    assert throttle.wait("h", "u") == 0.0  # aged out
+    throttle.failed("h", "u")
+    now[0] = 70.0
+    assert [throttle.failed("h", "u") for _ in range(2)] == [False, True]
+    assert throttle.wait("h", "u") == 50.5  # until the first of the three is 60 s old
+    throttle.succeeded("h", "u")
+    assert throttle.wait("h", "u") == 0.0
+    for user in ("a", "b", "c"):  # at most `entries` pairs kept
+        throttle.failed("h", user)
+    assert len(throttle._failed) == 2
+
+
+def test_password_guessing_is_stopped_without_locking_out_known_callers(tmp_path: Path) -> None:
+    """scrypt alone let one address try ~27 passwords a second. Five new wrong passwords for
+    a user: its unknown credentials from that address are refused unchecked (the right one
+    too), while credentials verified before are still served, and other users are not
+    touched."""
+    users = tmp_path / "users"
+    users.write_text(
+        "".join(
+            format_users_line(UserRecord(name, "administrator", hash_password(pw, n=2**10))) + "\n"
+            for name, pw in (("admin", "secret"), ("ops", "ops-pw"), ("dev", "dev-pw"))
+        )
+    )
+
+    async def one(port: int, user: str, password: str) -> tuple[int, str]:
+        client = await RawClient.tcp(port)
+        try:
+            await client.send(post(headers=[basic(user, password)]))
+            response = await client.response()
+            return response.status, unquote(response.headers.get("pgerrordetail", ""))
+        finally:
+            await client.close()
+
+    async def main() -> None:
+        server = await serve(
+            Recorder(), [TCPListener()], authenticator=FileAuthenticator(users), require_auth=True
+        )
+        port = server.ports[0]
+        try:
+            assert (await one(port, "admin", "secret"))[0] == 200  # verified before
+            for user in ("admin", "ops"):
+                for n in range(5):
+                    status, detail = await one(port, user, f"guess-{n}")
+                    assert (status, detail) == (401, "Invalid user name or password.")
+            assert (await one(port, "admin", "secret"))[0] == 200  # recalled: served
+            status, detail = await one(port, "ops", "ops-pw")  # right, but never checked
+            assert status == 401 and "Too many wrong passwords for ops" in detail, detail
+            assert (await one(port, "dev", "dev-pw"))[0] == 200
+        finally:
+            await server.close(grace=1.0)
+
+    asyncio.run(main())
