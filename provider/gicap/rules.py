@@ -183,10 +183,22 @@ def seize(state: CapacityState, host: str, answered: Mapping[str, bool], now: da
     if counts.partition + counts.unassigned == 0:
         # Nothing to take: recording it would spend the partition's one seizure, scavenge the
         # member and start the 12-hour rule for no rights at all.
+        if part.demand > counts.leave:
+            # Above the minimum, but the complex uses temporary capacity: as a deactivation,
+            # freeing the nPar's cores only ends that use (§3.3) and frees no right.
+            why = (
+                f"it uses {part.demand} cores, above the minimum of one per active cell "
+                f"({counts.leave}), but member {member} runs {cx.ticap_cores} cores on "
+                "temporary capacity: freeing them only ends that use"
+            )
+        else:
+            why = (
+                f"it intends {part.intended} active cores, the minimum of one per active cell "
+                f"({counts.leave})"
+            )
         raise Refused(
-            f"No usage rights can be seized from nPar {part.name} of member {member}: it "
-            f"intends {part.intended} active cores, the minimum of one per active cell "
-            f"({counts.leave}), and the member has no unassigned rights. Nothing was seized."
+            f"No usage rights can be seized from nPar {part.name} of member {member}: {why}, "
+            "and the member has no unassigned rights. Nothing was seized."
         )
     deferred = not others_up
     expires: datetime | None = None

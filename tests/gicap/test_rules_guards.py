@@ -32,6 +32,17 @@ def test_a_seizure_that_would_take_nothing_is_refused_and_changes_nothing() -> N
     assert state.seizures == [] and state.groups["Group1"].free_rights == free
 
 
+def test_a_seizure_that_would_only_end_temporary_capacity_says_so() -> None:
+    """The refusal said "it intends 4 active cores, the minimum of one per active cell (2)":
+    4 is not the minimum; the member ran 4 cores on TiCAP, which freeing them only ends."""
+    state = rules.activate(_state(), "hostB1.example.com", 4, True, T0).state
+    with pytest.raises(Refused) as err:
+        rules.seize(state, "hostB2.example.com", {}, T0 + timedelta(minutes=1))
+    text = err.value.description
+    assert "it uses 4 cores, above the minimum of one per active cell (2)" in text, text
+    assert "memberB runs 4 cores on temporary capacity: freeing them only ends that use" in text
+
+
 def test_a_restore_gives_back_what_was_seized() -> None:
     state = rules.seize(_state(), "hostA1.example.com", UP_A, T0).state
     free = state.groups["Group1"].free_rights
