@@ -207,9 +207,14 @@ def _split_member(value: str) -> tuple[str, list[str]]:
 
 
 def _run(args: argparse.Namespace, client: CimClient) -> list[str]:
-    chosen = [f for f in ("s", "x", "z", "Q", "a", "r", "u") if getattr(args, f)]
+    chosen = [
+        f for f in ("s", "x", "z", "Q", "a", "r", "u") if getattr(args, f) not in (None, False)
+    ]
     if len(chosen) != 1:
         raise UsageError("give exactly one of -s, -x, -z, -Q, -a, -r, -u")
+    for verb in ("x", "z"):
+        if getattr(args, verb) is not None and not getattr(args, verb).strip():
+            raise UsageError(f"-{verb} needs a host name (the host of the hard partition)")
     verb = chosen[0]
     if verb == "s":
         return _status(client, args.g, args.b, args.v and not args.b)

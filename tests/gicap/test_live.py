@@ -518,6 +518,8 @@ def test_icapmanage_verbs_over_the_local_socket(world: World) -> None:
     run = _icapmanage(gm, "-z", "hostA1.example.com")
     assert run.returncode == 1 and "group Group1 holds 2 free" in run.stderr
     assert _icapmanage(gm, "-C", "codeword").returncode == 2
+    run = _icapmanage(gm, "-x", "")  # said "give exactly one of -s, -x, ..." with -x given
+    assert run.returncode == 2 and "-x needs a host name" in run.stderr, run.stderr
 
 
 def test_create_instance_refuses_wrong_types_and_values_it_would_drop(world: World) -> None:
