@@ -498,16 +498,18 @@ def _register(
 
     def group_of(params: Mapping[str, Any]) -> str | None:
         """The domain group a call acts on, for users whose role is bound to groups
-        (reference §4.1 "Scope: Group"); None when the parameters name nothing known."""
+        (reference §4.1 "Scope: Group"); None when the parameters name nothing known. A job
+        or profile that does not exist is CIM_ERR_NOT_FOUND, as for any other user (a
+        group-bound user was told it needed the role "for every domain group")."""
         with store.read() as tx:
             if params.get("JobID") is not None:
-                try:
-                    return journal.get(int(params["JobID"]), tx).domain_group
-                except NotFound:
-                    return None
+                return journal.get(int(params["JobID"]), tx).domain_group
             if params.get("ProfileName") is not None:
-                prof = repo.profile(tx, str(params["ProfileName"]))
-                return prof.group if prof is not None else None
+                name = str(params["ProfileName"])
+                prof = repo.profile(tx, name)
+                if prof is None:
+                    raise NotFound(f"No server profile named {name}.")
+                return prof.group
             row = None
             enclosure = text(params, "EnclosureName")
             if enclosure is not None and params.get("BayName") is not None:

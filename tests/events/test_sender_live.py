@@ -88,3 +88,21 @@ def test_a_group_bound_sender_may_not_fail_over_another_group(gm: ProviderHandle
         pywbem.WBEMConnection(gm.url, WEBOPS, default_namespace="root/cimv2").InvokeMethod(
             "failoverProfile", "GM_GroupManager", HostName="db01.example.com"
         )
+
+
+def test_a_group_bound_user_hears_not_found_for_what_does_not_exist(gm: ProviderHandle) -> None:
+    """A job or profile that does not exist was, to a user bound to some domain groups,
+    "cancelJob needs the limited-operator role for every domain group"."""
+    conn = pywbem.WBEMConnection(gm.url, WEBOPS, default_namespace="root/cimv2")
+    for method, params, words in (
+        ("cancelJob", {"JobID": pywbem.Uint32(99999)}, "No job 99999."),
+        (
+            "moveProfile",
+            {"ProfileName": "no-such", "TargetEnclosureName": "enc01", "TargetBayName": "5"},
+            "No server profile named no-such.",
+        ),
+    ):
+        with pytest.raises(pywbem.CIMError) as err:
+            conn.InvokeMethod(method, "GM_GroupManager", **params)
+        assert err.value.status_code == pywbem.CIM_ERR_NOT_FOUND, err.value
+        assert words in err.value.status_description
