@@ -450,7 +450,7 @@ def _register(
         value = params.get(name)
         return None if value is None else str(value)
 
-    async def failover(ctx: OperationContext, params: Mapping[str, Any]) -> MethodOutcome:
+    def source_of(params: Mapping[str, Any]) -> FailoverSource:
         source = FailoverSource(
             enclosure=text(params, "EnclosureName"),
             bay=text(params, "BayName"),
@@ -458,6 +458,10 @@ def _register(
             ip=text(params, "IPAddress"),
         )
         source.check()
+        return source
+
+    async def failover(ctx: OperationContext, params: Mapping[str, Any]) -> MethodOutcome:
+        source = source_of(params)
         job_id = await asyncio.to_thread(
             service.submit_failover, source, ctx.user, ctx.with_submission
         )
@@ -496,34 +500,45 @@ def _register(
         await asyncio.to_thread(service.cancel, int(params["JobID"]), ctx.user)
         return MethodOutcome(0)
 
-    def group_of(params: Mapping[str, Any]) -> str | None:
-        """The domain group a call acts on, for users whose role is bound to groups
-        (reference §4.1 "Scope: Group"); None when the parameters name nothing known. A job
-        or profile that does not exist is CIM_ERR_NOT_FOUND, as for any other user (a
-        group-bound user was told it needed the role "for every domain group")."""
+    # The domain group a call acts on, for users whose role is bound to groups (reference
+    # §4.1 "Scope: Group"). What the call names must exist: it is CIM_ERR_NOT_FOUND with the
+    # method's own text, for every user (a group-bound user was told it needed the role "for
+    # every domain group" for a mistyped bay, host or job).
+
+    def failed_server_group(params: Mapping[str, Any]) -> str:
         with store.read() as tx:
-            if params.get("JobID") is not None:
-                return journal.get(int(params["JobID"]), tx).domain_group
-            if params.get("ProfileName") is not None:
-                name = str(params["ProfileName"])
-                prof = repo.profile(tx, name)
-                if prof is None:
-                    raise NotFound(f"No server profile named {name}.")
-                return prof.group
-            row = None
-            enclosure = text(params, "EnclosureName")
-            if enclosure is not None and params.get("BayName") is not None:
-                row = repo.bay(tx, enclosure, str(params["BayName"]))
-            elif params.get("HostName") is not None:
-                row = repo.bay_by_host(tx, str(params["HostName"]))
-            elif params.get("IPAddress") is not None:
-                row = repo.bay_by_ip(tx, str(params["IPAddress"]))
-            return row.group if row is not None else None
+            return service.resolve(tx, source_of(params)).group
+
+    def profile_group(params: Mapping[str, Any]) -> str:
+        name = str(params["ProfileName"])
+        with store.read() as tx:
+            prof = repo.profile(tx, name)
+        if prof is None:
+            raise NotFound(f"No server profile named {name}.")
+        return prof.group
+
+    def bay_group(params: Mapping[str, Any]) -> str:
+        enclosure, bay = str(params["EnclosureName"]), str(params["BayName"])
+        with store.read() as tx:
+            row = repo.bay(tx, enclosure, bay)
+        if row is None:
+            raise NotFound(f"No bay {bay} in enclosure {enclosure}.")
+        return row.group
+
+    def job_group(params: Mapping[str, Any]) -> str:
+        with store.read() as tx:
+            return journal.get(int(params["JobID"]), tx).domain_group
 
     for spec in (
-        MethodSpec("failoverProfile", failover, True, "fail over a server profile", scope=group_of),
-        MethodSpec("moveProfile", move, True, "move a server profile", scope=group_of),
-        MethodSpec("setSpare", set_spare, True, "change spare designations", scope=group_of),
+        MethodSpec(
+            "failoverProfile",
+            failover,
+            True,
+            "fail over a server profile",
+            scope=failed_server_group,
+        ),
+        MethodSpec("moveProfile", move, True, "move a server profile", scope=profile_group),
+        MethodSpec("setSpare", set_spare, True, "change spare designations", scope=bay_group),
         MethodSpec(
             "setMaintenance",
             set_maintenance,
@@ -531,6 +546,6 @@ def _register(
             "change domain maintenance",
             scope_param="DomainGroup",
         ),
-        MethodSpec("cancelJob", cancel, True, "cancel a job", scope=group_of),
+        MethodSpec("cancelJob", cancel, True, "cancel a job", scope=job_group),
     ):
         registry.add_method(NS, _MANAGER, spec)

@@ -39,7 +39,7 @@ def gm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProviderHandle]:
         tmp,
         config={
             "events": {"rules": str(rules)},
-            "privileges": {"failoverProfile": "limited-operator"},
+            "privileges": {"failoverProfile": "limited-operator", "setSpare": "limited-operator"},
         },
     )
     node.start()
@@ -100,6 +100,18 @@ def test_a_group_bound_user_hears_not_found_for_what_does_not_exist(gm: Provider
             "moveProfile",
             {"ProfileName": "no-such", "TargetEnclosureName": "enc01", "TargetBayName": "5"},
             "No server profile named no-such.",
+        ),
+        (
+            "failoverProfile",
+            {"HostName": "no-such-host"},
+            "No server is known by host no-such-host",
+        ),
+        ("failoverProfile", {"IPAddress": "10.99.99.99"}, "No server is known by IP"),
+        ("failoverProfile", {"EnclosureName": "enc99", "BayName": "1"}, "No enclosure named"),
+        (
+            "setSpare",
+            {"EnclosureName": "enc01", "BayName": "99", "IsSpare": True},
+            "No bay 99 in enclosure enc01.",
         ),
     ):
         with pytest.raises(pywbem.CIMError) as err:
