@@ -42,12 +42,15 @@ __all__ = ["AuditLog", "audit_record", "describe_error"]
 
 log = logging.getLogger("gm.audit")
 
-# Everything a client chose (a value, a parameter or property name, a method name) is cut at
-# this many characters (an error description, which may quote them, at four times as many),
-# and at most MAX_ITEMS parameters, properties or array elements are kept: the log says what
-# was asked, and a client must not grow it by megabytes per request (the body limit is 4 MiB).
+# What a client chose is bounded twice: each text (a value, a parameter or property name, a
+# method name) is cut at MAX_VALUE_CHARS characters, and the parameters of one record share
+# MAX_PARAMS_CHARS in all (64 parameters of 64-element arrays of 512 characters were 2 MB a
+# line), after which the rest is counted ("...": "N more"). An error description, which may
+# quote them, is cut at four times MAX_VALUE_CHARS. The log says what was asked; a client
+# must not grow it by megabytes per request (the body limit is 4 MiB).
 MAX_VALUE_CHARS = 512
-MAX_ITEMS = 64
+MAX_PARAMS_CHARS = 8192
+MORE = "..."
 
 
 def _cut(value: Any, limit: int = MAX_VALUE_CHARS) -> str:
@@ -55,34 +58,57 @@ def _cut(value: Any, limit: int = MAX_VALUE_CHARS) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def _named(items: Iterable[tuple[str, Any]]) -> dict[str, Any]:
-    """Names and values, at most MAX_ITEMS of them (then how many more there were)."""
+class _Budget:
+    """The characters the texts of one record's parameters may still take."""
+
+    def __init__(self, chars: int = MAX_PARAMS_CHARS) -> None:
+        self.left = chars
+
+    @property
+    def spent(self) -> bool:
+        return self.left <= 0
+
+    def text(self, value: Any) -> str:
+        out = _cut(value, max(0, min(MAX_VALUE_CHARS, self.left)))
+        self.left -= len(out)
+        return out
+
+
+def _named(items: Iterable[tuple[str, Any]], budget: _Budget) -> dict[str, Any]:
+    """Names and values while the budget lasts (then how many more there were)."""
     out: dict[str, Any] = {}
     more = 0
     for name, value in items:
-        if len(out) < MAX_ITEMS:
-            out[_cut(name)] = _plain(value)
-        else:
+        if budget.spent:
             more += 1
+        else:
+            key = budget.text(name)  # before its value spends the budget
+            out[key] = _plain(value, budget)
     if more:
-        out["..."] = f"{more} more"
+        out[MORE] = f"{more} more"
     return out
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: Any, budget: _Budget) -> Any:
     """A JSON-able form of a CIM value: text, numbers, booleans, lists; paths as WBEM URIs;
     an instance (Create/ModifyInstance) as its class, path and properties."""
     if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value[:MAX_ITEMS]]
+        items: list[Any] = []
+        for i, item in enumerate(value):
+            if budget.spent:
+                items.append(f"{MORE} {len(value) - i} more")
+                break
+            items.append(_plain(item, budget))
+        return items
     if isinstance(value, CIMInstance):
         return {
-            "class": _cut(value.classname),
-            "path": None if value.path is None else _plain(value.path),
-            "properties": _named((p.name, p.value) for p in value.properties.values()),
+            "class": budget.text(value.classname),
+            "path": None if value.path is None else _plain(value.path, budget),
+            "properties": _named(((p.name, p.value) for p in value.properties.values()), budget),
         }
-    return _cut(value)
+    return budget.text(value)
 
 
 def describe_error(exc: BaseException) -> tuple[int, str, str]:
@@ -117,14 +143,14 @@ def audit_record(
         "operation": operation,
         "method": _cut(method),
         "namespace": _cut(namespace),
-        "target": _plain(target),
-        "params": _named(params),
+        "target": _cut(target),
+        "params": _named(params, _Budget()),
     }
     if error is None:
         record["outcome"] = "success"
-        record["return_value"] = _plain(return_value)
+        record["return_value"] = _plain(return_value, _Budget(MAX_VALUE_CHARS))
         if job is not None:
-            record["job"] = _plain(job)
+            record["job"] = _plain(job, _Budget(MAX_VALUE_CHARS))
     else:
         code, name, description = describe_error(error)
         record.update(
@@ -134,6 +160,9 @@ def audit_record(
             description=_cut(description, 4 * MAX_VALUE_CHARS),
         )
     return record
+
+
+_SEPARATORS = {c: f"\\u{c:04x}" for c in [0x7F, *range(0x80, 0xA0), 0x2028, 0x2029]}
 
 
 class AuditLog:
@@ -169,9 +198,12 @@ class AuditLog:
         return changes_state or not self._is_read(action)
 
     def write(self, record: Mapping[str, Any]) -> None:
-        # ASCII only: a line separator JSON leaves raw (U+2028, U+0085, C1 controls) would
-        # split one record into several for a reader that splits lines as Python does.
-        line = json.dumps(record, ensure_ascii=True, separators=(", ", ": "), default=str)
+        # JSON escapes the C0 controls; the other characters Python's splitlines() breaks a
+        # line at (U+0085 and the C1 controls, U+2028, U+2029) are escaped too, so a record
+        # stays one line. Other text stays as sent (escaping all non-ASCII made a 4-byte
+        # character 12 bytes).
+        line = json.dumps(record, ensure_ascii=False, separators=(", ", ": "), default=str)
+        line = line.translate(_SEPARATORS)
         data = (line + "\n").encode("utf-8")
         try:
             with self._lock:

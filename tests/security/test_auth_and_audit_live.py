@@ -162,23 +162,26 @@ def test_unwritable_audit_log_stops_the_start(tmp_path: Path) -> None:
 
 
 def test_a_request_cannot_grow_the_audit_log_by_megabytes(gm: ProviderHandle) -> None:
-    """A reader's refused setSpare with a 1 MiB parameter name, 2,000 parameters and a value
-    full of line separators: one parseable line of bounded size (it was 6 MB for a 3 MiB
-    name, written twice: as the name and inside the description)."""
+    """A reader's refused setSpare: a 1 MiB parameter name and 2,000 parameters; then 30
+    arrays of 64 texts of 512 four-byte characters. Each is one parseable line of bounded
+    size (the first was 6 MB, the name written twice; the second 12 MB)."""
     path = gm.workdir / f"{gm.node}-state" / "audit.log"
-    before = path.stat().st_size if path.exists() else 0
-    lines_before = len(_audit(gm))
-    params: dict[str, object] = {"N" * (1 << 20): "x"}
-    params.update({f"P{i}": "v" for i in range(2000)})
-    params["Sep"] = "a\u2028b\x85c\x9bd"
-    body = method_call("setSpare", params)
-    reply = exchange(gm.port, body, method_headers("setSpare", basic("reader")))
-    assert reply.status == 200 and b"<ERROR CODE=" in reply.body
-    grown = path.stat().st_size - before
-    assert 0 < grown < 16_384, grown
-    [line] = _audit(gm)[lines_before:]
-    assert line["user"] == "reader" and line["outcome"] == "error"
-    assert len(line["params"]) == 65 and line["params"]["..."] == "1938 more"
-    assert ("N" * 512 + "...") in line["params"]
+    many: dict[str, object] = {"N" * (1 << 20): "x"}
+    many.update({f"P{i}": "v" for i in range(2000)})
+    many["Sep"] = "a\u2028b\x85c\x9bd"
+    arrays: dict[str, object] = {f"A{i}": ["\U0001f600" * 512] * 64 for i in range(30)}
+    for params in (many, arrays):
+        before = path.stat().st_size if path.exists() else 0
+        lines_before = len(_audit(gm))
+        reply = exchange(
+            gm.port, method_call("setSpare", params), method_headers("setSpare", basic("reader"))
+        )
+        assert reply.status == 200 and b"<ERROR CODE=" in reply.body
+        grown = path.stat().st_size - before
+        assert 0 < grown < 65_536, grown
+        [line] = _audit(gm)[lines_before:]
+        assert line["user"] == "reader" and line["outcome"] == "error"
+        assert line["params"]["..."].endswith(" more")
     raw = path.read_text(encoding="utf-8")
     assert len(raw.splitlines()) == len(raw.split("\n")) - 1  # no separator but "\n"
+    assert "\U0001f600" in raw  # kept as sent, not six-character escapes
