@@ -325,23 +325,31 @@ class InMemoryAuthenticator:
 
 
 # Password guessing (`LoginThrottle`): this many new wrong passwords for one user from one
-# address within the window, and that user's credentials from that address are not checked
-# until the window after the first of them has passed.
+# address (ADDRESS_GUESSES for all users from one address) within the window, and such
+# credentials from that address are not checked until the first of them is GUESS_WINDOW old.
 GUESSES = 5
+ADDRESS_GUESSES = 30
 GUESS_WINDOW = 300.0
 _GUESS_ENTRIES = 4096
+_ANY_USER = ""
 
 
 class LoginThrottle:
     """Stops password guessing: scrypt alone let one address try ~27 passwords a second.
 
-    Counted per (address, user): wrong passwords never seen before for that user (a script
-    repeating its one stale password is recalled by `_Answers` and counts once), kept for
-    `window` seconds. At `guesses` of them, that user's unknown credentials from that
-    address are refused unchecked until the oldest is `window` old. Credentials verified
-    before are still recalled and served, so an administrator whose password was checked
-    lately is not locked out by someone guessing at the same name; nor is the user from
-    another address. At most `entries` pairs are kept (the least recently failing go first).
+    Counted per (address, user) and per address: wrong passwords never seen before for that
+    user (a script repeating its one stale password is recalled by `_Answers` and counts
+    once), kept for `window` seconds, and checks still running, so guesses sent at the same
+    time are counted before their answers. At `guesses` for a user (`address_guesses` for the
+    address), unknown credentials of that user (of any user) from that address are refused
+    unchecked until the oldest failure is `window` old. Credentials verified before are
+    still recalled and served, so an administrator whose password was checked lately is not
+    locked out by someone guessing at the same name; nor is anyone at another address. At
+    most `entries` pairs are kept (the least recently failing go first; the address's own
+    count is refreshed by every failure, so made-up names cannot push it out).
+
+    Use: `wait = begin(address, user)`; when 0, check the password, then `end(address,
+    user, ok)` whatever happened (ok None: the check did not finish).
     """
 
     def __init__(
@@ -350,12 +358,15 @@ class LoginThrottle:
         window: float = GUESS_WINDOW,
         entries: int = _GUESS_ENTRIES,
         clock: Callable[[], float] = time.monotonic,
+        address_guesses: int = ADDRESS_GUESSES,
     ) -> None:
         self.guesses = guesses
+        self.address_guesses = address_guesses
         self.window = window
         self._entries = entries
         self._clock = clock
         self._failed: OrderedDict[tuple[str, str], list[float]] = OrderedDict()
+        self._checking: dict[tuple[str, str], int] = {}
 
     def _recent(self, key: tuple[str, str]) -> list[float]:
         since = self._clock() - self.window
@@ -366,26 +377,52 @@ class LoginThrottle:
             self._failed.pop(key, None)
         return times
 
-    def wait(self, address: str, user: str) -> float:
-        """Seconds until `user`'s credentials from `address` are checked again (0: now)."""
-        times = self._recent((address, user))
-        if len(times) < self.guesses:
-            return 0.0
-        return max(0.0, times[-self.guesses] + self.window - self._clock())
-
-    def failed(self, address: str, user: str) -> bool:
-        """Count a new wrong password; True when it is the one that starts a lock."""
-        key = (address, user)
+    def _wait_for(self, key: tuple[str, str], limit: int) -> float:
         times = self._recent(key)
-        times.append(self._clock())
-        self._failed[key] = times
-        self._failed.move_to_end(key)
+        if len(times) + self._checking.get(key, 0) < limit:
+            return 0.0
+        if len(times) < limit:
+            return 1.0  # checks of its guesses are still running: ask again shortly
+        return max(1.0, times[-limit] + self.window - self._clock())
+
+    def wait(self, address: str, user: str) -> float:
+        """Seconds until `user`'s unknown credentials from `address` are checked (0: now)."""
+        return max(
+            self._wait_for((address, user), self.guesses),
+            self._wait_for((address, _ANY_USER), self.address_guesses),
+        )
+
+    def begin(self, address: str, user: str) -> float:
+        """`wait`, and when it is 0 a check of this user's password counted as running."""
+        wait = self.wait(address, user)
+        if wait == 0.0:
+            for key in ((address, user), (address, _ANY_USER)):
+                self._checking[key] = self._checking.get(key, 0) + 1
+        return wait
+
+    def end(self, address: str, user: str, ok: bool | None) -> bool:
+        """The check begun for `user` ended; True when its failure starts a lock."""
+        locks = False
+        for key, limit in (
+            ((address, user), self.guesses),
+            ((address, _ANY_USER), self.address_guesses),
+        ):
+            left = self._checking.get(key, 0) - 1
+            if left > 0:
+                self._checking[key] = left
+            else:
+                self._checking.pop(key, None)
+            if ok is False:
+                times = self._recent(key)
+                times.append(self._clock())
+                self._failed[key] = times
+                self._failed.move_to_end(key)
+                locks = locks or len(times) == limit
+        if ok is True:
+            self._failed.pop((address, user), None)
         while len(self._failed) > self._entries:
             self._failed.popitem(last=False)
-        return len(times) == self.guesses
-
-    def succeeded(self, address: str, user: str) -> None:
-        self._failed.pop((address, user), None)
+        return locks
 
 
 # How long, and for how many credentials, a verified answer is remembered (`_Answers`).

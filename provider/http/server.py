@@ -704,7 +704,7 @@ class _Connection(asyncio.Protocol):
         user = credentials[0]
         address = self._address()
         if not known:
-            wait = server.throttle.wait(address, user)
+            wait = server.throttle.begin(address, user)
             if wait > 0:
                 return None, (
                     f"Too many wrong passwords for {user} from this address; its passwords "
@@ -715,21 +715,21 @@ class _Connection(asyncio.Protocol):
                 server.auth_pool, server.authenticator.verify_basic, *credentials
             )
             self._auth_pending = pending
+            ok: bool | None = None
             try:
                 principal = await pending
+                ok = principal is not None
             finally:
                 self._auth_pending = None
-            if principal is None and server.throttle.failed(address, user):
+                locks = server.throttle.end(address, user, ok)
+            if locks:
                 log.warning(
-                    "login: %d wrong passwords for user %r from %s within %d s; its passwords "
-                    "from there are not checked until then (a guess?)",
-                    server.throttle.guesses,
+                    "login: too many wrong passwords for user %r (or users) from %s within "
+                    "%d s; such passwords from there are not checked for a while (a guess?)",
                     user,
                     address,
                     server.throttle.window,
                 )
-            elif principal is not None:
-                server.throttle.succeeded(address, user)
         if principal is None:
             self._refused_login(user, "a wrong password or an unknown user")
             return None, "Invalid user name or password."

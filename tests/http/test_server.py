@@ -653,25 +653,37 @@ def test_a_real_http_client_keeps_its_connection_and_sends_basic() -> None:
     assert len(peers) == 1  # one connection served all three
 
 
-def test_login_throttle_counts_new_wrong_passwords_per_address_and_user() -> None:
+def test_login_throttle_counts_wrong_passwords_and_running_checks() -> None:
     now = [0.0]
-    throttle = LoginThrottle(guesses=3, window=60.0, entries=2, clock=lambda: now[0])
-    assert [throttle.failed("h", "u") for _ in range(3)] == [False, False, True]
+    throttle = LoginThrottle(
+        guesses=3, window=60.0, entries=4, clock=lambda: now[0], address_guesses=5
+    )
+
+    def guess(address: str = "h", user: str = "u", ok: bool | None = False) -> bool:
+        assert throttle.begin(address, user) == 0.0
+        return throttle.end(address, user, ok)
+
+    assert [guess() for _ in range(3)] == [False, False, True]
     assert throttle.wait("h", "u") == 60.0
     assert throttle.wait("h2", "u") == throttle.wait("h", "v") == 0.0
     now[0] = 59.0
     assert throttle.wait("h", "u") == 1.0
     now[0] = 60.5
     assert throttle.wait("h", "u") == 0.0  # aged out
-    throttle.failed("h", "u")
-    now[0] = 70.0
-    assert [throttle.failed("h", "u") for _ in range(2)] == [False, True]
-    assert throttle.wait("h", "u") == 50.5  # until the first of the three is 60 s old
-    throttle.succeeded("h", "u")
+    # Checks still running count: three begun at once, the fourth waits for their answers.
+    for _ in range(3):
+        assert throttle.begin("h", "u") == 0.0
+    assert throttle.wait("h", "u") == 1.0
+    for _ in range(3):
+        throttle.end("h", "u", None)  # did not finish: released, not counted
     assert throttle.wait("h", "u") == 0.0
-    for user in ("a", "b", "c"):  # at most `entries` pairs kept
-        throttle.failed("h", user)
-    assert len(throttle._failed) == 2
+    guess(ok=False)
+    guess(ok=True)  # the right password clears the user's count
+    assert throttle.wait("h", "u") == 0.0
+    # Made-up names from one address: the address's own count (one failure so far) locks
+    # them all at five.
+    assert [guess(user=f"x{i}") for i in range(4)] == [False, False, False, True]
+    assert throttle.wait("h", "anyone") > 0 and throttle.wait("h2", "anyone") == 0.0
 
 
 def test_password_guessing_is_stopped_without_locking_out_known_callers(tmp_path: Path) -> None:
@@ -715,3 +727,38 @@ def test_password_guessing_is_stopped_without_locking_out_known_callers(tmp_path
             await server.close(grace=1.0)
 
     asyncio.run(main())
+
+
+def test_guesses_sent_at_once_are_counted_before_their_answers(tmp_path: Path) -> None:
+    """The lock was looked at before a check and counted after it: 100 guesses sent at once
+    were all checked. Now at most five are."""
+    users = tmp_path / "users"
+    users.write_text(
+        format_users_line(UserRecord("admin", "administrator", hash_password("s", n=2**12))) + "\n"
+    )
+
+    async def guess(port: int, n: int) -> str:
+        client = await RawClient.tcp(port)
+        try:
+            await client.send(post(headers=[basic("admin", f"guess-{n}")]))
+            response = await client.response()
+            assert response.status == 401
+            return unquote(response.headers.get("pgerrordetail", ""))
+        finally:
+            await client.close()
+
+    async def main() -> list[str]:
+        server = await serve(
+            Recorder(), [TCPListener()], authenticator=FileAuthenticator(users), require_auth=True
+        )
+        try:
+            return await asyncio.gather(*(guess(server.ports[0], n) for n in range(40)))
+        finally:
+            await server.close(grace=1.0)
+
+    details = asyncio.run(main())
+    checked = [d for d in details if d == "Invalid user name or password."]
+    assert 1 <= len(checked) <= 5, len(checked)
+    assert all(
+        d.startswith("Too many wrong passwords for admin") for d in details if d not in checked
+    )
