@@ -9,8 +9,9 @@
                                               Unix socket (no password there; without one given,
                                               the account is for the socket only)
     gm-provider user passwd NAME              change a password
-    gm-provider user role NAME ROLE [--groups DG1,DG2]
-                                              change a role (and its groups; none: all groups)
+    gm-provider user role NAME ROLE [--groups DG1,DG2 | --all-groups] [--local | --no-local]
+                                              change a role (its groups and `local` are kept
+                                              unless given)
     gm-provider user del NAME                 remove a user
     gm-provider user list                     names, roles, groups, and "local"
 
@@ -133,9 +134,8 @@ def _user_command(config: Config, args: argparse.Namespace) -> int:
             # limited-operator of dg-web an operator of every group.
             groups = users[name].domain_groups
         _warn_unknown_groups(config, groups)
-        users[name] = UserRecord(
-            name, args.role, users[name].password_hash, groups, users[name].local
-        )
+        local = users[name].local if args.local is None else args.local
+        users[name] = UserRecord(name, args.role, users[name].password_hash, groups, local)
         _write_users(path, users)
         scope = ", ".join(groups) if groups else "every domain group"
         print(f"gm-provider: {name} is now {args.role} for {scope}")
@@ -248,6 +248,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     role.add_argument(
         "--all-groups", action="store_true", help="the role holds for every domain group"
+    )
+    role.add_argument(
+        "--local",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the role also holds (or no longer) for the local account NAME on the socket",
     )
     delete = users.add_parser("del")
     delete.add_argument("name")

@@ -38,7 +38,7 @@ from provider.cim.repository import load_repository
 from provider.config import Config
 from provider.drivers.notify import drain_told
 from provider.errors import AccessDenied, ConfigError, ProtocolError
-from provider.http.auth import FileAuthenticator, principal_for_peer
+from provider.http.auth import FileAuthenticator, load_users_file, principal_for_peer
 from provider.http.limits import TransportLimits
 from provider.http.messages import HttpRequest, HttpResponse, Principal
 from provider.http.server import (
@@ -363,13 +363,19 @@ def _cron_user_refused(config: Config, authorizer: TableAuthorizer) -> str | Non
     users = config.security.users_file or (config.state_dir / "users")
     try:
         principal = _Authenticator(config, users).identify_peer(account.pw_uid, account.pw_gid)
-        authorizer.check_role(principal, "checkScavengedMember")
+        # As the call will be checked: a role bound to domain groups is refused too.
+        authorizer.check(principal, "checkScavengedMember", None)
     except AccessDenied as exc:
+        listed = users.exists() and user in load_users_file(users)
+        grant = (
+            f"gm-provider user role {user} capacity-administrator --all-groups --local"
+            if listed
+            else f"gm-provider user add {user} --role capacity-administrator --local"
+        )
         return (
             f"The checkScavengedMember cron entry runs as {user}, whom the local socket would "
-            f"refuse: {exc.description} Give {user} the role (gm-provider user add {user} "
-            "--role capacity-administrator --local), add it to [security] admin_groups, or set "
-            "[gicap] crontab_user to a user who has it."
+            f"refuse: {exc.description} Give {user} the role ({grant}), add it to [security] "
+            "admin_groups, or set [gicap] crontab_user to a user who has it."
         )
     except ConfigError:
         return None  # the users file's own error is reported where it is read

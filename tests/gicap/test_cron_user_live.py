@@ -35,3 +35,28 @@ def test_a_cron_user_the_socket_would_refuse_is_named_at_start(
     if warned:
         assert "checkScavengedMember needs the capacity-administrator role; nobody has" in log
         assert "gm-provider user add nobody --role capacity-administrator --local" in log
+
+
+def test_a_listed_cron_user_is_told_how_to_give_it_the_local_role(tmp_path: Path) -> None:
+    """An HTTP account of the cron user's name does not hold on the socket unless `local`:
+    the warning gives the `user role` that adds it (`user add` would say it exists)."""
+    from provider.http.auth import UserRecord, format_users_line, hash_password
+    from tests.harness import write_users
+
+    users = tmp_path / "users"
+    write_users(users)
+    record = UserRecord("nobody", "capacity-administrator", hash_password("x", n=2**4, r=1))
+    with users.open("a", encoding="utf-8") as f:
+        f.write(format_users_line(record) + "\n")
+    node = configure(
+        tmp_path,
+        config={"gicap": {"crontab": str(tmp_path / "cron.d-gm"), "crontab_user": "nobody"}},
+    )
+    node.start()
+    try:
+        log = node.log
+    finally:
+        node.stop()
+    assert "gm-provider user role nobody capacity-administrator --all-groups --local" in log, log[
+        -2000:
+    ]

@@ -208,6 +208,13 @@ def test_user_cli_local_accounts(tmp_path: Path) -> None:
     listed = _gm(config, "list").stdout.splitlines()
     assert "gicap\tadministrator\tall groups\tlocal" in listed
     assert "ops\toperator\tall groups" in listed
+    # An existing account is given (or loses) the local role without losing its password.
+    before = load_users_file(users)["ops"].password_hash
+    assert _gm(config, "role", "ops", "operator", "--local").returncode == 0
+    assert load_users_file(users)["ops"].local is True
+    assert load_users_file(users)["ops"].password_hash == before
+    assert _gm(config, "role", "ops", "operator", "--no-local").returncode == 0
+    assert load_users_file(users)["ops"].local is False
     # Without --local a password is still asked for (none given, no terminal: refused).
     refused = _gm(config, "add", "nopw", "--role", "operator")
     assert refused.returncode != 0 and "no password given" in refused.stderr
