@@ -229,7 +229,7 @@ def _run(args: argparse.Namespace, client: CimClient) -> list[str]:
                 "No partition of the member answers: the seized rights are a loan that "
                 f"expires {_when(out.get('Expiration'))} unless the member reconnects."
             )
-        if out.get("Detail"):  # permanent or not, how many are left, the 12-hour rule
+        if out.get("Detail"):  # permanent or not, what is left, the 12-hour rule
             lines.append(str(out["Detail"]))
         return lines
     if verb == "z":
@@ -238,9 +238,8 @@ def _run(args: argparse.Namespace, client: CimClient) -> list[str]:
             f"{out.get('RestoredCores', 0)} core usage rights were restored to the hard "
             f"partition of {args.z}."
         ]
-        detail = str(out.get("Detail") or "")
-        if "stay with group" in detail:  # fewer came back than were seized: say why
-            lines.append(detail)
+        if out.get("Detail"):  # fewer came back than were seized: why
+            lines.append(str(out["Detail"]))
         return lines
     if verb == "Q":
         # HP's -Q makes the standby active whatever the old active thinks (§1.4): Force. On

@@ -801,7 +801,9 @@ def end_notice(
         subject = f"Automatic failover FAILED: job {job.id} for {where}"
         lines += [
             f"State:     {job.state.value} at step {job.error_step or job.current_step or '-'}",
-            f"Reason:    {job.error_description}",
+            # Our own text, which may run over lines (a standby's refusal): one line here,
+            # not escapes as an indication's text gets.
+            f"Reason:    {' '.join((job.error_description or '').split())}",
         ]
         on_source = profile_at is None or profile_at == (job.source_enclosure, job.source_bay)
         if on_source:

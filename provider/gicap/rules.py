@@ -183,13 +183,19 @@ def seize(state: CapacityState, host: str, answered: Mapping[str, bool], now: da
     if counts.partition + counts.unassigned == 0:
         # Nothing to take: recording it would spend the partition's one seizure, scavenge the
         # member and start the 12-hour rule for no rights at all.
-        if part.demand > counts.leave:
+        if part.demand > counts.leave and cx.ticap_cores > 0:
             # Above the minimum, but the complex uses temporary capacity: as a deactivation,
             # freeing the nPar's cores only ends that use (§3.3) and frees no right.
             why = (
                 f"it uses {part.demand} cores, above the minimum of one per active cell "
                 f"({counts.leave}), but member {member} runs {cx.ticap_cores} cores on "
                 "temporary capacity: freeing them only ends that use"
+            )
+        elif part.demand > counts.leave:
+            why = (
+                f"it uses {part.demand} cores, above the minimum of one per active cell "
+                f"({counts.leave}), but member {member} intends {cx.demand} cores on "
+                f"{cx.rights} usage rights: freeing them frees none"
             )
         else:
             why = (
@@ -247,25 +253,32 @@ def seize(state: CapacityState, host: str, answered: Mapping[str, bool], now: da
     cx.rights -= total
     group.free_rights += total
     cx.reachable = others_up
+    unassigned = (
+        f"{counts.unassigned} of them were the complex's unassigned rights, which -z does not "
+        "restore. "
+        if counts.unassigned
+        else ""
+    )
+    guidance = (
+        f"{counts.leave} left, one per active cell. Reboot the partition or make its cells "
+        f"inactive (GM_GroupMember.InactiveCells) by {_stamp(now + TWELVE_HOURS)}, or it is "
+        "assumed to use all its cores. The group holds the rights now: activate cores on the "
+        "partition taking over the workload (activateCores) before a rebalance gives them to "
+        "a member using temporary capacity."
+    )
     text = (
         f"{total} core usage rights were acquired from nPar {part.name} of member {member}"
-        + (
-            f" ({counts.unassigned} of them the complex's unassigned rights, which -z does "
-            "not restore)"
-            if counts.unassigned
-            else ""
-        )
         + (
             f" (no partition of the member answers: a loan that expires {_stamp(expires)})"
             if expires is not None
             else " (another partition of the member answers: permanent)"
         )
-        + f"; {counts.leave} left, one per active cell. Reboot the partition or make its "
-        f"cells inactive (GM_GroupMember.InactiveCells) by {_stamp(now + TWELVE_HOURS)}, or "
-        "it is assumed to use all its cores. The group holds the rights now: activate cores "
-        "on the partition taking over the workload (activateCores) before a rebalance gives "
-        "them to a member using temporary capacity."
+        + f". {unassigned}{guidance}"
     )
+    # What icapmanage -x adds to its own lines (the count, and the loan's expiry).
+    detail = (
+        "" if expires is not None else "Permanent: another partition of the member answers. "
+    ) + f"{unassigned}{guidance}"
     # Mailed, loan or permanent: "core usage rights have been acquired from an inactive
     # group member" (reference §3.3), and the 12-hour instruction is for whoever is on call,
     # not only for the administrator who ran -x.
@@ -273,7 +286,7 @@ def seize(state: CapacityState, host: str, answered: Mapping[str, bool], now: da
     return Outcome(
         state,
         actions,
-        {"SeizedCores": total, "Deferred": deferred, "Expiration": expires, "Detail": text},
+        {"SeizedCores": total, "Deferred": deferred, "Expiration": expires, "Detail": detail},
     )
 
 
@@ -356,9 +369,10 @@ def restore(state: CapacityState, host: str, now: datetime) -> Outcome:
     for s in seized:
         s.state = SeizureState.RESTORED
     text = f"{need} core usage rights were restored to nPar {part.name} of member {member}."
+    detail = ""  # why fewer came back, if they did (icapmanage -z prints it)
     if need < seized_cores:
-        text += (
-            f" The other {seized_cores - need} of the {seized_cores} seized stay with group "
+        detail = (
+            f"The other {seized_cores - need} of the {seized_cores} seized stay with group "
             f"{group.name}: the nPar intends {part.intended} active cores"
             + (
                 f", as many as before the seizure ({before})."
@@ -366,10 +380,11 @@ def restore(state: CapacityState, host: str, now: datetime) -> Outcome:
                 else f", all its active cells hold ({part.cores_on_active_cells})."
             )
         )
+    text += f" {detail}" if detail else ""
     return Outcome(
         state,
         [Action("restore", group.name, member, part.name, need, text=text)],
-        {"RestoredCores": need, "Detail": text},
+        {"RestoredCores": need, "Detail": detail},
     )
 
 

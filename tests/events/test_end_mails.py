@@ -169,11 +169,18 @@ def test_a_decision_the_node_could_not_store_is_followed_in_memory(
     end_mails.follow(kept)
     assert asyncio.run(end_mails.settle_ended()) == 0  # not ended yet
     with active.fenced("test end") as tx:
-        tx.execute("UPDATE gm_jobs SET state = 'exception' WHERE id = %(id)s", {"id": job_id})
+        tx.execute(
+            "UPDATE gm_jobs SET state = 'exception', error_description = %(why)s WHERE id = %(id)s",
+            {"id": job_id, "why": "This system is not an active Group Manager.\nOnly one."},
+        )
     assert asyncio.run(end_mails.settle_ended()) == 1
     assert asyncio.run(end_mails.settle_ended()) == 0  # once
     [mail] = handler.messages
     assert f"Automatic failover FAILED: job {job_id}" in " ".join(str(mail["Subject"]).split())
+    # Our own text over two lines: one line in the mail, not an escape (`\x0a`).
+    assert "Reason:    This system is not an active Group Manager. Only one." in str(
+        mail.get_payload(decode=True).decode()
+    )
     active.close()
     standby.close()
 
