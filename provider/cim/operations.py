@@ -12,7 +12,6 @@ sends no PARAMTYPE and Pegasus-style request files put whitespace around values.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import secrets
 import time
@@ -39,6 +38,7 @@ from provider.cim.provider import (
     ProviderRegistry,
     RoleGate,
     Row,
+    authorize_call,
     same_path,
 )
 from provider.cim.repository import ClassRepository, PropertyType
@@ -1188,16 +1188,7 @@ class CimOperations:
                 f"{classname}.{decl.name} is not static: invoke it on an instance path."
             )
         params = _typed_method_params(decl, call)
-        # The role, then the gate, then the domain group: a standby refuses with the SPEC's
-        # text before the group is looked up in the store (during a store outage the lookup
-        # answered a database error instead).
-        self.authorizer.check_role(ctx.principal, spec.action_name)
-        if spec.changes_state:
-            self.gate.require_active(spec.what)
-        scope = params.get(spec.scope_param) if spec.scope_param else None
-        if scope is None and spec.scope is not None:
-            scope = await asyncio.to_thread(spec.scope, params)
-        self.authorizer.check(ctx.principal, spec.action_name, scope)
+        await authorize_call(self.authorizer, self.gate, spec, ctx.principal, params)
         try:
             outcome = await spec.handler(ctx, params)
         except Fenced as exc:

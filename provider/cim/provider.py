@@ -20,6 +20,7 @@ Manager.\\nOnly an active Group Manager can <what>.\\n`. Privileges are checked 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -40,6 +41,7 @@ __all__ = [
     "RoleGate",
     "Row",
     "WriteSpec",
+    "authorize_call",
     "numbered",
     "same_path",
 ]
@@ -139,6 +141,28 @@ class WriteSpec:
     # The domain group an instance (its keys) belongs to, for users whose role is bound to
     # groups, as a method's `MethodSpec.scope`; None: the class acts on no one group.
     scope: Callable[[Mapping[str, Any]], str | None] | None = None
+
+
+async def authorize_call(
+    authorizer: Authorizer,
+    gate: RoleGate,
+    spec: MethodSpec,
+    principal: Principal | None,
+    params: Mapping[str, Any],
+) -> None:
+    """The checks before a method's handler runs, in their order, wherever the call comes
+    from (InvokeMethod, or an indication that starts a failover): the role; then the role
+    gate, so a standby refuses with the SPEC's text before the store is read (during a store
+    outage the group lookup answered a database error instead); then the domain group the
+    call acts on (`scope_param`, else `scope`, which reads the store and raises NotFound for
+    what the call names and does not exist)."""
+    authorizer.check_role(principal, spec.action_name)
+    if spec.changes_state:
+        gate.require_active(spec.what)
+    scope = params.get(spec.scope_param) if spec.scope_param else None
+    if scope is None and spec.scope is not None:
+        scope = await asyncio.to_thread(spec.scope, params)
+    authorizer.check(principal, spec.action_name, scope)
 
 
 class InstanceProvider:
