@@ -152,6 +152,33 @@ def principal_for_peer(
 
     An account unknown to the password database (a container's bare uid) is named `uid=N`.
     """
+    user, names = _account(uid, gid)
+    return Principal(
+        user=user,
+        via=Via.UNIX,
+        peer=f"uid={uid}",
+        uid=uid,
+        groups=names,
+        role=role,
+        domain_groups=domain_groups,
+    )
+
+
+# A peer's account name and groups, looked up at most once a minute per (uid, gid): the role
+# is looked at again every second on a keep-alive connection (the users file may change),
+# and the password and group databases may be a directory service, slow to ask each time.
+_ACCOUNT_SECONDS = 60.0
+_ACCOUNT_ENTRIES = 256
+_accounts: OrderedDict[tuple[int, int], tuple[float, str, tuple[str, ...]]] = OrderedDict()
+_accounts_lock = threading.Lock()
+
+
+def _account(uid: int, gid: int) -> tuple[str, tuple[str, ...]]:
+    now = time.monotonic()
+    with _accounts_lock:
+        kept = _accounts.get((uid, gid))
+        if kept is not None and kept[0] > now:
+            return kept[1], kept[2]
     try:
         user = pwd.getpwuid(uid).pw_name
         gids = os.getgrouplist(user, gid)
@@ -164,15 +191,12 @@ def principal_for_peer(
             names.append(grp.getgrgid(group_id).gr_name)
         except KeyError:
             names.append(str(group_id))
-    return Principal(
-        user=user,
-        via=Via.UNIX,
-        peer=f"uid={uid}",
-        uid=uid,
-        groups=tuple(names),
-        role=role,
-        domain_groups=domain_groups,
-    )
+    with _accounts_lock:
+        _accounts[(uid, gid)] = (now + _ACCOUNT_SECONDS, user, tuple(names))
+        _accounts.move_to_end((uid, gid))
+        while len(_accounts) > _ACCOUNT_ENTRIES:
+            _accounts.popitem(last=False)
+    return user, tuple(names)
 
 
 @dataclass(frozen=True, slots=True)

@@ -294,3 +294,28 @@ def test_network_clients_cannot_take_the_unix_sockets_connections(tmp_path: Path
             await server.close(grace=1.0)
 
     asyncio.run(main())
+
+
+def test_a_peer_s_account_is_looked_up_once_a_minute(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The role is looked at again every second on a keep-alive connection; the password and
+    group databases (perhaps a directory service) are asked at most once a minute."""
+    import provider.http.auth as auth
+
+    asked: list[int] = []
+    real = pwd.getpwuid
+
+    def counting(uid: int) -> pwd.struct_passwd:
+        asked.append(uid)
+        return real(uid)
+
+    monkeypatch.setattr(auth.pwd, "getpwuid", counting)
+    uid, gid = 4_242_424, 4_242_424  # no such account: named uid=N
+    first = auth.principal_for_peer(uid, gid, role="operator")
+    again = auth.principal_for_peer(uid, gid)
+    assert (first.user, again.user, again.role) == (f"uid={uid}", f"uid={uid}", None)
+    assert asked == [uid]
+    monkeypatch.setattr(auth, "_ACCOUNT_SECONDS", -1.0)
+    auth._accounts.clear()
+    auth.principal_for_peer(uid, gid)
+    auth.principal_for_peer(uid, gid)
+    assert asked == [uid, uid, uid]
