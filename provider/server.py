@@ -290,14 +290,15 @@ async def _run_node(config: Config, server: HttpServer, ready: list[CimApplicati
     # seconds, longer than a short lease, and installing must not cost us the lease.
     lease_task = asyncio.create_task(roles.run(), name="lease")
     export_handler: ExportHandler | None = None
-    for module in _load_domains():
+    domains = _load_domains()
+    for module in domains:
         install = getattr(module, "install", None)
         if install is None:  # a domain package that provides no CIM classes yet
             continue
         handler = await asyncio.to_thread(install, registry, services)
         if handler is not None:
             export_handler = handler
-    if any(m.__name__.endswith(".gicap") for m in _load_domains()):
+    if any(m.__name__.endswith(".gicap") for m in domains):
         refused = _cron_user_refused(config, authorizer)
         if refused is not None:
             log.warning("%s", refused)

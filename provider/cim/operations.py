@@ -1013,54 +1013,47 @@ class CimOperations:
     def _class_paths(self, ctx: OperationContext, names: list[str]) -> list[CIMClassName]:
         return [CIMClassName(n, namespace=ctx.namespace, host=self.host) for n in names]
 
-    def _op_Associators(self, ctx: OperationContext, p: dict[str, Any]) -> IntrinsicResult:
-        target = self._association_target(ctx, p, "Associators")
+    def _ends(
+        self, ctx: OperationContext, target: CIMInstanceName, p: dict[str, Any], associators: bool
+    ) -> Iterator[tuple[str, _Shaper, Row]]:
+        """(namespace, shaper, row) of each object answered for an instance ObjectName: the
+        objects at the other ends (Associators), or the association instances (References)."""
+        if associators:
+            for octx, shaper, row in self._associated(ctx, target, p):
+                yield octx.namespace, shaper, row
+        else:
+            for shaper, row, _ in self._links(ctx, target, p["ResultClass"], p["Role"]):
+                yield ctx.namespace, shaper, row
+
+    def _association(
+        self, ctx: OperationContext, p: dict[str, Any], op: str, associators: bool, names: bool
+    ) -> IntrinsicResult:
+        """Associators (`associators`), References (not), or their *Names forms (`names`)."""
+        target = self._association_target(ctx, p, op)
         if isinstance(target, CIMClassName):
-            names = self._class_ends(ctx, target, p, associators=True)
-            return ObjectsWithPathResult(self._class_objects(ctx, names, p))
+            classes = self._class_ends(ctx, target, p, associators)
+            if names:
+                return ObjectPathsResult(self._class_paths(ctx, classes))
+            return ObjectsWithPathResult(self._class_objects(ctx, classes, p))
+        ends = self._ends(ctx, target, p, associators)
+        if names:
+            return ObjectPathsResult([s.name(row, ns, self.host) for ns, s, row in ends])
         wanted, origin = _wanted(p["PropertyList"]), bool(p["IncludeClassOrigin"])
         return ObjectsWithPathResult(
-            [
-                shaper.instance(row, octx.namespace, self.host, wanted, origin)
-                for octx, shaper, row in self._associated(ctx, target, p)
-            ]
+            [s.instance(row, ns, self.host, wanted, origin) for ns, s, row in ends]
         )
+
+    def _op_Associators(self, ctx: OperationContext, p: dict[str, Any]) -> IntrinsicResult:
+        return self._association(ctx, p, "Associators", associators=True, names=False)
 
     def _op_AssociatorNames(self, ctx: OperationContext, p: dict[str, Any]) -> IntrinsicResult:
-        target = self._association_target(ctx, p, "AssociatorNames")
-        if isinstance(target, CIMClassName):
-            names = self._class_ends(ctx, target, p, associators=True)
-            return ObjectPathsResult(self._class_paths(ctx, names))
-        return ObjectPathsResult(
-            [
-                shaper.name(row, octx.namespace, self.host)
-                for octx, shaper, row in self._associated(ctx, target, p)
-            ]
-        )
+        return self._association(ctx, p, "AssociatorNames", associators=True, names=True)
 
     def _op_References(self, ctx: OperationContext, p: dict[str, Any]) -> IntrinsicResult:
-        target = self._association_target(ctx, p, "References")
-        if isinstance(target, CIMClassName):
-            names = self._class_ends(ctx, target, p, associators=False)
-            return ObjectsWithPathResult(self._class_objects(ctx, names, p))
-        wanted, origin = _wanted(p["PropertyList"]), bool(p["IncludeClassOrigin"])
-        rows = self._links(ctx, target, p["ResultClass"], p["Role"])
-        return ObjectsWithPathResult(
-            [
-                shaper.instance(row, ctx.namespace, self.host, wanted, origin)
-                for shaper, row, _ in rows
-            ]
-        )
+        return self._association(ctx, p, "References", associators=False, names=False)
 
     def _op_ReferenceNames(self, ctx: OperationContext, p: dict[str, Any]) -> IntrinsicResult:
-        target = self._association_target(ctx, p, "ReferenceNames")
-        if isinstance(target, CIMClassName):
-            names = self._class_ends(ctx, target, p, associators=False)
-            return ObjectPathsResult(self._class_paths(ctx, names))
-        rows = self._links(ctx, target, p["ResultClass"], p["Role"])
-        return ObjectPathsResult(
-            [shaper.name(row, ctx.namespace, self.host) for shaper, row, _ in rows]
-        )
+        return self._association(ctx, p, "ReferenceNames", associators=False, names=True)
 
     # -- pull operations (DSP0200 §5.3.2.29-33) --
 

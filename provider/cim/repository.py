@@ -48,6 +48,14 @@ class ClassRepository:
         self._types: dict[tuple[str, str], dict[str, PropertyType]] = {}
         self._keys: dict[tuple[str, str], tuple[str, ...]] = {}
         self._methods: dict[tuple[str, str], dict[str, CIMMethod]] = {}
+        self._associations = {
+            ns.lower(): [
+                cls.classname
+                for cls in by_name.values()
+                if (q := cls.qualifiers.get("Association")) is not None and q.value
+            ]
+            for ns, by_name in classes.items()
+        }
         for ns, by_name in classes.items():
             for lname, cls in by_name.items():
                 types = {
@@ -129,11 +137,7 @@ class ClassRepository:
 
     def association_classes(self, namespace: str) -> list[str]:
         """The classes with the Association qualifier (DSP0004), in the namespace."""
-        return [
-            cls.classname
-            for cls in self._ns(namespace).values()
-            if (q := cls.qualifiers.get("Association")) is not None and q.value
-        ]
+        return self._associations[self.namespace(namespace).lower()]
 
     def subclasses_and_self(self, namespace: str, classname: str) -> list[str]:
         """The class and every class derived from it, for EnumerateInstances."""
