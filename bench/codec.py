@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from provider.cimxml.encode import encode_imethod_response, encode_instance  # noqa: E402
 from provider.cimxml.messages import InstanceResult  # noqa: E402
-from provider.cimxml.parse import parse_request  # noqa: E402
+from provider.cimxml.parse import parse_request, parse_tree  # noqa: E402
 
 # What pywbem 1.9.1 sends for GetInstance of a two-key GM_DeviceBay.
 GET_INSTANCE = (
@@ -80,11 +80,15 @@ def _us(fn: object, number: int = 5000) -> float:
 
 def parse_figures() -> None:
     parse_us = _us(lambda: parse_request(GET_INSTANCE))
+    tree_us = _us(lambda: parse_tree(GET_INSTANCE))
     schema = etree.XMLSchema(etree.parse(str(ROOT / "schemas" / "cim-xml.xsd")))
     doc = etree.fromstring(GET_INSTANCE)
     xsd_us = _us(lambda: schema.validate(doc))
     lxml_us = _us(lambda: etree.fromstring(GET_INSTANCE))
-    print(f"parse_request(GetInstance): {parse_us:.1f} µs (lxml alone {lxml_us:.1f} µs)")
+    print(
+        f"parse_request(GetInstance): {parse_us:.1f} µs canonical reader; {tree_us:.1f} µs "
+        f"through the tree (lxml alone {lxml_us:.1f} µs), ratio {tree_us / parse_us:.1f}"
+    )
     print(f"XSD validation of the same document: {xsd_us:.1f} µs")
 
 

@@ -27,13 +27,20 @@ accepted in arrays. Strict where it matters: element names, element order and ne
 attributes, enumerated attribute values and typed values are checked, and the error detail names
 the element, the attribute and the line.
 
-Structure is validated by hand, and the XSD (schemas/cim-xml.xsd) is not used on the hot
-path. Measured with bench/codec.py (best of 5, 2-core development machine, Python
-3.11, lxml 6.1, pywbem 1.9.1; figures ~1.6x higher while other jobs load the machine): a pywbem
-GetInstance request (~700 bytes) parses into an `IntrinsicCall` in ~26 µs, of which lxml's
-parse is ~6 µs, the depth probe ~2 µs and pywbem's `CIMInstanceName` constructor ~6 µs.
-lxml's XMLSchema validation of the same document costs only ~3-5 µs, so speed is not the
-reason it stays out: the walker has to visit every element anyway to build the pywbem objects,
+Two readers. A request in the canonical form pywbem, wbemcli and our request files write
+(no entities, comments, CORRELATORs, references or embedded objects; attributes in their usual
+order) is read from its text by `canonical.read_canonical`, without lxml; any other document,
+and every document that reader declines, goes through lxml and the walker below (`parse_tree`),
+which gives the precise error. Both give the same request (tests/cimxml/test_canonical.py).
+Measured with bench/codec.py (best of 5, 2-core development machine, Python 3.11, lxml 6.1,
+pywbem 1.9.1): a pywbem GetInstance request (~700 bytes) takes ~21 µs through the tree, of
+which lxml's parse is ~5 µs and pywbem's `CIMInstanceName` constructor ~2.4 µs, and ~10 µs
+through the canonical reader; on a loaded server the tree costs twice that (~40 µs), the
+canonical reader ~19 µs.
+
+Structure is validated by hand, and the XSD (schemas/cim-xml.xsd) is not used. lxml's
+XMLSchema validation of the same document costs only ~3-5 µs, so speed is not the reason it
+stays out: the walker has to visit every element anyway to build the pywbem objects,
 and it must run the version checks first (a CIMVERSION="3.0" body is a 501, where the schema
 would only say "invalid"); the schema is strict about attributes, where we accept what
 wbemcli and OpenPegasus add; and its messages do not name the element path. The XSD validates
@@ -43,7 +50,6 @@ also checks that the schema and this parser both reject the same structurally ba
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -59,9 +65,9 @@ from pywbem import (
     CIMProperty,
     CIMQualifier,
     CIMQualifierDeclaration,
-    cimvalue,
 )
 
+from provider.cimxml import canonical
 from provider.cimxml.messages import (
     ExportCall,
     ExtrinsicCall,
@@ -69,6 +75,16 @@ from provider.cimxml.messages import (
     ParamValue,
     Request,
     Value,
+)
+from provider.cimxml.values import (
+    CIM_TYPES,
+    CIM_VERSION,
+    PARAM_TYPES,
+    PROTOCOL_VERSION,
+    VALUE_TYPES,
+    BadText,
+    key_text,
+    typed_text,
 )
 from provider.errors import ProtocolError
 
@@ -82,39 +98,7 @@ DEFAULT_MAX_ELEMENTS = 20_000
 
 _Element = etree._Element
 
-# DSP0004 / DSP0201 §5.2 %CIMType (no "reference": references have their own elements).
-_CIM_TYPES = frozenset(
-    {
-        "boolean",
-        "string",
-        "char16",
-        "uint8",
-        "sint8",
-        "uint16",
-        "sint16",
-        "uint32",
-        "sint32",
-        "uint64",
-        "sint64",
-        "datetime",
-        "real32",
-        "real64",
-    }
-)
-# DSP0201 §5.2 %ParamType: the CIM types plus reference, object, instance.
-_PARAM_TYPES = _CIM_TYPES | {"reference", "object", "instance"}
-_INTEGER_TYPES = frozenset(
-    {"uint8", "sint8", "uint16", "sint16", "uint32", "sint32", "uint64", "sint64"}
-)
-_VALUE_TYPES = frozenset({"string", "boolean", "numeric"})
 _EMBEDDED = frozenset({"object", "instance"})
-
-# DSP0201 §5.2.1/§5.2.2: CIMVERSION and DTDVERSION "M.N" (DSP8044 allows "M.N.U"); only the
-# major version is validated, "as all minor versions are backward compatible".
-_CIM_VERSION = re.compile(r"2\.\d+(?:\.\d+)?")
-_PROTOCOL_VERSION = re.compile(r"1\.\d+(?:\.\d+)?")
-_DECIMAL = re.compile(r"[+-]?[0-9]+")
-_HEX = re.compile(r"[+-]?0[xX][0-9a-fA-F]+")
 
 _tls = threading.local()
 
@@ -226,7 +210,7 @@ def _cimtype(el: _Element, name: str = "TYPE", *, required: bool = True) -> str 
         if required:
             raise _bad(el, f"missing attribute {name}")
         return None
-    if value not in _CIM_TYPES:
+    if value not in CIM_TYPES:
         raise _bad(el, f"invalid {name}={value!r}")
     return value
 
@@ -265,30 +249,10 @@ def _embedded_attr(el: _Element) -> str | None:
 
 def _typed(el: _Element, text: str, cimtype: str) -> Any:
     """A VALUE's text as a pywbem value of `cimtype`; strings kept exactly as sent."""
-    if cimtype == "string":
-        return text
-    if cimtype == "char16":
-        if len(text) != 1:
-            raise _bad(el, f"invalid char16 value {text[:40]!r}")
-        return cimvalue(text, cimtype)
-    text = text.strip()
-    if cimtype == "boolean":
-        # Not cimvalue(): it takes any non-empty string, "FALSE" included, as True.
-        low = text.lower()
-        if low == "true" or low == "false":
-            return low == "true"
-        raise _bad(el, f"invalid boolean value {text[:40]!r}")
-    if cimtype in _INTEGER_TYPES:
-        if _DECIMAL.fullmatch(text):
-            pass
-        elif _HEX.fullmatch(text):
-            text = str(int(text, 16))
-        else:
-            raise _bad(el, f"invalid {cimtype} value {text[:40]!r}")
     try:
-        return cimvalue(text, cimtype)
-    except (ValueError, TypeError) as exc:
-        raise _bad(el, f"invalid {cimtype} value {text[:40]!r} ({exc})") from None
+        return typed_text(text, cimtype)
+    except BadText as exc:
+        raise _bad(el, str(exc)) from None
 
 
 # ---- the decoder ------------------------------------------------------------------------
@@ -388,25 +352,12 @@ class _Decoder:
         text = _leaf_text(el).strip()
         cimtype = _cimtype(el, required=False)
         valuetype = el.get("VALUETYPE", "string")
-        if valuetype not in _VALUE_TYPES:
+        if valuetype not in VALUE_TYPES:
             raise _bad(el, f"invalid VALUETYPE={valuetype!r}")
-        if cimtype is not None:
-            return _typed(el, text, cimtype)
-        if valuetype == "string":
-            return text
-        if valuetype == "boolean":
-            low = text.lower()
-            if low in ("true", "false"):
-                return low == "true"
-            raise _bad(el, f"invalid boolean key {text[:40]!r}")
-        if _DECIMAL.fullmatch(text):
-            return int(text)
-        if _HEX.fullmatch(text):
-            return int(text, 16)
         try:
-            return float(text)
-        except ValueError:
-            raise _bad(el, f"invalid numeric key {text[:40]!r}") from None
+            return key_text(text, cimtype, valuetype)
+        except BadText as exc:
+            raise _bad(el, str(exc)) from None
 
     def value_reference(self, el: _Element) -> CIMInstanceName | CIMClassName:
         kid = _one(el, _REFERENCE_KIDS)
@@ -727,12 +678,12 @@ class _Decoder:
         if root.tag != "CIM":
             raise _invalid(f"root element is <{root.tag}>, expected <CIM> (line {root.sourceline})")
         cim_version = _attr(root, "CIMVERSION")
-        if not _CIM_VERSION.fullmatch(cim_version):
+        if not CIM_VERSION.fullmatch(cim_version):
             raise ProtocolError(
                 501, "unsupported-cim-version", f'CIM version "{cim_version}" is not supported.'
             )
         dtd_version = _attr(root, "DTDVERSION")
-        if not _CIM_VERSION.fullmatch(dtd_version):
+        if not CIM_VERSION.fullmatch(dtd_version):
             raise ProtocolError(
                 501, "unsupported-dtd-version", f'DTD version "{dtd_version}" is not supported.'
             )
@@ -744,7 +695,7 @@ class _Decoder:
     def message(self, el: _Element) -> Request:
         message_id = _attr(el, "ID")
         protocol_version = _attr(el, "PROTOCOLVERSION")
-        if not _PROTOCOL_VERSION.fullmatch(protocol_version):
+        if not PROTOCOL_VERSION.fullmatch(protocol_version):
             raise ProtocolError(
                 501,
                 "unsupported-protocol-version",
@@ -826,7 +777,7 @@ class _Decoder:
             # CIM_ERR_INVALID_PARAMETER (DSP0200), as for any other incorrect parameter.
             name = _cimname(kid)
             paramtype = kid.get("PARAMTYPE")
-            if paramtype is not None and paramtype not in _PARAM_TYPES:
+            if paramtype is not None and paramtype not in PARAM_TYPES:
                 raise _bad(kid, f"invalid PARAMTYPE={paramtype!r}")
             embedded = _embedded_attr(kid)
             value = self.param_value(kid, _PARAMVALUE_KIDS)
@@ -957,6 +908,21 @@ def parse_request(
     max_elements: int = DEFAULT_MAX_ELEMENTS,
 ) -> Request:
     """Decode one CIM-XML request body (operation or export) or raise ProtocolError."""
+    if max_depth >= canonical.DEPTH:
+        request = canonical.read_canonical(body, max_elements)
+        if request is not None:
+            return request
+    return parse_tree(body, max_depth=max_depth, max_elements=max_elements)
+
+
+def parse_tree(
+    body: bytes,
+    *,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
+) -> Request:
+    """`parse_request` without the canonical-form reader: every document through lxml and
+    the walker (what the canonical reader is tested against)."""
     root = _parse_xml(body, max_depth, max_elements)
     try:
         return _Decoder(max_depth, max_elements).cim(root)

@@ -68,8 +68,13 @@ TOKENS = [
 
 
 @st.composite
-def mutated(draw: st.DrawFn) -> bytes:
-    body = bytearray(draw(st.sampled_from(SEEDS)))
+def mutated(
+    draw: st.DrawFn, seeds: list[bytes] | None = None, tokens: list[bytes] | None = None
+) -> bytes:
+    """A seed with one to four cuts, insertions (grammar tokens or bytes), replacements,
+    byte changes or reversed spans."""
+    fragments = tokens or TOKENS
+    body = bytearray(draw(st.sampled_from(seeds or SEEDS)))
     for _ in range(draw(st.integers(1, 4))):
         if not body:
             break
@@ -79,9 +84,9 @@ def mutated(draw: st.DrawFn) -> bytes:
         if action == "delete":
             del body[pos:end]
         elif action == "insert":
-            body[pos:pos] = draw(st.sampled_from(TOKENS) | st.binary(max_size=8))
+            body[pos:pos] = draw(st.sampled_from(fragments) | st.binary(max_size=8))
         elif action == "replace":
-            body[pos:end] = draw(st.sampled_from(TOKENS))
+            body[pos:end] = draw(st.sampled_from(fragments))
         elif action == "byte":
             body[pos] = draw(st.integers(0, 255))
         else:
