@@ -23,6 +23,7 @@ from provider.cim.provider import (
     ProviderRegistry,
     Row,
 )
+from provider.errors import NotFound
 from provider.services import Services
 
 __all__ = ["install_manager"]
@@ -36,8 +37,20 @@ class _ManagerInstances(InstanceProvider):
         self.services = services
 
     def enumerate(self, ctx: OperationContext, classname: str) -> Iterable[Row]:
+        yield self._row()
+
+    def get(self, ctx: OperationContext, classname: str, keys: Mapping[str, Any]) -> Row:
+        # The one instance, without the default's scan (a monitor polls this one).
+        name = keys.get("Name")
+        if name != self.services.node_name:
+            raise NotFound(
+                f"No {CLASS} instance with Name={name!r}: this node is {self.services.node_name!r}."
+            )
+        return self._row()
+
+    def _row(self) -> Row:
         roles = self.services.roles
-        yield {
+        return {
             "Name": self.services.node_name,
             "ElementName": f"Group Manager {self.services.node_name}",
             "Role": roles.role.value,

@@ -16,7 +16,7 @@ import itertools
 import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from pywbem import (
@@ -952,7 +952,7 @@ class CimOperations:
                 if key in seen:
                     continue
                 seen.add(key)
-                octx = replace(ctx, namespace=self.repository.namespace(other.namespace))
+                octx = ctx._replace(namespace=self.repository.namespace(other.namespace))
                 if result_class is not None and not self.repository.is_a(
                     octx.namespace, other.classname, result_class
                 ):

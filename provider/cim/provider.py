@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from pywbem import CIMInstanceName
 
@@ -78,9 +78,9 @@ class Authorizer(Protocol):
         """Raise `AccessDenied` naming the action and the privilege it needs."""
 
 
-@dataclass(frozen=True, slots=True)
-class OperationContext:
-    """What a provider knows about the request it serves."""
+class OperationContext(NamedTuple):
+    """What a provider knows about the request it serves (a tuple: one is built per
+    request, at a quarter of a frozen dataclass's cost)."""
 
     principal: Principal | None
     namespace: str

@@ -99,9 +99,10 @@ _HEAD = re.compile(
     rf'<MESSAGE ID="({_ATTR})" PROTOCOLVERSION="({_ATTR})">{_WS}<SIMPLEREQ>{_WS}'
 )
 _IMETHODCALL = re.compile(rf'<IMETHODCALL NAME="({_NAME})">{_WS}{_NAMESPACE_PATH}')
+# The values of an (I)PARAMVALUE read here (DSP0201 §5.3.2.1-2 allow more).
+_PARAM_VALUE = f"(?:{_INSTANCENAME}|{_CLASSNAME}|{_VALUE}|{_ARRAY})?"
 _IPARAMVALUE = re.compile(
-    rf'<IPARAMVALUE NAME="(?P<name>{_NAME})"(?:/>|>{_WS}'
-    rf"(?:{_INSTANCENAME}|{_CLASSNAME}|{_VALUE}|{_ARRAY})?{_WS}</IPARAMVALUE>){_WS}"
+    rf'<IPARAMVALUE NAME="(?P<name>{_NAME})"(?:/>|>{_WS}{_PARAM_VALUE}{_WS}</IPARAMVALUE>){_WS}'
 )
 _METHODCALL = re.compile(rf'<METHODCALL NAME="({_NAME})">{_WS}')
 _LOCALCLASSPATH = re.compile(
@@ -112,7 +113,7 @@ _LOCALINSTANCEPATH = re.compile(
 )
 _PARAMVALUE = re.compile(
     rf'<PARAMVALUE NAME="(?P<name>{_NAME})"(?: PARAMTYPE="(?P<paramtype>{_ATTR})")?'
-    rf"(?:/>|>{_WS}(?:{_VALUE}|{_ARRAY})?{_WS}</PARAMVALUE>){_WS}"
+    rf"(?:/>|>{_WS}{_PARAM_VALUE}{_WS}</PARAMVALUE>){_WS}"
 )
 _END = rf"{_WS}</SIMPLEREQ>{_WS}</MESSAGE>{_WS}</CIM>{_WS}\Z"
 _IMETHOD_END = re.compile(rf"</IMETHODCALL>{_END}")
@@ -212,16 +213,15 @@ def _namespace(names: str) -> str:
 
 def _value(param: re.Match[str]) -> Value:
     """The value of an (I)PARAMVALUE, as the full parser decodes it (messages.Value)."""
-    groups = param.groupdict()
-    if groups.get("instance") is not None:
+    if param["instance"] is not None:
         return _instancename(param, None)
-    if groups.get("classname") is not None:
-        return CIMClassName(groups["classname"])
-    if groups["value"] is not None:
-        return groups["text"] or ""
-    if groups["array"] is not None:
+    if (classname := param["classname"]) is not None:
+        return CIMClassName(classname)
+    if param["value"] is not None:
+        return param["text"] or ""
+    if param["array"] is not None:
         items: list[str | None] = []
-        for item in _ITEMS.finditer(groups["items"] or ""):
+        for item in _ITEMS.finditer(param["items"] or ""):
             text, empty = item.groups()
             items.append(text if text is not None else "" if empty else None)
         return items

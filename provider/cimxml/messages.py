@@ -55,8 +55,7 @@ __all__ = [
 Value = Any
 
 
-@dataclass(frozen=True, slots=True)
-class IntrinsicCall:
+class IntrinsicCall(NamedTuple):
     """<IMETHODCALL NAME=...> in a SIMPLEREQ (DSP0201 §5.3.2.2)."""
 
     message_id: str
@@ -70,16 +69,14 @@ class IntrinsicCall:
     duplicate: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ParamValue:
+class ParamValue(NamedTuple):
     name: str
     paramtype: str | None  # PARAMTYPE attribute; None when absent (wbemcli sends none)
     value: Value
     embedded_object: str | None = None  # EmbeddedObject="instance"|"object"
 
 
-@dataclass(frozen=True, slots=True)
-class ExtrinsicCall:
+class ExtrinsicCall(NamedTuple):
     """<METHODCALL NAME=...> on a LOCALCLASSPATH or LOCALINSTANCEPATH (DSP0201 §5.3.2.1)."""
 
     message_id: str
@@ -89,8 +86,7 @@ class ExtrinsicCall:
     params: tuple[ParamValue, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class ExportCall:
+class ExportCall(NamedTuple):
     """<EXPMETHODCALL NAME=...> in a SIMPLEEXPREQ (DSP0201 §5.3.2.3), e.g. ExportIndication."""
 
     message_id: str
@@ -100,6 +96,8 @@ class ExportCall:
 
 
 Request = IntrinsicCall | ExtrinsicCall | ExportCall
+# The requests are immutable tuples, as the rendered names below: one is built per request,
+# and a frozen dataclass costs four times as much to build (~1.4 µs for IntrinsicCall).
 
 
 # ---- results of intrinsic operations: what goes in IRETURNVALUE (reference 2.3) ----

@@ -62,6 +62,7 @@ def test_pywbem_get_unknown_instance_is_not_found(gm: ProviderHandle) -> None:
         conn.GetInstance(path)
     assert err.value.status_code == pywbem.CIM_ERR_NOT_FOUND
     assert "no-such-node" in err.value.status_description
+    assert f"this node is {gm.node!r}" in err.value.status_description
 
 
 def test_pywbem_unknown_class_and_namespace(gm: ProviderHandle) -> None:
