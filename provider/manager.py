@@ -35,30 +35,34 @@ CLASS = "GM_GroupManager"
 class _ManagerInstances(InstanceProvider):
     def __init__(self, services: Services) -> None:
         self.services = services
+        self.node = services.node_name
+        # What does not change while the node runs, so that a GetInstance (a monitor polls
+        # this one) reads only the role.
+        self._fixed = {
+            "Name": self.node,
+            "ElementName": f"Group Manager {self.node}",
+            "StoreBackend": str(services.store.dialect),
+            "AutomaticTakeover": services.config.roles.automatic_takeover,
+            "Version": __version__,
+        }
 
     def enumerate(self, ctx: OperationContext, classname: str) -> Iterable[Row]:
         yield self._row()
 
     def get(self, ctx: OperationContext, classname: str, keys: Mapping[str, Any]) -> Row:
-        # The one instance, without the default's scan (a monitor polls this one).
+        # The one instance, without the default's scan.
         name = keys.get("Name")
-        if name != self.services.node_name:
-            raise NotFound(
-                f"No {CLASS} instance with Name={name!r}: this node is {self.services.node_name!r}."
-            )
+        if name != self.node:
+            raise NotFound(f"No {CLASS} instance with Name={name!r}: this node is {self.node!r}.")
         return self._row()
 
     def _row(self) -> Row:
         roles = self.services.roles
         return {
-            "Name": self.services.node_name,
-            "ElementName": f"Group Manager {self.services.node_name}",
+            **self._fixed,
             "Role": roles.role.value,
             "Epoch": roles.epoch,
             "ActiveManager": roles.active_manager or "",
-            "StoreBackend": str(self.services.store.dialect),
-            "AutomaticTakeover": self.services.config.roles.automatic_takeover,
-            "Version": __version__,
         }
 
 

@@ -310,6 +310,14 @@ def test_streaming_chunks_are_bounded_and_concatenate_to_the_whole() -> None:
     assert b"".join(chunks) == whole
 
 
+def test_a_single_instance_is_written_as_the_general_path_writes_it() -> None:
+    # encode_imethod_response writes an InstanceResult in one piece; the chunked path goes
+    # through the general item loop: the bytes must be the same.
+    result = InstanceResult(gm_instance())
+    whole = encode_imethod_response('a"<&>', "getINSTANCE", result)
+    assert b"".join(iter_imethod_response('a"<&>', "getINSTANCE", result)) == whole
+
+
 def test_streaming_consumes_lazily() -> None:
     produced = 0
 
