@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import math
 import os
@@ -187,6 +188,36 @@ class _ServerState:
         # submit, a capacity change). The loop keeps a core (`_auth_threads`).
         self.auth_pool = ThreadPoolExecutor(_auth_threads(), thread_name_prefix="gm-auth")
         self.throttle = LoginThrottle()
+        # Checks running, by (address, Authorization header): connections that send the same
+        # credentials at once (a pool, parallel cron jobs) wait for one check, which counts
+        # once against the throttle.
+        self.auth_checks: dict[tuple[str, str], _Check] = {}
+
+
+@dataclass(eq=False)
+class _Check:
+    """One password check running, and how many connections wait for its answer."""
+
+    future: asyncio.Future[Principal | None]
+    waiters: int = 0
+
+
+def _check_ended(
+    server: _ServerState, key: tuple[str, str], user: str, future: asyncio.Future[Principal | None]
+) -> None:
+    """A check's end, whoever waited for it: the throttle counts it (a wrong password once)."""
+    if server.auth_checks.get(key) is not None and server.auth_checks[key].future is future:
+        del server.auth_checks[key]
+    ok = None if future.cancelled() or future.exception() else future.result() is not None
+    address = key[0]
+    if server.throttle.end(address, user, ok):
+        log.warning(
+            "login: too many wrong passwords for user %r (or users) from %s within "
+            "%d s; such passwords from there are not checked for a while (a guess?)",
+            user,
+            address,
+            server.throttle.window,
+        )
 
 
 class _Connection(asyncio.Protocol):
@@ -204,7 +235,9 @@ class _Connection(asyncio.Protocol):
         self._peer_ids: tuple[int, int] | None = None
         self._peer_recheck = 0.0
         self._auth_cache: tuple[str, Principal, float] | None = None
-        self._auth_pending: asyncio.Future[Principal | None] | None = None
+        # The password check this connection waits for (shared), and its own wait.
+        self._auth_check: _Check | None = None
+        self._auth_wait: asyncio.Future[Principal | None] | None = None
         self._buf = bytearray()
         self._state = _HEAD
         self._work: _Work | None = None
@@ -286,10 +319,9 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
-        if self._auth_pending is not None:
-            # A client that left does not keep a password check queued (connect, send a
-            # made-up password, leave, again: the queue must stay bounded by the connections).
-            self._auth_pending.cancel()
+        if self._auth_wait is not None:
+            self._auth_wait.cancel()
+        self._leave_check()
         self._state = _DEAD
         server = self._server
         if self in server.connections:
@@ -704,38 +736,46 @@ class _Connection(asyncio.Protocol):
         user = credentials[0]
         address = self._address()
         if not known:
-            wait = server.throttle.begin(address, user)
-            if wait > 0:
-                return None, (
-                    f"Too many wrong passwords for {user} from this address; its passwords "
-                    f"are not checked for another {math.ceil(wait)} s."
+            key = (address, authorization)
+            check = server.auth_checks.get(key)
+            if check is None:
+                wait = server.throttle.begin(address, user)
+                if wait > 0:
+                    return None, (
+                        f"Too many wrong passwords for {user} from this address; its "
+                        f"passwords are not checked for another {math.ceil(wait)} s."
+                    )
+                # scrypt takes tens of milliseconds on purpose: keep it off the event loop.
+                future = self._loop.run_in_executor(
+                    server.auth_pool, server.authenticator.verify_basic, *credentials
                 )
-            # scrypt takes tens of milliseconds on purpose: keep it off the event loop.
-            pending = self._loop.run_in_executor(
-                server.auth_pool, server.authenticator.verify_basic, *credentials
-            )
-            self._auth_pending = pending
-            ok: bool | None = None
+                check = server.auth_checks[key] = _Check(future)
+                future.add_done_callback(functools.partial(_check_ended, server, key, user))
+            check.waiters += 1
+            self._auth_check = check
+            # Each connection waits on its own: one that leaves does not cancel the others'.
+            self._auth_wait = asyncio.shield(check.future)
             try:
-                principal = await pending
-                ok = principal is not None
+                principal = await self._auth_wait
             finally:
-                self._auth_pending = None
-                locks = server.throttle.end(address, user, ok)
-            if locks:
-                log.warning(
-                    "login: too many wrong passwords for user %r (or users) from %s within "
-                    "%d s; such passwords from there are not checked for a while (a guess?)",
-                    user,
-                    address,
-                    server.throttle.window,
-                )
+                self._auth_wait = None
+                self._leave_check()
         if principal is None:
             self._refused_login(user, "a wrong password or an unknown user")
             return None, "Invalid user name or password."
         principal = dataclasses.replace(principal, via=self._via, peer=self._peer)
         self._auth_cache = (authorization, principal, now + _AUTH_RECHECK)
         return principal, None
+
+    def _leave_check(self) -> None:
+        """This connection no longer waits for its password check. A check nobody waits for
+        is dropped from the queue (connect, send a made-up password, leave, again: the queue
+        stays bounded by the connections)."""
+        check, self._auth_check = self._auth_check, None
+        if check is not None:
+            check.waiters -= 1
+            if check.waiters == 0 and not check.future.done():
+                check.future.cancel()
 
     def _refused_login(self, user: str | None, why: str) -> None:
         """A 401 for credentials that were given: no CIM request was read, so the audit log

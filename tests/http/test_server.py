@@ -310,6 +310,46 @@ def test_a_client_that_leaves_does_not_keep_its_password_check_queued(
     assert checked == ["hold", "secret"]
 
 
+def test_a_shared_password_check_goes_on_for_those_still_waiting() -> None:
+    """Two connections wait for one check of the same credentials; the first leaves: the
+    check is not dropped, and the other gets its answer."""
+    release = threading.Event()
+    checked: list[str] = []
+
+    class Slow(InMemoryAuthenticator):
+        def verify_basic(self, user: str, password: str) -> Principal | None:
+            checked.append(password)
+            release.wait(5)
+            return super().verify_basic(user, password)
+
+    async def main() -> int:
+        server = await serve(
+            Recorder(), [TCPListener()], authenticator=Slow({"admin": "secret"}), require_auth=True
+        )
+        try:
+            leaving = await RawClient.tcp(server.ports[0])
+            await leaving.send(post(headers=[basic("admin", "secret")]))
+            while not checked:
+                await asyncio.sleep(0.01)
+            staying = await RawClient.tcp(server.ports[0])
+            await staying.send(post(headers=[basic("admin", "secret")]))
+            await asyncio.sleep(0.2)
+            sock = leaving.writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            leaving.writer.transport.abort()
+            await asyncio.sleep(0.2)
+            release.set()
+            status = (await staying.response()).status
+            await staying.close()
+            return status
+        finally:
+            release.set()
+            await server.close(grace=1.0)
+
+    assert asyncio.run(main()) == 200
+    assert checked == ["secret"]
+
+
 def test_a_changed_password_ends_an_open_connection_s_access(tmp_path: Path) -> None:
     """A keep-alive connection's credentials are looked at again after a second: a password
     changed (or a user deleted) in the users file does not go on for the connection's life."""
@@ -762,3 +802,46 @@ def test_guesses_sent_at_once_are_counted_before_their_answers(tmp_path: Path) -
     assert all(
         d.startswith("Too many wrong passwords for admin") for d in details if d not in checked
     )
+
+
+def test_logins_sent_at_once_with_the_same_credentials_share_one_check(tmp_path: Path) -> None:
+    """Eight connections opened at once by one client (a pool, a benchmark, parallel cron
+    jobs) with the right password: running checks counted as guesses refused the sixth with
+    a 401. The same credentials from one address are now checked once, for all of them; the
+    same wrong password sent 40 times at once is one guess, not a lock."""
+    users = tmp_path / "users"
+    users.write_text(
+        format_users_line(UserRecord("admin", "administrator", hash_password("s", n=2**12))) + "\n"
+    )
+    verified: list[str] = []
+
+    class Counting(FileAuthenticator):
+        def verify_basic(self, user: str, password: str) -> Principal | None:
+            verified.append(password)
+            return super().verify_basic(user, password)
+
+    async def login(port: int, password: str) -> int:
+        client = await RawClient.tcp(port)
+        try:
+            await client.send(post(headers=[basic("admin", password)]))
+            return (await client.response()).status
+        finally:
+            await client.close()
+
+    async def main() -> tuple[list[int], list[int], int]:
+        server = await serve(
+            Recorder(), [TCPListener()], authenticator=Counting(users), require_auth=True
+        )
+        port = server.ports[0]
+        try:
+            wrong = await asyncio.gather(*(login(port, "stale") for _ in range(40)))
+            right = await asyncio.gather(*(login(port, "s") for _ in range(40)))
+            return wrong, right, await login(port, "s")
+        finally:
+            await server.close(grace=1.0)
+
+    wrong, right, later = asyncio.run(main())
+    assert wrong == [401] * 40
+    assert right == [200] * 40
+    assert later == 200
+    assert sorted(set(verified)) == ["s", "stale"] and len(verified) <= 4, verified
