@@ -6,6 +6,9 @@ really read by the canonical reader, so the fast path cannot silently stop being
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
@@ -13,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from provider.cimxml.canonical import DEPTH, read_canonical
+from provider.cimxml.canonical import DEPTH, MAX_BYTES, read_canonical
 from provider.cimxml.parse import DEFAULT_MAX_ELEMENTS, parse_request, parse_tree
 from provider.errors import ProtocolError
 from tests.cimxml.strategies import cim_name, xml_text
@@ -21,6 +24,7 @@ from tests.cimxml.test_fuzz import TOKENS, mutated
 
 # XML white space, and characters Python counts as white space that XML does not.
 WHITE = [b"\r", b"\t", b"\n", b"\x0b", b"\x0c", b"\x1c", b"\xc2\x85", b"\xc2\xa0", b"&"]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = int(os.environ.get("GM_FUZZ_EXAMPLES", "2000"))
 DECL = '<?xml version="1.0" encoding="utf-8" ?>\n'
 NS = '<LOCALNAMESPACEPATH><NAMESPACE NAME="root"/><NAMESPACE NAME="cimv2"/></LOCALNAMESPACEPATH>'
@@ -237,6 +241,46 @@ def test_the_limits_still_hold_for_canonical_documents() -> None:
     few = outcome(parse_request, body, max_depth=48, max_elements=5)
     assert few == outcome(parse_tree, body, max_depth=48, max_elements=5)
     assert few[0] == "error"
+
+
+def _finishes(body: bytes) -> None:
+    """read_canonical on `body` ends within 60 s, in a process of its own (the re module
+    keeps the GIL while it matches): a pattern that backtracked over a run of white space
+    took hours on a megabyte of it, holding the server's event loop."""
+    code = (
+        "import sys; from provider.cimxml.canonical import read_canonical; "
+        "read_canonical(sys.stdin.buffer.read(), 10**9)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], input=body, timeout=60, cwd=ROOT, capture_output=True
+    )
+    assert done.returncode == 0, done.stderr
+
+
+_SPACE = b" \t\r\n" * ((MAX_BYTES - 2000) // 4)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        imethod("X", '<IPARAMVALUE NAME="P">' + _SPACE.decode() + "</IPARAMVALUE >"),
+        method("m", CLASS_PATH, '<PARAMVALUE NAME="P">' + _SPACE.decode() + "</PARAMVALUEX>"),
+        imethod("X", '<IPARAMVALUE NAME="P"><VALUE>v</VALUE>' + _SPACE.decode() + "</X>"),
+        CANONICAL["pywbem GetInstance"].replace(b"<KEYBINDING", _SPACE + b"<KEYBINDING", 1),
+        CANONICAL["pywbem GetInstance"].replace(b"<SIMPLEREQ>", b"<SIMPLEREQ>" + _SPACE + b"<"),
+    ],
+    ids=["IPARAMVALUE", "PARAMVALUE", "after a value", "before a key", "before the call"],
+)
+def test_a_megabyte_of_white_space_is_read_in_linear_time(body: bytes) -> None:
+    _finishes(body)
+    assert outcome(parse_request, body) == outcome(parse_tree, body)
+
+
+def test_documents_past_the_size_bound_go_to_the_full_parser() -> None:
+    body = CANONICAL["pywbem GetInstance"] + b" " * MAX_BYTES
+    assert read_canonical(body, DEFAULT_MAX_ELEMENTS) is None
+    assert outcome(parse_request, body) == outcome(parse_tree, body)
+    assert outcome(parse_request, body)[0] == "request"
 
 
 @settings(
