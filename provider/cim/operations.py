@@ -183,8 +183,9 @@ _SIGNATURES: dict[str, dict[str, tuple[str, Any]]] = {
     "CloseEnumeration": {"EnumerationContext": (_S, None)},
 }
 _SIGNATURE_BY_LOWER = {k.lower(): (k, v) for k, v in _SIGNATURES.items()}
-# Per operation: lower-case parameter name -> its declared spelling.
+# Per operation: lower-case parameter name -> its declared spelling; and the defaults.
 _PARAMETER_BY_LOWER = {op: {k.lower(): k for k in sig} for op, sig in _SIGNATURES.items()}
+_DEFAULTS = {op: {name: d for name, (_, d) in sig.items()} for op, sig in _SIGNATURES.items()}
 
 DEFAULT_OPERATION_TIMEOUT = 60  # seconds an idle enumeration context lives (DSP0200 §5.3.2.29)
 MAX_OPERATION_TIMEOUT = 3600
@@ -192,6 +193,9 @@ MAX_CONTEXTS = 1000
 # One user's share: a user who leaves enumerations open (a script that never pulls to the
 # end) runs out of its own, not everyone's; pywbemcli holds one at a time.
 MAX_CONTEXTS_PER_USER = 100
+
+
+_MISSING = object()  # a key the path does not bind
 
 
 def _text(value: Any, name: str) -> str:
@@ -205,7 +209,7 @@ def _typed_intrinsic(op: str, params: Mapping[str, Any], duplicate: str | None) 
         raise InvalidParameter(f"Parameter {duplicate} is given twice.")
     signature = _SIGNATURES[op]
     lower = _PARAMETER_BY_LOWER[op]
-    typed: dict[str, Any] = {name: default for name, (_, default) in signature.items()}
+    typed = dict(_DEFAULTS[op])
     for raw_name, value in params.items():
         name = lower.get(raw_name.lower())
         if name is None:
@@ -533,6 +537,11 @@ class CimOperations:
         # (namespace, class) as a request spells them, lower-cased -> the class's own name,
         # its instance provider and shaper: one lookup per GetInstance instead of three.
         self._targets: dict[tuple[str, str], tuple[str, InstanceProvider, _Shaper]] = {}
+        # Lower-case intrinsic method name -> its declared name and its handler.
+        self._handlers: dict[str, tuple[str, Callable[..., IntrinsicResult]]] = {
+            lower: (op, getattr(self, "_op_" + op))
+            for lower, (op, _) in _SIGNATURE_BY_LOWER.items()
+        }
 
     # ---- helpers ----
 
@@ -622,22 +631,23 @@ class CimOperations:
         return shaper, provider.get(ctx, classname, keys)
 
     def _check_keys(self, shaper: _Shaper, path: CIMInstanceName) -> dict[str, Any]:
-        given = {k.lower(): (k, v) for k, v in path.keybindings.items()}
+        bindings = path.keybindings  # looked up without regard to case
         keys: dict[str, Any] = {}
-        for key, lower, cimtype in shaper.key_specs:
-            if lower not in given:
+        for key, _, cimtype in shaper.key_specs:
+            value = bindings.get(key, _MISSING)
+            if value is _MISSING:
                 raise InvalidParameter(
                     f"The path of {shaper.classname} needs key {key}; got {_describe_path(path)}."
                 )
-            value = given.pop(lower)[1]
             # A string key sent as a string is already what typed_value would return.
             if cimtype != "string" or type(value) is not str:
                 value = typed_value(value, cimtype, False, key)
             keys[key] = value
-        if given:
+        if len(bindings) > len(keys):
+            declared = {lower for _, lower, _ in shaper.key_specs}
+            extra = sorted(sent for sent in bindings if sent.lower() not in declared)
             raise InvalidParameter(
-                f"{shaper.classname} has no key named "
-                f"{', '.join(sorted(sent for sent, _ in given.values()))}; "
+                f"{shaper.classname} has no key named {', '.join(extra)}; "
                 f"its keys are {', '.join(shaper.keys)}."
             )
         return keys
@@ -645,12 +655,11 @@ class CimOperations:
     # ---- intrinsic ----
 
     async def intrinsic(self, call: IntrinsicCall, ctx: OperationContext) -> IntrinsicResult:
-        entry = _SIGNATURE_BY_LOWER.get(call.method.lower())
+        entry = self._handlers.get(call.method.lower())
         if entry is None:
             raise NotSupported(f"Unrecognized or unsupported intrinsic method: {call.method}.")
-        op, _ = entry
+        op, handler = entry
         self.repository.namespace(call.namespace)
-        handler = getattr(self, "_op_" + op)
         if self.audit is None or op not in _WRITE_OPERATIONS:
             result: IntrinsicResult = handler(
                 ctx, _typed_intrinsic(op, call.params, call.duplicate)

@@ -221,7 +221,17 @@ def _extrinsic(text: str, pos: int, message_id: str, protocol_version: str) -> E
 
 
 def _namespace(names: str) -> str:
-    return "/".join(_NAMESPACES.findall(names))
+    """The LOCALNAMESPACEPATH's NAMESPACE elements, joined; remembered, as a server has few
+    namespaces and clients repeat them."""
+    namespace = _namespaces.get(names)
+    if namespace is None:
+        namespace = "/".join(_NAMESPACES.findall(names))
+        if len(_namespaces) < 64:
+            _namespaces[names] = namespace
+    return namespace
+
+
+_namespaces: dict[str, str] = {}
 
 
 def _value(param: re.Match[str]) -> Value:
