@@ -142,8 +142,9 @@ def read_canonical(body: bytes, max_elements: int) -> Request | None:
     """The request in `body` if it is in the canonical form, else None (read it fully)."""
     if len(body) > MAX_BYTES:
         return None
-    # Every element starts with "<": at most this many elements, as the full parser bounds.
-    if body.count(b"<") > max_elements:
+    # Every element starts with "<": at most this many elements, as the full parser bounds
+    # (counted only when the body could hold more).
+    if len(body) > max_elements and body.count(b"<") > max_elements:
         return None
     try:
         text = body.decode("utf-8")

@@ -185,6 +185,12 @@ def test_a_key_the_class_does_not_have_is_named_as_sent(gm: ProviderHandle) -> N
     assert "GM_DeviceBay has no key named SlotNumber; its keys are" in (
         err.value.status_description
     )
+    # A key missing is named, whatever the case of those sent.
+    path = pywbem.CIMInstanceName("GM_DeviceBay", {"enclosurename": "enc01"}, "root/cimv2")
+    with pytest.raises(pywbem.CIMError) as err:
+        gm.connection().GetInstance(path)
+    assert err.value.status_code == pywbem.CIM_ERR_INVALID_PARAMETER
+    assert "The path of GM_DeviceBay needs key BayName; got" in err.value.status_description
 
 
 def test_an_embedded_object_where_the_mof_declares_none_is_invalid(gm: ProviderHandle) -> None:
