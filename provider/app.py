@@ -95,7 +95,7 @@ class CimApplication:
         intrinsic = isinstance(call, IntrinsicCall)
         try:
             if isinstance(call, IntrinsicCall):
-                result = await self.operations.intrinsic(call, ctx)
+                result = self.operations.intrinsic(call, ctx)
                 body = self._intrinsic_body(call, result)
             else:
                 response = await self.operations.extrinsic(call, ctx)

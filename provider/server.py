@@ -215,12 +215,9 @@ async def _serve(config: Config) -> int:
     # Listen first: a node that cannot (its port or socket taken: often a second copy of a
     # running node, started by hand) stops here, before it takes the lease, which would fence
     # the running active. Requests before the application is ready get 503.
-    ready: list[CimApplication] = []
 
-    async def application(request: HttpRequest) -> HttpResponse:
-        if not ready:
-            raise ProtocolError(503, None, "The Group Manager is starting; try again shortly.")
-        return await ready[0](request)
+    async def starting(request: HttpRequest) -> HttpResponse:
+        raise ProtocolError(503, None, "The Group Manager is starting; try again shortly.")
 
     limits = TransportLimits(
         max_body_bytes=config.server.max_body_bytes,
@@ -232,7 +229,7 @@ async def _serve(config: Config) -> int:
     )
     try:
         server = await serve(
-            application,
+            starting,
             _listeners(config),
             authenticator=_Authenticator(config, users),
             require_auth=config.server.require_auth,
@@ -244,12 +241,12 @@ async def _serve(config: Config) -> int:
             "socket: give each node its own [server] http_port, https_port and unix_socket."
         ) from exc
     try:
-        return await _run_node(config, server, ready)
+        return await _run_node(config, server)
     finally:
         await server.close()
 
 
-async def _run_node(config: Config, server: HttpServer, ready: list[CimApplication]) -> int:
+async def _run_node(config: Config, server: HttpServer) -> int:
     store = _open_store(config)
     roles = RoleManager(
         store,
@@ -311,7 +308,7 @@ async def _run_node(config: Config, server: HttpServer, ready: list[CimApplicati
         max_xml_depth=config.server.max_xml_depth,
         max_xml_elements=config.server.max_xml_elements,
     )
-    ready.append(app)
+    server.set_application(app)
     tasks = [lease_task]
     tasks += [asyncio.create_task(job(), name=job.__name__) for job in services.background]
     stop = asyncio.Event()

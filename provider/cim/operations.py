@@ -654,7 +654,7 @@ class CimOperations:
 
     # ---- intrinsic ----
 
-    async def intrinsic(self, call: IntrinsicCall, ctx: OperationContext) -> IntrinsicResult:
+    def intrinsic(self, call: IntrinsicCall, ctx: OperationContext) -> IntrinsicResult:
         entry = self._handlers.get(call.method.lower())
         if entry is None:
             raise NotSupported(f"Unrecognized or unsupported intrinsic method: {call.method}.")

@@ -789,8 +789,7 @@ class _Connection(asyncio.Protocol):
         return self._peer.rsplit(":", 1)[0] if self._via is not Via.UNIX else self._peer
 
     async def _send_error(self, status: int, detail: str) -> None:
-        extra = [("Retry-After", "1")] if status == 503 else None
-        response = error_response(status, detail, None, extra)
+        response = error_response(status, detail, None)
         head = status_line(status) + date_header() + encode_headers(response.headers)
         self._write(head + b"Content-Length: 0\r\nConnection: close\r\n\r\n")
 
@@ -960,6 +959,11 @@ class HttpServer:
     @property
     def connection_count(self) -> int:
         return len(self._state.connections)
+
+    def set_application(self, app: Application) -> None:
+        """The application that answers from the next request on (a server may listen
+        before its application is ready, with one that answers 503 meanwhile)."""
+        self._state.app = app
 
     async def close(self, grace: float = 5.0) -> None:
         """Stop accepting; let responses in progress finish for up to `grace` seconds."""

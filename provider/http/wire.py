@@ -122,6 +122,9 @@ def error_response(
     if status == 401:
         # RFC 7617 §2; OpenPegasus wbemexec sends credentials only after this challenge.
         headers.append(("WWW-Authenticate", f'Basic realm="{REALM}"'))
+    if status == 503:
+        # Busy or starting: a client (and pywbem's retry) may come back in a second.
+        headers.append(("Retry-After", "1"))
     if extra:
         headers.extend(extra)
     return HttpResponse(status=status, headers=headers, body=b"")

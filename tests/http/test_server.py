@@ -845,3 +845,31 @@ def test_logins_sent_at_once_with_the_same_credentials_share_one_check(tmp_path:
     assert right == [200] * 40
     assert later == 200
     assert sorted(set(verified)) == ["s", "stale"] and len(verified) <= 4, verified
+
+
+def test_the_application_is_set_once_it_is_ready() -> None:
+    """A node listens before its application is ready (a second copy of a node must fail on
+    the port before it takes the lease); meanwhile requests get a 503, then the real one
+    answers, on the same keep-alive connection."""
+
+    async def starting(request: HttpRequest) -> HttpResponse:
+        raise ProtocolError(503, None, "The Group Manager is starting; try again shortly.")
+
+    async def main() -> tuple[int, str, int]:
+        server = await serve(starting, [TCPListener()], require_auth=False)
+        recorder = Recorder()
+        try:
+            early = await RawClient.tcp(server.ports[0])
+            await early.send(post())
+            first = await early.response()
+            await early.close()
+            server.set_application(recorder)
+            client = await RawClient.tcp(server.ports[0])
+            await client.send(post())
+            second = await client.response()
+            await client.close()
+            return first.status, first.headers.get("retry-after", ""), second.status
+        finally:
+            await server.close(grace=1.0)
+
+    assert asyncio.run(main()) == (503, "1", 200)
