@@ -57,13 +57,8 @@ class _ManagerInstances(InstanceProvider):
         return self._row()
 
     def _row(self) -> Row:
-        roles = self.services.roles
-        return {
-            **self._fixed,
-            "Role": roles.role.value,
-            "Epoch": roles.epoch,
-            "ActiveManager": roles.active_manager or "",
-        }
+        role, epoch, active = self.services.roles.state()
+        return {**self._fixed, "Role": role.value, "Epoch": epoch, "ActiveManager": active or ""}
 
 
 def install_manager(registry: ProviderRegistry, services: Services) -> None:
@@ -82,14 +77,8 @@ def install_manager(registry: ProviderRegistry, services: Services) -> None:
         return MethodOutcome(0, {})
 
     async def get_role(ctx: OperationContext, params: Mapping[str, Any]) -> MethodOutcome:
-        return MethodOutcome(
-            0,
-            {
-                "Role": roles.role.value,
-                "Epoch": roles.epoch,
-                "ActiveManager": roles.active_manager or "",
-            },
-        )
+        role, epoch, active = roles.state()
+        return MethodOutcome(0, {"Role": role.value, "Epoch": epoch, "ActiveManager": active or ""})
 
     registry.add_instances(NS, CLASS, _ManagerInstances(services))
     registry.add_method(NS, CLASS, MethodSpec("getRole", get_role, changes_state=False))

@@ -228,24 +228,29 @@ class RoleManager:
     @property
     def epoch(self) -> int:
         """The epoch we hold when active; otherwise the last epoch seen in the store."""
-        with self._state_lock:
-            if self._machine.role is Role.ACTIVE:
-                return self._epoch
-            return max(self._epoch, self._lease.epoch if self._lease else 0)
+        return self.state()[1]
 
     @property
     def active_manager(self) -> str | None:
         """The active node's name as far as we know (refreshed at each tick), or None."""
-        if self.role is Role.ACTIVE:
-            return self._node
+        return self.state()[2]
+
+    def state(self) -> tuple[Role, int, str | None]:
+        """Role, epoch and active manager read together (GM_GroupManager's instance,
+        getRole): three separate reads could straddle a change of role and mix two states."""
+        self._check_deadline()
         with self._state_lock:
+            role = self._machine.role
+            if role is Role.ACTIVE:
+                return role, self._epoch, self._node
             lease = self._lease
+            epoch = max(self._epoch, lease.epoch if lease else 0)
             # Our own name in a lease while we are standby: we demoted ourselves (deadline)
             # and the store has not caught up; we are not the active one.
             if lease is None or lease.holder in ("", self._node):
-                return None
+                return role, epoch, None
             still_valid = self._lease_seen_at + lease.remaining > self._clock()
-            return lease.holder if still_valid else None
+            return role, epoch, lease.holder if still_valid else None
 
     def add_quiescer(self, quiescer: Quiescer) -> None:
         """Ask `quiescer` to end what it has in flight before this node lets the lease go
