@@ -644,8 +644,9 @@ class CimOperations:
                 value = typed_value(value, cimtype, False, key)
             keys[key] = value
         if len(bindings) > len(keys):
-            declared = {lower for _, lower, _ in shaper.key_specs}
-            extra = sorted(sent for sent in bindings if sent.lower() not in declared)
+            # Matched as the path matches them (case folded), not merely lower-cased.
+            declared = {key.casefold() for key, _, _ in shaper.key_specs}
+            extra = sorted(sent for sent in bindings if sent.casefold() not in declared)
             raise InvalidParameter(
                 f"{shaper.classname} has no key named {', '.join(extra)}; "
                 f"its keys are {', '.join(shaper.keys)}."

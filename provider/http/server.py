@@ -23,9 +23,9 @@ Timeouts use one timer per connection that is re-armed only when it fires, so th
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
-import functools
 import logging
 import math
 import os
@@ -196,19 +196,28 @@ class _ServerState:
 
 @dataclass(eq=False)
 class _Check:
-    """One password check running, and how many connections wait for its answer."""
+    """One password check, and how many connections wait for its answer. `work` is the
+    thread pool's own future: a check that has started runs to its end and is counted
+    then, whoever still waits (hanging up must not take a guess off the count, since its
+    verdict is remembered); one still queued is dropped when its last waiter leaves."""
 
-    future: asyncio.Future[Principal | None]
+    key: tuple[str, str]  # (address, Authorization header)
+    work: concurrent.futures.Future[Principal | None]
+    answer: asyncio.Future[Principal | None]  # the same, for the loop
     waiters: int = 0
 
 
 def _check_ended(
-    server: _ServerState, key: tuple[str, str], user: str, future: asyncio.Future[Principal | None]
+    server: _ServerState,
+    key: tuple[str, str],
+    user: str,
+    work: concurrent.futures.Future[Principal | None],
 ) -> None:
-    """A check's end, whoever waited for it: the throttle counts it (a wrong password once)."""
-    if server.auth_checks.get(key) is not None and server.auth_checks[key].future is future:
+    """A check's end, on the loop: the throttle counts it (a wrong password once)."""
+    check = server.auth_checks.get(key)
+    if check is not None and check.work is work:
         del server.auth_checks[key]
-    ok = None if future.cancelled() or future.exception() else future.result() is not None
+    ok = None if work.cancelled() or work.exception() else work.result() is not None
     address = key[0]
     if server.throttle.end(address, user, ok):
         log.warning(
@@ -218,6 +227,18 @@ def _check_ended(
             address,
             server.throttle.window,
         )
+
+
+def _when_ended(
+    loop: asyncio.AbstractEventLoop, server: _ServerState, key: tuple[str, str], user: str
+) -> Callable[[concurrent.futures.Future[Principal | None]], None]:
+    """The pool's done-callback (it runs on the check's thread): `_check_ended` on the loop."""
+
+    def ended(work: concurrent.futures.Future[Principal | None]) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nothing to count
+            loop.call_soon_threadsafe(_check_ended, server, key, user, work)
+
+    return ended
 
 
 class _Connection(asyncio.Protocol):
@@ -738,7 +759,7 @@ class _Connection(asyncio.Protocol):
         if not known:
             key = (address, authorization)
             check = server.auth_checks.get(key)
-            if check is None:
+            if check is None or check.work.cancelled():
                 wait = server.throttle.begin(address, user)
                 if wait > 0:
                     return None, (
@@ -746,15 +767,14 @@ class _Connection(asyncio.Protocol):
                         f"passwords are not checked for another {math.ceil(wait)} s."
                     )
                 # scrypt takes tens of milliseconds on purpose: keep it off the event loop.
-                future = self._loop.run_in_executor(
-                    server.auth_pool, server.authenticator.verify_basic, *credentials
-                )
-                check = server.auth_checks[key] = _Check(future)
-                future.add_done_callback(functools.partial(_check_ended, server, key, user))
+                work = server.auth_pool.submit(server.authenticator.verify_basic, *credentials)
+                check = _Check(key, work, asyncio.wrap_future(work, loop=self._loop))
+                server.auth_checks[key] = check
+                work.add_done_callback(_when_ended(self._loop, server, key, user))
             check.waiters += 1
             self._auth_check = check
             # Each connection waits on its own: one that leaves does not cancel the others'.
-            self._auth_wait = asyncio.shield(check.future)
+            self._auth_wait = asyncio.shield(check.answer)
             try:
                 principal = await self._auth_wait
             finally:
@@ -774,8 +794,10 @@ class _Connection(asyncio.Protocol):
         check, self._auth_check = self._auth_check, None
         if check is not None:
             check.waiters -= 1
-            if check.waiters == 0 and not check.future.done():
-                check.future.cancel()
+            # Only a check still queued can be dropped; one that runs ends and is counted.
+            checks = self._server.auth_checks
+            if check.waiters == 0 and check.work.cancel() and checks.get(check.key) is check:
+                del checks[check.key]
 
     def _refused_login(self, user: str | None, why: str) -> None:
         """A 401 for credentials that were given: no CIM request was read, so the audit log

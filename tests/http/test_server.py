@@ -873,3 +873,93 @@ def test_the_application_is_set_once_it_is_ready() -> None:
             await server.close(grace=1.0)
 
     assert asyncio.run(main()) == (503, "1", 200)
+
+
+def test_a_guess_abandoned_while_its_check_runs_still_counts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Hanging up during the check dropped it from the throttle's count while the check went
+    on and its verdict was remembered: connect, guess, hang up, and the next connection with
+    the same guess was answered from memory, never counted. A check that has started is now
+    counted when it ends, whoever still waits."""
+    monkeypatch.setattr("provider.http.server._auth_threads", lambda: 1)
+    started = threading.Event()
+
+    class Slow(InMemoryAuthenticator):
+        def verify_basic(self, user: str, password: str) -> Principal | None:
+            started.set()
+            time.sleep(0.05)
+            return super().verify_basic(user, password)
+
+    async def abandon(port: int, password: str) -> None:
+        started.clear()
+        client = await RawClient.tcp(port)
+        await client.send(post(headers=[basic("admin", password)]))
+        while not started.is_set():
+            await asyncio.sleep(0.002)
+        sock = client.writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.writer.transport.abort()
+        await asyncio.sleep(0.1)  # the check ends meanwhile
+
+    async def main() -> tuple[int, str]:
+        server = await serve(
+            Recorder(), [TCPListener()], authenticator=Slow({"admin": "secret"}), require_auth=True
+        )
+        port = server.ports[0]
+        try:
+            for n in range(5):  # the throttle's limit for a user and address
+                await abandon(port, f"guess-{n}")
+            client = await RawClient.tcp(port)
+            await client.send(post(headers=[basic("admin", "secret")]))
+            response = await client.response()
+            await client.close()
+            return response.status, unquote(response.headers.get("pgerrordetail", ""))
+        finally:
+            await server.close(grace=1.0)
+
+    status, detail = asyncio.run(main())
+    assert status == 401 and "Too many wrong passwords for admin" in detail, (status, detail)
+
+
+def test_a_connection_that_joins_a_check_its_first_waiter_left_is_answered() -> None:
+    """The only waiter of a running check leaves, and a connection with the same
+    credentials arrives on the next loop turn: it joined the check that leaving had just
+    cancelled, and was never answered (408 after the header timeout). The running check now
+    goes on and answers it."""
+    release = threading.Event()
+    started = threading.Event()
+
+    class Slow(InMemoryAuthenticator):
+        def verify_basic(self, user: str, password: str) -> Principal | None:
+            started.set()
+            release.wait(5)
+            return super().verify_basic(user, password)
+
+    async def main() -> int:
+        server = await serve(
+            Recorder(), [TCPListener()], authenticator=Slow({"admin": "secret"}), require_auth=True
+        )
+        port = server.ports[0]
+        try:
+            first = await RawClient.tcp(port)
+            second = await RawClient.tcp(port)
+            await first.send(post(headers=[basic("admin", "secret")]))
+            while not started.is_set():
+                await asyncio.sleep(0.005)
+            await asyncio.sleep(0.05)
+            sock = first.writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            first.writer.transport.abort()
+            await asyncio.sleep(0)
+            second.writer.write(post(headers=[basic("admin", "secret")]))
+            await asyncio.sleep(0.1)
+            release.set()
+            status = (await asyncio.wait_for(second.response(), 5)).status
+            await second.close()
+            return status
+        finally:
+            release.set()
+            await server.close(grace=1.0)
+
+    assert asyncio.run(main()) == 200

@@ -191,6 +191,12 @@ def test_a_key_the_class_does_not_have_is_named_as_sent(gm: ProviderHandle) -> N
         gm.connection().GetInstance(path)
     assert err.value.status_code == pywbem.CIM_ERR_INVALID_PARAMETER
     assert "The path of GM_DeviceBay needs key BayName; got" in err.value.status_description
+    # Key names match as pywbem matches them (case folded: a long s is an s), and the extra
+    # named is the one that did not match.
+    keys = {"Encloſurename": "enc01", "BayName": "1", "Foo": "x"}
+    with pytest.raises(pywbem.CIMError) as err:
+        gm.connection().GetInstance(pywbem.CIMInstanceName("GM_DeviceBay", keys, "root/cimv2"))
+    assert "GM_DeviceBay has no key named Foo; its keys are" in err.value.status_description
 
 
 def test_an_embedded_object_where_the_mof_declares_none_is_invalid(gm: ProviderHandle) -> None:
