@@ -154,7 +154,7 @@ def read_canonical(body: bytes, max_elements: int) -> Request | None:
     if head is None:
         return None
     cim_version, dtd_version, message_id, protocol_version = head.groups()
-    if not (
+    if (cim_version, dtd_version, protocol_version) != ("2.0", "2.0", "1.0") and not (
         CIM_VERSION.fullmatch(cim_version)
         and CIM_VERSION.fullmatch(dtd_version)
         and PROTOCOL_VERSION.fullmatch(protocol_version)
