@@ -81,6 +81,7 @@ from provider.cimxml.messages import (
     RenderedName,
     VoidResult,
 )
+from provider.cimxml.values import INTEGER_TYPES
 from provider.errors import CIM_STATUS_NAMES
 
 __all__ = [
@@ -184,19 +185,7 @@ _SCALAR_TEXT: dict[str, Callable[[Any], str]] = {
     "datetime": _text_datetime,
     "real32": _text_real,
     "real64": _text_real,
-    **{
-        name: _text_integer
-        for name in (
-            "uint8",
-            "sint8",
-            "uint16",
-            "sint16",
-            "uint32",
-            "sint32",
-            "uint64",
-            "sint64",
-        )
-    },
+    **dict.fromkeys(INTEGER_TYPES, _text_integer),
 }
 
 

@@ -62,6 +62,14 @@ def run_with(
     return recorder
 
 
+def reset(client: RawClient) -> None:
+    """The client is gone at once (RST), not half-closed: a half-closed client may still be
+    waiting for its answer (RFC 9112 §9.6)."""
+    sock = client.writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.writer.transport.abort()
+
+
 def basic(user: str, password: str) -> tuple[str, str]:
     return ("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
 
@@ -291,9 +299,7 @@ def test_a_client_that_leaves_does_not_keep_its_password_check_queued(
             await asyncio.sleep(0.2)
             # Gone (reset) before its check could start. A half-close would still be owed
             # its answer (RFC 9112 §9.6): the client may be waiting for it.
-            sock = leaving.writer.get_extra_info("socket")
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            leaving.writer.transport.abort()
+            reset(leaving)
             await asyncio.sleep(0.2)
             release.set()
             assert (await holding.response()).status == 401
@@ -334,9 +340,7 @@ def test_a_shared_password_check_goes_on_for_those_still_waiting() -> None:
             staying = await RawClient.tcp(server.ports[0])
             await staying.send(post(headers=[basic("admin", "secret")]))
             await asyncio.sleep(0.2)
-            sock = leaving.writer.get_extra_info("socket")
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            leaving.writer.transport.abort()
+            reset(leaving)
             await asyncio.sleep(0.2)
             release.set()
             status = (await staying.response()).status
@@ -897,9 +901,7 @@ def test_a_guess_abandoned_while_its_check_runs_still_counts(
         await client.send(post(headers=[basic("admin", password)]))
         while not started.is_set():
             await asyncio.sleep(0.002)
-        sock = client.writer.get_extra_info("socket")
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        client.writer.transport.abort()
+        reset(client)
         await asyncio.sleep(0.1)  # the check ends meanwhile
 
     async def main() -> tuple[int, str]:
@@ -948,9 +950,7 @@ def test_a_connection_that_joins_a_check_its_first_waiter_left_is_answered() -> 
             while not started.is_set():
                 await asyncio.sleep(0.005)
             await asyncio.sleep(0.05)
-            sock = first.writer.get_extra_info("socket")
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            first.writer.transport.abort()
+            reset(first)
             await asyncio.sleep(0)
             second.writer.write(post(headers=[basic("admin", "secret")]))
             await asyncio.sleep(0.1)
