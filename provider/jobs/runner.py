@@ -115,7 +115,8 @@ class JobRunner:
             self._loop.call_soon_threadsafe(self._wake.set)
 
     def _epoch(self) -> int | None:
-        return int(self.roles.epoch) if self.roles.role is Role.ACTIVE else None
+        role, epoch, _ = self.roles.state()  # read together: no mix of two states
+        return epoch if role is Role.ACTIVE else None
 
     def _on_role_change(self, change: RoleChange) -> None:
         if change.new is Role.ACTIVE and self._loop is not None and self._wake is not None:
