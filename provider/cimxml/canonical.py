@@ -96,10 +96,17 @@ _INSTANCENAME = (
     rf"(?:/>|>(?P<keys>(?:{_WS}{_keybinding('(?:')})*){_WS}</INSTANCENAME>)"
 )
 _VALUE = rf"(?P<value><VALUE)(?:/>|>(?P<text>{_TEXT})</VALUE>)"
-_ITEM = rf"<VALUE>({_TEXT})</VALUE>|<VALUE(/)>|<VALUE\.NULL/>"
+
+
+def _item(group: str) -> str:
+    """A VALUE.ARRAY item: a VALUE, an empty one, or VALUE.NULL; `group` "(" captures the
+    text and the empty VALUE's "/", "(?:" does not."""
+    return rf"<VALUE>{group}{_TEXT})</VALUE>|<VALUE{group}/)>|<VALUE\.NULL/>"
+
+
 _ARRAY = (
-    rf"(?P<array><VALUE\.ARRAY)(?:/>|>(?P<items>(?:{_WS}(?:<VALUE>{_TEXT}</VALUE>|<VALUE/>|"
-    rf"<VALUE\.NULL/>))*){_WS}</VALUE\.ARRAY>)"
+    rf"(?P<array><VALUE\.ARRAY)(?:/>|>(?P<items>(?:{_WS}(?:{_item('(?:')}))*){_WS}"
+    rf"</VALUE\.ARRAY>)"
 )
 _CLASSNAME = rf'<CLASSNAME NAME="(?P<classname>{_NAME})"{_empty("CLASSNAME")}'
 
@@ -131,7 +138,7 @@ _IMETHOD_END = re.compile(rf"</IMETHODCALL>{_END}")
 _METHOD_END = re.compile(rf"</METHODCALL>{_END}")
 _NAMESPACES = re.compile(r'<NAMESPACE NAME="([^"]*)"')
 _KEYBINDINGS = re.compile(_keybinding("("))
-_ITEMS = re.compile(_ITEM)
+_ITEMS = re.compile(_item("("))
 
 
 class _NotCanonical(Exception):

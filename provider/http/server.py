@@ -193,6 +193,26 @@ class _ServerState:
         # once against the throttle.
         self.auth_checks: dict[tuple[str, str], _Check] = {}
 
+    def forget_check(self, check: _Check) -> None:
+        """A check no longer to be joined (ended, or dropped unstarted)."""
+        if self.auth_checks.get(check.key) is check:
+            del self.auth_checks[check.key]
+
+    def check_ended(self, check: _Check) -> None:
+        """A check's end, on the loop: the throttle counts it (a wrong password once)."""
+        self.forget_check(check)
+        work = check.work
+        ok = None if work.cancelled() or work.exception() else work.result() is not None
+        address = check.key[0]
+        if self.throttle.end(address, check.user, ok):
+            log.warning(
+                "login: too many wrong passwords for user %r (or users) from %s within "
+                "%d s; such passwords from there are not checked for a while (a guess?)",
+                check.user,
+                address,
+                self.throttle.window,
+            )
+
 
 @dataclass(eq=False)
 class _Check:
@@ -202,43 +222,10 @@ class _Check:
     verdict is remembered); one still queued is dropped when its last waiter leaves."""
 
     key: tuple[str, str]  # (address, Authorization header)
+    user: str
     work: concurrent.futures.Future[Principal | None]
     answer: asyncio.Future[Principal | None]  # the same, for the loop
     waiters: int = 0
-
-
-def _check_ended(
-    server: _ServerState,
-    key: tuple[str, str],
-    user: str,
-    work: concurrent.futures.Future[Principal | None],
-) -> None:
-    """A check's end, on the loop: the throttle counts it (a wrong password once)."""
-    check = server.auth_checks.get(key)
-    if check is not None and check.work is work:
-        del server.auth_checks[key]
-    ok = None if work.cancelled() or work.exception() else work.result() is not None
-    address = key[0]
-    if server.throttle.end(address, user, ok):
-        log.warning(
-            "login: too many wrong passwords for user %r (or users) from %s within "
-            "%d s; such passwords from there are not checked for a while (a guess?)",
-            user,
-            address,
-            server.throttle.window,
-        )
-
-
-def _when_ended(
-    loop: asyncio.AbstractEventLoop, server: _ServerState, key: tuple[str, str], user: str
-) -> Callable[[concurrent.futures.Future[Principal | None]], None]:
-    """The pool's done-callback (it runs on the check's thread): `_check_ended` on the loop."""
-
-    def ended(work: concurrent.futures.Future[Principal | None]) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop has closed: nothing to count
-            loop.call_soon_threadsafe(_check_ended, server, key, user, work)
-
-    return ended
 
 
 class _Connection(asyncio.Protocol):
@@ -768,9 +755,16 @@ class _Connection(asyncio.Protocol):
                     )
                 # scrypt takes tens of milliseconds on purpose: keep it off the event loop.
                 work = server.auth_pool.submit(server.authenticator.verify_basic, *credentials)
-                check = _Check(key, work, asyncio.wrap_future(work, loop=self._loop))
+                check = _Check(key, user, work, asyncio.wrap_future(work, loop=self._loop))
                 server.auth_checks[key] = check
-                work.add_done_callback(_when_ended(self._loop, server, key, user))
+                loop = self._loop
+
+                def ended(_: object, check: _Check = check) -> None:
+                    # On the check's thread: count it on the loop (unless that has closed).
+                    with contextlib.suppress(RuntimeError):
+                        loop.call_soon_threadsafe(server.check_ended, check)
+
+                work.add_done_callback(ended)
             check.waiters += 1
             self._auth_check = check
             # Each connection waits on its own: one that leaves does not cancel the others'.
@@ -795,9 +789,8 @@ class _Connection(asyncio.Protocol):
         if check is not None:
             check.waiters -= 1
             # Only a check still queued can be dropped; one that runs ends and is counted.
-            checks = self._server.auth_checks
-            if check.waiters == 0 and check.work.cancel() and checks.get(check.key) is check:
-                del checks[check.key]
+            if check.waiters == 0 and check.work.cancel():
+                self._server.forget_check(check)
 
     def _refused_login(self, user: str | None, why: str) -> None:
         """A 401 for credentials that were given: no CIM request was read, so the audit log
@@ -811,7 +804,7 @@ class _Connection(asyncio.Protocol):
         return self._peer.rsplit(":", 1)[0] if self._via is not Via.UNIX else self._peer
 
     async def _send_error(self, status: int, detail: str) -> None:
-        response = error_response(status, detail, None)
+        response = error_response(status, detail)
         head = status_line(status) + date_header() + encode_headers(response.headers)
         self._write(head + b"Content-Length: 0\r\nConnection: close\r\n\r\n")
 
